@@ -1,0 +1,334 @@
+package backend
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/slotproxy/slotproxy/resp"
+)
+
+type connState uint8
+
+const (
+	stateIdle    connState = iota // never dialled, or lost and free to redial
+	stateDialing                  // a dial goroutine is connecting; requests queue in fifo
+	stateOpen                     // registered on the loop; requests are written as they come
+	stateDown                     // the last dial failed; requests back off until redialAt
+	stateShut                     // closed on purpose (node left the cluster, engine stops)
+)
+
+// askingMarker stands in the fifo for an ASKING sent just before a request; its +OK is dropped.
+var askingMarker = &Request{}
+
+var askingCmd = []byte("*1\r\n$6\r\nASKING\r\n")
+
+// Conn is one pipelined connection to a node, owned by its Pool's event loop. Requests are answered in the
+// order they were written, so the fifo matches each reply to its request. A nil fifo entry is a request that
+// already got its answer (deadline passed): its late reply is dropped.
+type Conn struct {
+	pool *Pool
+	addr string
+
+	gc       gnet.Conn // set in OnOpen, nil otherwise
+	state    connState
+	dirty    bool   // in pool.dirty
+	out      []byte // bytes queued for the next flush (open state only)
+	fifo     fifo   // requests written or queued, oldest first
+	unsent   int    // how many fifo entries at the tail are not written yet
+	scanner  resp.ReplyScanner
+	failures int   // consecutive failed dials
+	redialAt int64 // unix ns; no dial before it while down
+}
+
+// Pool returns the pool the connection belongs to.
+func (c *Conn) Pool() *Pool { return c.pool }
+
+func (c *Conn) enqueue(r *Request) {
+	switch c.state {
+	case stateDown:
+		if time.Now().UnixNano() < c.redialAt {
+			c.pool.retry(r, c.unreachable())
+			return
+		}
+		c.dial()
+	case stateIdle, stateShut:
+		c.dial()
+	}
+	if r.ask != "" {
+		c.fifo.push(askingMarker)
+		c.unsent++
+		if c.state == stateOpen {
+			c.out = append(c.out, askingCmd...)
+		}
+		r.ask = ""
+	}
+	c.fifo.push(r)
+	c.unsent++
+	if c.state == stateOpen {
+		c.out = append(c.out, r.Raw...)
+		c.pool.markDirty(c)
+	}
+}
+
+func (c *Conn) flush() {
+	c.dirty = false
+	if c.state != stateOpen || len(c.out) == 0 {
+		return
+	}
+	out := c.out
+	c.out = c.out[:0]
+	c.unsent = 0
+	if cap(c.out) > 1<<20 {
+		c.out = nil // one huge value must not pin its buffer
+	}
+	_, _ = c.gc.Write(out) // on error gnet closes the conn and OnClose retries the fifo
+}
+
+func (c *Conn) unreachable() string {
+	return "CLUSTERDOWN The cluster is down: node " + c.addr + " is unreachable"
+}
+
+func (c *Conn) dial() {
+	c.state = stateDialing
+	p := c.pool
+	go func() {
+		nc, err := net.DialTimeout("tcp", c.addr, p.cfg.DialTimeout)
+		if err == nil {
+			err = handshake(nc, p.cfg)
+			if err == nil {
+				var ch <-chan gnet.RegisteredResult
+				ch, err = p.el.Enroll(gnet.NewContext(context.Background(), c), nc)
+				if err == nil {
+					err = (<-ch).Err // Enroll closes nc: the loop keeps a dup of the socket
+				} else {
+					nc.Close()
+				}
+			} else {
+				nc.Close()
+			}
+		}
+		if err != nil {
+			p.reportDial(c, err)
+		}
+	}()
+}
+
+// handshake authenticates a fresh connection before it joins the loop, while it is still a blocking net.Conn
+// with deadlines.
+func handshake(nc net.Conn, cfg *Config) error {
+	if cfg.Password == "" {
+		return nil
+	}
+	_ = nc.SetDeadline(time.Now().Add(cfg.DialTimeout))
+	defer nc.SetDeadline(time.Time{})
+	var cmd []byte
+	if cfg.Username != "" {
+		cmd = resp.AppendCommandStrings(nil, "AUTH", cfg.Username, cfg.Password)
+	} else {
+		cmd = resp.AppendCommandStrings(nil, "AUTH", cfg.Password)
+	}
+	if _, err := nc.Write(cmd); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(nc).ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if len(line) > 0 && line[0] == '-' {
+		return errors.New("AUTH failed: " + line[1:len(line)-2])
+	}
+	return nil
+}
+
+// OnOpen runs on the loop when the dialled connection is registered. It returns the queued requests to write.
+func (c *Conn) OnOpen(gc gnet.Conn) []byte {
+	if c.state != stateDialing {
+		// Shut while dialling: drop the connection.
+		_ = gc.Close()
+		return nil
+	}
+	c.gc = gc
+	c.state = stateOpen
+	c.failures = 0
+	var out []byte
+	for i := 0; i < c.fifo.len(); i++ {
+		switch r := c.fifo.at(i); r {
+		case nil:
+		case askingMarker:
+			out = append(out, askingCmd...)
+		default:
+			out = append(out, r.Raw...)
+		}
+	}
+	c.unsent = 0
+	return out
+}
+
+// OnTraffic matches every complete reply to the oldest request in the fifo.
+func (c *Conn) OnTraffic(gc gnet.Conn) {
+	if gc.InboundBuffered() < c.scanner.Need() {
+		return // the reply in progress is large and still arriving: don't gather it yet
+	}
+	buf, _ := gc.Peek(-1)
+	off := 0
+	for off < len(buf) {
+		n, err := c.scanner.Scan(buf[off:])
+		if err != nil {
+			c.pool.log.Warn("closing backend connection: bad reply", "node", c.addr, "err", err)
+			_ = c.pool.el.Close(gc)
+			return
+		}
+		if n == 0 {
+			break
+		}
+		reply := buf[off : off+n]
+		off += n
+		if c.fifo.len()-c.unsent <= 0 {
+			c.pool.log.Warn("closing backend connection: reply without request", "node", c.addr)
+			_ = c.pool.el.Close(gc)
+			return
+		}
+		c.handle(c.fifo.pop(), reply)
+	}
+	_, _ = gc.Discard(off)
+}
+
+func (c *Conn) handle(r *Request, reply []byte) {
+	if r == nil || r == askingMarker {
+		return
+	}
+	p := c.pool
+	switch kind := classify(reply); kind {
+	case errOther:
+		p.deliver(r, reply)
+	case errMoved, errAsk:
+		p.redirect(r, reply, kind, c.addr)
+	case errTryAgain, errLoading:
+		p.retry(r, string(reply[1:len(reply)-2]))
+	default: // CLUSTERDOWN, READONLY, MASTERDOWN: the map is stale or the cluster is failing over
+		r.moved = ""
+		p.topo.RequestRefresh()
+		p.retry(r, string(reply[1:len(reply)-2]))
+	}
+}
+
+// OnClose fails or retries everything the connection held. A request that was written and is not idempotent
+// may have run: it gets an error instead of a second execution.
+func (c *Conn) OnClose(err error) {
+	p := c.pool
+	wasOpen := c.state == stateOpen
+	c.gc = nil
+	if c.state != stateShut {
+		c.state = stateIdle
+	}
+	written := c.fifo.len() - c.unsent
+	n := c.fifo.len()
+	for i := 0; i < n; i++ {
+		r := c.fifo.pop()
+		if r == nil || r == askingMarker {
+			continue
+		}
+		if i < written && !r.Idempotent {
+			p.fail(r, fmt.Sprintf("ERR connection to %s lost before the reply; the command may or may not have run", c.addr))
+			continue
+		}
+		r.attempts = 0 // a lost node is not the request's fault: back off from the minimum
+		p.retry(r, c.unreachable())
+	}
+	c.unsent = 0
+	c.out = c.out[:0]
+	c.scanner.Reset()
+	if wasOpen && c.state != stateShut {
+		p.log.Warn("backend connection lost", "node", c.addr, "err", err)
+		p.topo.RequestRefresh()
+	}
+}
+
+func (c *Conn) dialFailed(err error) {
+	if c.state != stateDialing {
+		return
+	}
+	p := c.pool
+	c.failures++
+	c.state = stateDown
+	backoff := p.cfg.RetryBackoffMin << min(c.failures, 10)
+	c.redialAt = time.Now().UnixNano() + int64(min(backoff, time.Second))
+	if c.failures == 1 {
+		p.log.Warn("cannot connect to node", "node", c.addr, "err", err)
+	}
+	for c.fifo.len() > 0 {
+		if r := c.fifo.pop(); r != nil && r != askingMarker {
+			p.retry(r, c.unreachable())
+		}
+	}
+	c.unsent = 0
+	p.topo.RequestRefresh()
+}
+
+// expire answers every request past its deadline. A connection that kept a written request unanswered past
+// its deadline is treated as dead.
+func (c *Conn) expire(now int64) {
+	written := c.fifo.len() - c.unsent
+	stuck := false
+	for i := 0; i < c.fifo.len(); i++ {
+		r := c.fifo.at(i)
+		if r == nil || r == askingMarker || r.Deadline > now {
+			continue
+		}
+		c.fifo.set(i, nil)
+		if i < written {
+			stuck = true
+		}
+		c.pool.fail(r, fmt.Sprintf("ERR proxy timeout: no reply from %s in time", c.addr))
+	}
+	if stuck && c.gc != nil {
+		_ = c.pool.el.Close(c.gc)
+	}
+}
+
+// shut closes the connection on purpose; it is not redialled unless a request needs it again.
+func (c *Conn) shut() {
+	prev := c.state
+	c.state = stateShut
+	if prev == stateOpen && c.gc != nil {
+		_ = c.pool.el.Close(c.gc)
+	}
+}
+
+// fifo is a growable ring of requests.
+type fifo struct {
+	buf  []*Request
+	head int
+	n    int
+}
+
+func (q *fifo) len() int { return q.n }
+
+func (q *fifo) push(r *Request) {
+	if q.n == len(q.buf) {
+		nb := make([]*Request, max(16, 2*len(q.buf)))
+		for i := 0; i < q.n; i++ {
+			nb[i] = q.buf[(q.head+i)%len(q.buf)]
+		}
+		q.buf, q.head = nb, 0
+	}
+	q.buf[(q.head+q.n)%len(q.buf)] = r
+	q.n++
+}
+
+func (q *fifo) pop() *Request {
+	r := q.buf[q.head]
+	q.buf[q.head] = nil
+	q.head = (q.head + 1) % len(q.buf)
+	q.n--
+	return r
+}
+
+func (q *fifo) at(i int) *Request     { return q.buf[(q.head+i)%len(q.buf)] }
+func (q *fifo) set(i int, r *Request) { q.buf[(q.head+i)%len(q.buf)] = r }

@@ -1,0 +1,293 @@
+package backend
+
+import (
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/slotproxy/slotproxy/topology"
+)
+
+// Config holds the backend settings shared by every Pool.
+type Config struct {
+	ConnsPerNode    int           // pipelined connections per node per event loop
+	DialTimeout     time.Duration // connect plus AUTH handshake
+	RetryBackoffMin time.Duration // first retry delay after TRYAGAIN, CLUSTERDOWN or a lost node
+	RetryBackoffMax time.Duration // cap of the doubling retry delay
+	MaxRedirects    int           // MOVED/ASK hops per request before the redirect is returned as is
+	Username        string        // ACL user for AUTH; empty means the default user
+	Password        string        // AUTH password; empty means no AUTH
+}
+
+// Topology is the slot map source a Pool routes by.
+type Topology interface {
+	Snapshot() *topology.Snapshot // current map, nil before the first one
+	RequestRefresh()              // ask for a (coalesced) refresh; never blocks
+}
+
+// Pool is the set of backend connections of one event loop. All methods must run on that loop, except where
+// noted.
+type Pool struct {
+	Owner any // the loop state of whoever made the pool; backend never looks at it
+
+	el   gnet.EventLoop
+	cfg  *Config
+	topo Topology
+	log  *slog.Logger
+	wake func(after time.Duration) // asks the owner to run Tick on this loop after a delay; safe off-loop
+
+	snap    *topology.Snapshot
+	byNode  []*node          // snapshot node index → node
+	nodes   map[string]*node // every node this loop has connections to, by address
+	moved   map[int]string   // slot → node named by a MOVED since the last snapshot swap
+	dirty   []*Conn          // connections with bytes waiting for Flush
+	waiting []*Request       // requests backing off before a retry
+	due     []*Request       // scratch for Tick
+	wakeAt  int64            // earliest pending wake-up (unix ns), 0 if none
+
+	reportsMu sync.Mutex   // guards reports, the one field dial goroutines write
+	reports   []dialReport // failed dials waiting for Tick
+}
+
+type dialReport struct {
+	conn *Conn
+	err  error
+}
+
+type node struct {
+	addr  string
+	conns []*Conn
+	stale bool // not in the current snapshot: closed once idle
+}
+
+// NewPool makes the pool for event loop el. wake must arrange for the owner to call Tick on el after the delay.
+func NewPool(el gnet.EventLoop, cfg *Config, topo Topology, log *slog.Logger, wake func(time.Duration)) *Pool {
+	return &Pool{el: el, cfg: cfg, topo: topo, log: log, wake: wake, nodes: make(map[string]*node)}
+}
+
+// Snapshot returns the current slot map, refreshing the loop's node index when it changed.
+func (p *Pool) Snapshot() *topology.Snapshot {
+	s := p.topo.Snapshot()
+	if s != p.snap && s != nil {
+		p.adopt(s)
+	}
+	return s
+}
+
+func (p *Pool) adopt(s *topology.Snapshot) {
+	p.snap = s
+	p.byNode = make([]*node, len(s.Nodes))
+	for _, n := range p.nodes {
+		n.stale = true
+	}
+	for i := range s.Nodes {
+		n := p.node(s.Nodes[i].Addr)
+		n.stale = false
+		p.byNode[i] = n
+	}
+	clear(p.moved)
+}
+
+func (p *Pool) node(addr string) *node {
+	n := p.nodes[addr]
+	if n == nil {
+		n = &node{addr: addr, conns: make([]*Conn, p.cfg.ConnsPerNode)}
+		for i := range n.conns {
+			n.conns[i] = &Conn{pool: p, addr: addr}
+		}
+		p.nodes[addr] = n
+	}
+	return n
+}
+
+// Send routes r to its node and queues it there. The reply arrives through r.Sink, on this loop, possibly
+// before Send returns (for an error that needs no network round trip).
+func (p *Pool) Send(r *Request) {
+	var n *node
+	switch {
+	case r.ask != "":
+		n = p.node(r.ask)
+	case r.moved != "":
+		n = p.node(r.moved)
+	case r.Slot >= 0:
+		s := p.Snapshot()
+		if s == nil {
+			p.retry(r, "CLUSTERDOWN The cluster is down")
+			return
+		}
+		if addr, ok := p.moved[r.Slot]; ok {
+			n = p.node(addr)
+		} else {
+			n = p.byNode[s.MasterOf(uint16(r.Slot))]
+		}
+	default:
+		n = p.node(r.Addr)
+	}
+	n.conns[r.Affinity%uint32(len(n.conns))].enqueue(r)
+}
+
+// Flush writes every connection's queued bytes: one write per connection per batch.
+func (p *Pool) Flush() {
+	for i, c := range p.dirty {
+		p.dirty[i] = nil
+		c.flush()
+	}
+	p.dirty = p.dirty[:0]
+}
+
+// Tick resends requests whose backoff has passed, fails requests past their deadline and closes
+// connections to nodes that left the cluster. The caller flushes afterwards.
+func (p *Pool) Tick(now int64) {
+	if p.wakeAt != 0 && p.wakeAt <= now {
+		p.wakeAt = 0
+	}
+	p.takeReports()
+	p.Snapshot()
+	due, keep := p.due[:0], p.waiting[:0]
+	for _, r := range p.waiting {
+		if r.retryAt <= now {
+			due = append(due, r)
+		} else {
+			keep = append(keep, r)
+		}
+	}
+	clear(p.waiting[len(keep):])
+	p.waiting = keep
+	for i, r := range due {
+		due[i] = nil
+		p.Send(r)
+	}
+	p.due = due[:0]
+	if len(p.waiting) > 0 {
+		next := p.waiting[0].retryAt
+		for _, r := range p.waiting {
+			next = min(next, r.retryAt)
+		}
+		p.scheduleWake(next, now)
+	}
+	for addr, n := range p.nodes {
+		idle := true
+		for _, c := range n.conns {
+			c.expire(now)
+			if c.fifo.len() > 0 {
+				idle = false
+			}
+		}
+		if n.stale && idle {
+			for _, c := range n.conns {
+				c.shut()
+			}
+			delete(p.nodes, addr)
+		}
+	}
+}
+
+// Close closes every connection; queued requests fail. Used when the loop's engine stops.
+func (p *Pool) Close() {
+	for addr, n := range p.nodes {
+		for _, c := range n.conns {
+			c.shut()
+		}
+		delete(p.nodes, addr)
+	}
+}
+
+// Conns reports how many connections this loop has open or dialing, by node address.
+func (p *Pool) Conns() map[string]int {
+	m := make(map[string]int, len(p.nodes))
+	for addr, n := range p.nodes {
+		for _, c := range n.conns {
+			if c.state == stateOpen || c.state == stateDialing {
+				m[addr]++
+			}
+		}
+	}
+	return m
+}
+
+func (p *Pool) markDirty(c *Conn) {
+	if !c.dirty {
+		c.dirty = true
+		p.dirty = append(p.dirty, c)
+	}
+}
+
+// redirect follows a MOVED or ASK reply.
+func (p *Pool) redirect(r *Request, reply []byte, kind errorKind, from string) {
+	addr, ok := redirectTarget(reply, from)
+	if !ok || r.redirects >= p.cfg.MaxRedirects {
+		p.deliver(r, reply)
+		return
+	}
+	r.redirects++
+	if kind == errAsk {
+		r.ask = addr
+	} else {
+		r.moved = addr
+		if r.Slot >= 0 {
+			if p.moved == nil {
+				p.moved = make(map[int]string)
+			}
+			p.moved[r.Slot] = addr
+		}
+		p.topo.RequestRefresh()
+	}
+	p.Send(r)
+}
+
+// retry parks r for a backoff, or fails it with errText when the backoff would pass its deadline.
+func (p *Pool) retry(r *Request, errText string) {
+	now := time.Now().UnixNano()
+	r.attempts++
+	r.lastErr = errText
+	backoff := p.cfg.RetryBackoffMin << min(r.attempts-1, 16)
+	backoff = min(backoff, p.cfg.RetryBackoffMax)
+	backoff = backoff/2 + rand.N(backoff/2+1) // jitter spreads retries of a burst
+	at := now + int64(backoff)
+	if at > r.Deadline {
+		p.fail(r, errText)
+		return
+	}
+	r.retryAt = at
+	r.ask = ""
+	p.waiting = append(p.waiting, r)
+	p.scheduleWake(at, now)
+}
+
+func (p *Pool) scheduleWake(at, now int64) {
+	if p.wakeAt != 0 && p.wakeAt <= at {
+		return
+	}
+	p.wakeAt = at
+	p.wake(time.Duration(at - now))
+}
+
+func (p *Pool) fail(r *Request, errText string) {
+	p.deliver(r, fmt.Appendf(nil, "-%s\r\n", errText))
+}
+
+func (p *Pool) deliver(r *Request, reply []byte) {
+	r.Sink.Reply(r, reply)
+}
+
+// reportDial hands a dial goroutine's failure to the loop: it is taken up by the next Tick. Safe off-loop.
+func (p *Pool) reportDial(c *Conn, err error) {
+	p.reportsMu.Lock()
+	p.reports = append(p.reports, dialReport{c, err})
+	p.reportsMu.Unlock()
+	p.wake(0)
+}
+
+func (p *Pool) takeReports() {
+	p.reportsMu.Lock()
+	reports := p.reports
+	p.reports = nil
+	p.reportsMu.Unlock()
+	for _, d := range reports {
+		d.conn.dialFailed(d.err)
+	}
+}

@@ -1,0 +1,104 @@
+// Command slotproxy makes a Redis Cluster look like one plain Redis server to clients that know nothing
+// about clusters.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/slotproxy/slotproxy/metrics"
+	"github.com/slotproxy/slotproxy/proxy"
+	"github.com/slotproxy/slotproxy/topology"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "slotproxy:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	configPath := flag.String("config", "proxy.yaml", "configuration file")
+	listen := flag.String("listen", "", "client address host:port (overrides the file)")
+	seeds := flag.String("seeds", "", "cluster nodes host:port,host:port (overrides the file)")
+	metricsAddr := flag.String("metrics", "", "metrics address host:port, \"off\" to disable (overrides the file)")
+	version := flag.Bool("version", false, "print the version and exit")
+	flag.Parse()
+	if *version {
+		fmt.Println("slotproxy", proxy.Version)
+		return nil
+	}
+	set := map[string]bool{}
+	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+
+	cfg, err := proxy.Load(*configPath)
+	if errors.Is(err, fs.ErrNotExist) && !set["config"] {
+		cfg, err = proxy.Default(), nil // no proxy.yaml here: built-in defaults
+	}
+	if err != nil {
+		return err
+	}
+	if set["listen"] {
+		cfg.Listen = *listen
+	}
+	if set["seeds"] {
+		cfg.Seeds = strings.Split(*seeds, ",")
+	}
+	if set["metrics"] {
+		cfg.Metrics = *metricsAddr
+		if cfg.Metrics == "off" {
+			cfg.Metrics = ""
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	topo := topology.NewManager(topology.Config{
+		Seeds:           cfg.Seeds,
+		RefreshInterval: cfg.RefreshInterval.D(),
+		DialTimeout:     cfg.DialTimeout.D(),
+		ReadTimeout:     cfg.Timeout.D(),
+		Username:        cfg.Username,
+		Password:        cfg.Password,
+		Logger:          log,
+	})
+	topo.Start()
+	defer topo.Close()
+
+	srv := proxy.New(cfg, topo, log)
+	if cfg.Metrics != "" {
+		reg := metrics.NewRegistry()
+		proxy.RegisterMetrics(reg, srv)
+		ms, err := metrics.Listen(cfg.Metrics, reg, func() bool { return topo.Snapshot() != nil }, log)
+		if err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+		defer ms.Close(context.Background())
+	}
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		sig := <-sigs
+		log.Info("stopping", "signal", sig.String())
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = srv.Stop(ctx)
+	}()
+	return srv.Serve()
+}

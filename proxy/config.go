@@ -1,0 +1,137 @@
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the whole proxy configuration, as in proxy.yaml. Default() gives the values used for keys the
+// file leaves out.
+type Config struct {
+	Listen          string   `yaml:"listen"`           // client address
+	Metrics         string   `yaml:"metrics"`          // Prometheus /metrics address; "" disables
+	Seeds           []string `yaml:"seeds"`            // cluster nodes to learn the slot map from
+	EventLoops      int      `yaml:"event_loops"`      // 0: one per CPU
+	MaxClients      int      `yaml:"max_clients"`      // like Redis maxclients; 0: no limit
+	Timeout         Duration `yaml:"timeout"`          // deadline of each request, retries included
+	DialTimeout     Duration `yaml:"dial_timeout"`     // connect + AUTH to a node
+	ConnsPerNode    int      `yaml:"conns_per_node"`   // pipelined connections per node per event loop
+	MaxRedirects    int      `yaml:"max_redirects"`    // MOVED/ASK hops per request
+	RefreshInterval Duration `yaml:"refresh_interval"` // periodic slot map refresh
+	Retry           Retry    `yaml:"retry"`
+	Username        string   `yaml:"username"` // backend ACL user
+	Password        string   `yaml:"password"` // backend password
+	LogLevel        string   `yaml:"log_level"`
+}
+
+// Retry is the backoff for TRYAGAIN, CLUSTERDOWN and lost nodes.
+type Retry struct {
+	BackoffMin Duration `yaml:"backoff_min"`
+	BackoffMax Duration `yaml:"backoff_max"`
+}
+
+// Default returns the configuration that fronts the local demo cluster.
+func Default() *Config {
+	return &Config{
+		Listen:  "127.0.0.1:7777",
+		Metrics: "127.0.0.1:9777",
+		Seeds: []string{"127.0.0.1:7000", "127.0.0.1:7001", "127.0.0.1:7002",
+			"127.0.0.1:7003", "127.0.0.1:7004", "127.0.0.1:7005"},
+		MaxClients:      10000,
+		Timeout:         Duration(20 * time.Second),
+		DialTimeout:     Duration(time.Second),
+		ConnsPerNode:    1,
+		MaxRedirects:    5,
+		RefreshInterval: Duration(5 * time.Second),
+		Retry:           Retry{BackoffMin: Duration(2 * time.Millisecond), BackoffMax: Duration(200 * time.Millisecond)},
+		LogLevel:        "info",
+	}
+}
+
+// Load reads a YAML file over the defaults. Unknown keys are errors, with their line.
+func Load(path string) (*Config, error) {
+	cfg := Default()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Validate checks every value and names the key at fault.
+func (c *Config) Validate() error {
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("listen: %q is not host:port", c.Listen)
+	}
+	if c.Metrics != "" {
+		if _, _, err := net.SplitHostPort(c.Metrics); err != nil {
+			return fmt.Errorf("metrics: %q is not host:port", c.Metrics)
+		}
+	}
+	if len(c.Seeds) == 0 {
+		return errors.New("seeds: at least one cluster node is needed")
+	}
+	for _, s := range c.Seeds {
+		if _, _, err := net.SplitHostPort(s); err != nil {
+			return fmt.Errorf("seeds: %q is not host:port", s)
+		}
+	}
+	checks := []struct {
+		ok  bool
+		key string
+		msg string
+	}{
+		{c.EventLoops >= 0, "event_loops", "must be >= 0"},
+		{c.MaxClients >= 0, "max_clients", "must be >= 0"},
+		{c.Timeout > 0, "timeout", "must be > 0"},
+		{c.DialTimeout > 0, "dial_timeout", "must be > 0"},
+		{c.ConnsPerNode >= 1 && c.ConnsPerNode <= 64, "conns_per_node", "must be 1..64"},
+		{c.MaxRedirects >= 0, "max_redirects", "must be >= 0"},
+		{c.RefreshInterval > 0, "refresh_interval", "must be > 0"},
+		{c.Retry.BackoffMin > 0, "retry.backoff_min", "must be > 0"},
+		{c.Retry.BackoffMax >= c.Retry.BackoffMin, "retry.backoff_max", "must be >= retry.backoff_min"},
+		{c.LogLevel == "debug" || c.LogLevel == "info" || c.LogLevel == "warn" || c.LogLevel == "error",
+			"log_level", "must be debug, info, warn or error"},
+	}
+	for _, ch := range checks {
+		if !ch.ok {
+			return fmt.Errorf("%s: %s", ch.key, ch.msg)
+		}
+	}
+	return nil
+}
+
+// Duration is a time.Duration written as a string in YAML ("500ms", "20s").
+type Duration time.Duration
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: a duration like \"500ms\" or \"20s\" is expected", n.Line)
+	}
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration like \"500ms\" or \"20s\"", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }

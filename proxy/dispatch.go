@@ -1,0 +1,217 @@
+package proxy
+
+import (
+	"bytes"
+	"strings"
+
+	"github.com/slotproxy/slotproxy/proxy/command"
+	"github.com/slotproxy/slotproxy/resp"
+	"github.com/slotproxy/slotproxy/topology"
+)
+
+// handler answers one command that is not a plain single-slot forward.
+type handler func(s *session, cmd *command.Command, args [][]byte, raw []byte, now int64)
+
+// The per-command tables, indexed by command.Command.Index. Built once at init from names, so the hot path
+// is a slice index.
+var (
+	handlers   []handler
+	idempotent []bool // safe to resend after a connection died with the command in flight
+)
+
+var handlerNames = map[string]handler{
+	"ping":   cmdPing,
+	"echo":   cmdEcho,
+	"quit":   cmdQuit,
+	"select": cmdSelect,
+	"hello":  cmdHello,
+	"auth":   cmdAuth,
+	"reset":  cmdReset,
+
+	"client|setname": cmdClientSetname,
+	"client|getname": cmdClientGetname,
+	"client|id":      cmdClientID,
+	"client|info":    cmdClientInfo,
+	"client|list":    cmdClientList,
+	"client|no-evict": func(s *session, _ *command.Command, _ [][]byte, _ []byte, _ int64) {
+		s.local(resp.AppendOK(nil))
+	},
+	"readonly":  cmdOK,
+	"readwrite": cmdOK,
+
+	"info":         cmdInfo,
+	"dbsize":       fanOutMasters(mergeSum),
+	"flushall":     fanOutMasters(mergeOK),
+	"flushdb":      fanOutMasters(mergeOK),
+	"keys":         fanOutMasters(mergeConcat),
+	"script|load":  fanOutMasters(mergeFirst),
+	"script|flush": fanOutMasters(mergeOK),
+	"scan":         cmdScan,
+	"config|get":   anyMaster,
+
+	"function|load":    fanOutMasters(mergeFirst),
+	"function|delete":  fanOutMasters(mergeOK),
+	"function|flush":   fanOutMasters(mergeOK),
+	"function|restore": fanOutMasters(mergeOK),
+
+	"mget":   fanOutKeys(mergeMGET, 1),
+	"mset":   fanOutKeys(mergeOK, 2),
+	"del":    fanOutKeys(mergeSum, 1),
+	"unlink": fanOutKeys(mergeSum, 1),
+	"exists": fanOutKeys(mergeSum, 1),
+	"touch":  fanOutKeys(mergeSum, 1),
+
+	"move":   refuse("ERR MOVE is not allowed in cluster mode"),
+	"swapdb": refuse("ERR SWAPDB is not allowed in cluster mode"),
+}
+
+// notYet are commands that need connection state the proxy does not keep yet: refused with a clear error
+// rather than served wrongly on a shared pipeline.
+var notYet = []string{
+	"multi", "exec", "discard", "watch", "unwatch",
+	"subscribe", "unsubscribe", "psubscribe", "punsubscribe", "ssubscribe", "sunsubscribe",
+	"monitor", "client|reply", "client|tracking", "client|caching",
+}
+
+var idempotentNames = []string{
+	"set", "mset", "del", "unlink", "setex", "psetex", "persist", "expireat", "pexpireat",
+	"hset", "hmset", "hdel", "sadd", "srem", "zadd", "zrem", "touch", "exists",
+}
+
+func init() {
+	byName := make(map[string]*command.Command)
+	for _, c := range command.All() {
+		byName[c.Name] = c
+	}
+	handlers = make([]handler, command.Count())
+	idempotent = make([]bool, command.Count())
+	for name, h := range handlerNames {
+		if c := byName[name]; c != nil && h != nil {
+			handlers[c.Index] = h
+		}
+	}
+	for _, name := range notYet {
+		if c := byName[name]; c != nil {
+			handlers[c.Index] = refuse("ERR '" + strings.ToUpper(strings.ReplaceAll(name, "|", " ")) +
+				"' is not supported by the proxy yet")
+		}
+	}
+	for _, c := range command.All() {
+		idempotent[c.Index] = c.Has(command.ReadOnly)
+		// The cluster's own commands would tell clients they talk to a cluster, or act on one node of many.
+		if strings.HasPrefix(c.Name, "cluster") && handlers[c.Index] == nil {
+			handlers[c.Index] = refuse("ERR '" + strings.ToUpper(strings.ReplaceAll(c.Name, "|", " ")) +
+				"' is not supported by the proxy")
+		}
+	}
+	for _, name := range idempotentNames {
+		if c := byName[name]; c != nil {
+			idempotent[c.Index] = true
+		}
+	}
+}
+
+// anyMaster forwards a keyless command to a random master: the answer is the same on every node.
+func anyMaster(s *session, cmd *command.Command, args [][]byte, raw []byte, now int64) {
+	s.forwardSlot(cmd, args, raw, s.l.randomSlot(), now)
+}
+
+func refuse(msg string) handler {
+	reply := resp.AppendError(nil, msg)
+	return func(s *session, _ *command.Command, _ [][]byte, _ []byte, _ int64) { s.local(reply) }
+}
+
+// dispatch answers, forwards or splits one command.
+func (s *session) dispatch(args [][]byte, raw []byte, now int64) {
+	cmd, st := command.Lookup(args)
+	switch st {
+	case command.Unknown:
+		s.local(resp.AppendError(nil, command.UnknownCommandError(args)))
+		return
+	case command.UnknownSubcommand:
+		if isClientSetinfo(args) {
+			cmdClientSetinfo(s, args)
+			return
+		}
+		s.local(resp.AppendError(nil, command.UnknownSubcommandError(args)))
+		return
+	case command.WrongArity:
+		s.local(resp.AppendError(nil, command.ArityError(cmd)))
+		return
+	}
+	if h := handlers[cmd.Index]; h != nil {
+		h(s, cmd, args, raw, now)
+		return
+	}
+	if cmd.Has(command.Blocking) && isBlocking(cmd, args) {
+		s.local(resp.AppendError(nil, "ERR blocking command '"+strings.ToUpper(cmd.Name)+
+			"' is not supported by the proxy yet"))
+		return
+	}
+	s.forward(cmd, args, raw, now)
+}
+
+// isBlocking tells whether a command flagged blocking blocks in this form: XREAD and XREADGROUP only with BLOCK.
+func isBlocking(cmd *command.Command, args [][]byte) bool {
+	if cmd.Name != "xread" && cmd.Name != "xreadgroup" {
+		return true
+	}
+	for _, a := range args[1:] {
+		if bytes.EqualFold(a, []byte("block")) {
+			return true
+		}
+		if bytes.EqualFold(a, []byte("streams")) {
+			return false
+		}
+	}
+	return false
+}
+
+// forward sends a command whose keys all hash to one slot to that slot's node. Keyless commands go to any
+// master; admin commands without keys are refused (they would act on one node of many).
+func (s *session) forward(cmd *command.Command, args [][]byte, raw []byte, now int64) {
+	keys, ok := command.KeyIndexes(cmd, args, s.keys[:0])
+	s.keys = keys[:0]
+	if !ok || len(keys) == 0 {
+		if ok && cmd.Has(command.Admin) {
+			s.local(resp.AppendError(nil, "ERR '"+strings.ToUpper(strings.ReplaceAll(cmd.Name, "|", " "))+
+				"' is not supported by the proxy"))
+			return
+		}
+		// With bad key-number arguments (ok == false) any node gives Redis's own error.
+		s.forwardSlot(cmd, args, raw, s.l.randomSlot(), now)
+		return
+	}
+	slot := topology.Slot(args[keys[0]])
+	for _, k := range keys[1:] {
+		if topology.Slot(args[k]) != slot {
+			s.local(errCrossSlot)
+			return
+		}
+	}
+	s.forwardSlot(cmd, args, raw, int(slot), now)
+}
+
+var errCrossSlot = resp.AppendError(nil, "CROSSSLOT Keys in request don't hash to the same slot")
+
+func (s *session) forwardSlot(cmd *command.Command, args [][]byte, raw []byte, slot int, now int64) {
+	r := s.l.newRequest(s)
+	r.be.Raw = appendRaw(r.be.Raw, args, raw)
+	s.prepare(r, cmd, slot, now)
+	s.send(r)
+}
+
+func (s *session) prepare(r *request, cmd *command.Command, slot int, now int64) {
+	r.be.Slot = slot
+	r.be.Deadline = now + s.l.timeout
+	r.be.ReadOnly = cmd.Has(command.ReadOnly)
+	r.be.Idempotent = idempotent[cmd.Index]
+}
+
+// appendRaw copies a multibulk request as the client sent it; inline requests are re-encoded.
+func appendRaw(dst []byte, args [][]byte, raw []byte) []byte {
+	if len(raw) > 0 && raw[0] == '*' {
+		return append(dst[:0], raw...)
+	}
+	return resp.AppendCommand(dst[:0], args...)
+}

@@ -1,0 +1,275 @@
+package proxy
+
+import (
+	"bytes"
+	"strconv"
+
+	"github.com/slotproxy/slotproxy/proxy/command"
+	"github.com/slotproxy/slotproxy/resp"
+	"github.com/slotproxy/slotproxy/topology"
+)
+
+// mergeKind says how the replies of a split command's parts become one reply.
+type mergeKind uint8
+
+const (
+	mergeNone   mergeKind = iota
+	mergeMGET             // values back in key order
+	mergeOK               // +OK when every part said so
+	mergeSum              // integer replies added (DEL, EXISTS, DBSIZE...)
+	mergeConcat           // arrays concatenated (KEYS)
+	mergeFirst            // the first part's reply (SCRIPT LOAD gives the same SHA everywhere)
+	mergeInfo             // one part: INFO of a master plus the proxy's own section
+	mergeScan             // one part: SCAN of one master, cursor rewritten
+)
+
+// fanOutKeys splits a multi-key command by slot, one part per slot, in key order within each part. step is 1
+// for key lists and 2 for key-value pairs (MSET). All keys in one slot: forwarded whole.
+func fanOutKeys(kind mergeKind, step int) handler {
+	return func(s *session, cmd *command.Command, args [][]byte, raw []byte, now int64) {
+		if (len(args)-1)%step != 0 {
+			s.local(resp.AppendError(nil, command.ArityError(cmd)))
+			return
+		}
+		first := topology.Slot(args[1])
+		split := false
+		for i := 1 + step; i < len(args); i += step {
+			if topology.Slot(args[i]) != first {
+				split = true
+				break
+			}
+		}
+		if !split {
+			s.forwardSlot(cmd, args, raw, int(first), now)
+			return
+		}
+		l := s.l
+		p := l.newRequest(s)
+		p.merge = kind
+		for i := 1; i < len(args); i += step {
+			slot := topology.Slot(args[i])
+			ch := l.slotChild[slot]
+			if ch == nil {
+				ch = l.newRequest(s)
+				ch.parent = p
+				ch.be.Slot = int(slot)
+				l.slotChild[slot] = ch
+				p.children = append(p.children, ch)
+				ch.pending = len(p.children) - 1 // the child's index, until it is sent
+			}
+			ch.order = append(ch.order, uint32(i))
+			if kind == mergeMGET {
+				p.order = append(p.order, uint32(ch.pending))
+			}
+		}
+		for _, ch := range p.children {
+			l.slotChild[ch.be.Slot] = nil
+			ch.pending = 0
+			raw := resp.AppendArrayHeader(ch.be.Raw[:0], 1+len(ch.order)*step)
+			raw = resp.AppendBulk(raw, args[0])
+			for _, i := range ch.order {
+				raw = resp.AppendBulk(raw, args[i])
+				if step == 2 {
+					raw = resp.AppendBulk(raw, args[i+1])
+				}
+			}
+			ch.be.Raw = raw
+			s.prepare(ch, cmd, ch.be.Slot, now)
+		}
+		s.sendParent(p)
+	}
+}
+
+// fanOutMasters sends the command to every master (by one slot each master owns, so a failover in between
+// still reaches the shard).
+func fanOutMasters(kind mergeKind) handler {
+	return func(s *session, cmd *command.Command, args [][]byte, raw []byte, now int64) {
+		snap := s.l.pool.Snapshot()
+		if snap == nil {
+			s.local(errClusterDown)
+			return
+		}
+		p := s.l.newRequest(s)
+		p.merge = kind
+		for _, slot := range s.l.shardSlots(snap) {
+			ch := s.l.newRequest(s)
+			ch.parent = p
+			ch.be.Raw = appendRaw(ch.be.Raw, args, raw)
+			s.prepare(ch, cmd, slot, now)
+			p.children = append(p.children, ch)
+		}
+		s.sendParent(p)
+	}
+}
+
+var errClusterDown = resp.AppendError(nil, "CLUSTERDOWN The cluster is down")
+
+// sendParent queues the parent in order and sends its parts. Parts may answer synchronously, so pending is
+// set first.
+func (s *session) sendParent(p *request) {
+	p.pending = len(p.children)
+	s.queue.push(p)
+	for _, ch := range p.children {
+		s.l.pool.Send(&ch.be)
+	}
+}
+
+// merged builds the parent's reply from its parts' replies. The first error wins, as a single Redis would
+// fail the whole command.
+func (p *request) merged() []byte {
+	for _, c := range p.children {
+		if resp.IsError(c.reply) {
+			return c.reply
+		}
+	}
+	out := p.reply[:0]
+	l := p.sess.l
+	switch p.merge {
+	case mergeSum:
+		var sum int64
+		for _, c := range p.children {
+			v, ok := resp.ParseInt(c.reply)
+			if !ok {
+				return c.reply
+			}
+			sum += v
+		}
+		out = resp.AppendInt(out, sum)
+	case mergeOK, mergeFirst:
+		out = append(out, p.children[0].reply...)
+	case mergeMGET:
+		elems := l.elems[:0]
+		starts := l.starts[:0]
+		for _, c := range p.children {
+			starts = append(starts, len(elems))
+			var ok bool
+			if elems, ok = resp.ArrayElems(c.reply, elems); !ok {
+				return c.reply
+			}
+		}
+		out = resp.AppendArrayHeader(out, len(p.order))
+		for _, ci := range p.order {
+			out = append(out, elems[starts[ci]]...)
+			starts[ci]++
+		}
+		clear(elems)
+		l.elems, l.starts = elems[:0], starts[:0]
+	case mergeConcat:
+		elems := l.elems[:0]
+		for _, c := range p.children {
+			var ok bool
+			if elems, ok = resp.ArrayElems(c.reply, elems); !ok {
+				return c.reply
+			}
+		}
+		out = resp.AppendArrayHeader(out, len(elems))
+		for _, e := range elems {
+			out = append(out, e...)
+		}
+		clear(elems)
+		l.elems = elems[:0]
+	case mergeInfo:
+		out = p.infoReply(out)
+	case mergeScan:
+		out = p.scanReply(out)
+	}
+	p.reply = out
+	return out
+}
+
+// cmdScan iterates the masters one after another. The client's cursor holds the master's position (low 8
+// bits) and that master's own cursor (the rest); the map's shard order is stable between refreshes.
+func cmdScan(s *session, cmd *command.Command, args [][]byte, raw []byte, now int64) {
+	cursor, err := strconv.ParseUint(string(args[1]), 10, 64)
+	if err != nil {
+		s.local(resp.AppendError(nil, "ERR invalid cursor"))
+		return
+	}
+	snap := s.l.pool.Snapshot()
+	if snap == nil {
+		s.local(errClusterDown)
+		return
+	}
+	slots := s.l.shardSlots(snap)
+	shard := int(cursor & 0xff)
+	if shard >= len(slots) {
+		s.local(resp.AppendError(nil, "ERR invalid cursor"))
+		return
+	}
+	p := s.l.newRequest(s)
+	p.merge = mergeScan
+	p.order = append(p.order, uint32(shard), uint32(len(slots)))
+	ch := s.l.newRequest(s)
+	ch.parent = p
+	b := resp.AppendArrayHeader(ch.be.Raw[:0], len(args))
+	b = resp.AppendBulk(b, args[0])
+	b = resp.AppendBulk(b, strconv.AppendUint(nil, cursor>>8, 10))
+	for _, a := range args[2:] {
+		b = resp.AppendBulk(b, a)
+	}
+	ch.be.Raw = b
+	s.prepare(ch, cmd, slots[shard], now)
+	p.children = append(p.children, ch)
+	s.sendParent(p)
+}
+
+func (p *request) scanReply(out []byte) []byte {
+	c := p.children[0]
+	var parts [2][]byte
+	elems, ok := resp.ArrayElems(c.reply, parts[:0])
+	if !ok || len(elems) != 2 {
+		return append(out, c.reply...)
+	}
+	next, _, _ := resp.BulkValue(elems[0])
+	nodeCursor, err := strconv.ParseUint(string(next), 10, 64)
+	if err != nil {
+		return append(out, c.reply...)
+	}
+	shard, shards := uint64(p.order[0]), uint64(p.order[1])
+	var cursor uint64
+	switch {
+	case nodeCursor != 0:
+		cursor = nodeCursor<<8 | shard
+	case shard+1 < shards:
+		cursor = shard + 1
+	}
+	out = resp.AppendArrayHeader(out, 2)
+	out = resp.AppendBulk(out, strconv.AppendUint(nil, cursor, 10))
+	return append(out, elems[1]...)
+}
+
+// cmdInfo forwards INFO to a master and adds the proxy's section. Clients must not conclude they talk to a
+// cluster (some switch to cluster mode on cluster_enabled:1), so the cluster markers are rewritten.
+func cmdInfo(s *session, cmd *command.Command, args [][]byte, raw []byte, now int64) {
+	p := s.l.newRequest(s)
+	p.merge = mergeInfo
+	withProxy := len(args) == 1
+	for _, a := range args[1:] {
+		for _, sec := range []string{"proxy", "all", "everything", "default"} {
+			withProxy = withProxy || bytes.EqualFold(a, []byte(sec))
+		}
+	}
+	if withProxy {
+		p.order = append(p.order, 1)
+	}
+	ch := s.l.newRequest(s)
+	ch.parent = p
+	ch.be.Raw = appendRaw(ch.be.Raw, args, raw)
+	s.prepare(ch, cmd, s.l.randomSlot(), now)
+	p.children = append(p.children, ch)
+	s.sendParent(p)
+}
+
+func (p *request) infoReply(out []byte) []byte {
+	c := p.children[0]
+	text, isNull, ok := resp.BulkValue(c.reply)
+	if !ok || isNull {
+		return append(out, c.reply...)
+	}
+	b := bytes.ReplaceAll(text, []byte("redis_mode:cluster"), []byte("redis_mode:standalone"))
+	b = bytes.ReplaceAll(b, []byte("cluster_enabled:1"), []byte("cluster_enabled:0"))
+	if len(p.order) > 0 {
+		b = p.sess.l.srv.appendInfoSection(b)
+	}
+	return resp.AppendBulk(out, b)
+}

@@ -1,0 +1,200 @@
+package proxy_test
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/slotproxy/slotproxy/internal/redistest"
+	"github.com/slotproxy/slotproxy/proxy"
+	"github.com/slotproxy/slotproxy/resp"
+	"github.com/slotproxy/slotproxy/topology"
+)
+
+// The 3+3 cluster and standalone server are shared by the tests of this package: starting them is the slow
+// part. Tests use distinct keys.
+var (
+	sharedOnce       sync.Once
+	sharedCluster    *redistest.Cluster
+	sharedStandalone *redistest.Server
+	sharedProxy      string
+	sharedErr        error
+)
+
+var sharedT = &sharedTB{}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	sharedT.cleanup()
+	os.Exit(code)
+}
+
+// sharedTB lets the shared processes outlive one test and be stopped when the package's tests end.
+type sharedTB struct {
+	testing.TB
+	mu  sync.Mutex
+	fns []func()
+}
+
+func (s *sharedTB) Cleanup(f func()) { s.mu.Lock(); s.fns = append(s.fns, f); s.mu.Unlock() }
+
+// TempDir outlives the first test, which TB.TempDir would not.
+func (s *sharedTB) TempDir() string {
+	dir, err := os.MkdirTemp("", "slotproxy-test-")
+	if err != nil {
+		s.TB.Fatal(err)
+	}
+	s.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+func (s *sharedTB) cleanup() {
+	for i := len(s.fns) - 1; i >= 0; i-- {
+		s.fns[i]()
+	}
+}
+
+// shared returns the proxy address in front of the shared cluster, and the standalone server.
+func shared(t testing.TB) (proxyAddr string, standalone *redistest.Server, cluster *redistest.Cluster) {
+	t.Helper()
+	sharedOnce.Do(func() {
+		sharedT.TB = t
+		sharedCluster = redistest.StartCluster(sharedT, redistest.ClusterOptions{Masters: 3, Replicas: 1})
+		sharedStandalone = redistest.StartServer(sharedT)
+		sharedProxy = startProxy(sharedT, sharedCluster.Addrs())
+	})
+	if sharedProxy == "" {
+		t.Fatal("shared cluster failed to start")
+	}
+	return sharedProxy, sharedStandalone, sharedCluster
+}
+
+// startProxy runs a proxy in this process in front of seeds, stopped at cleanup.
+func startProxy(t testing.TB, seeds []string, tweak ...func(*proxy.Config)) string {
+	t.Helper()
+	cfg := proxy.Default()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.Metrics = ""
+	cfg.Seeds = seeds
+	cfg.EventLoops = 2
+	cfg.Timeout = proxy.Duration(5 * time.Second)
+	for _, f := range tweak {
+		f(cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	topo := topology.NewManager(topology.Config{
+		Seeds: seeds, RefreshInterval: cfg.RefreshInterval.D(), DialTimeout: time.Second,
+		ReadTimeout: 2 * time.Second, Logger: log,
+	})
+	topo.Start()
+	select {
+	case <-topo.Ready():
+	case <-time.After(20 * time.Second):
+		topo.Close()
+		t.Fatal("no slot map from", seeds)
+	}
+	srv := proxy.New(cfg, topo, log)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve() }()
+	addr := srv.Addr()
+	if addr == "" {
+		topo.Close()
+		t.Fatal("proxy did not start:", <-errc)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Stop(ctx)
+		topo.Close()
+	})
+	return addr
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	defer func() { _ = recover() }() // a log line after the test ended must not panic
+	w.t.Log(string(p))
+	return len(p), nil
+}
+
+func newClient(addr string) *redis.Client {
+	return redis.NewClient(&redis.Options{Addr: addr, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second})
+}
+
+// rawConn speaks RESP bytes, to compare replies byte for byte.
+type rawConn struct {
+	t  testing.TB
+	c  net.Conn
+	r  *bufio.Reader
+	sc resp.ReplyScanner
+}
+
+func dialRaw(t testing.TB, addr string) *rawConn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &rawConn{t: t, c: c, r: bufio.NewReader(c)}
+}
+
+func (rc *rawConn) send(b []byte) {
+	rc.t.Helper()
+	_ = rc.c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if _, err := rc.c.Write(b); err != nil {
+		rc.t.Fatal(err)
+	}
+}
+
+func (rc *rawConn) do(args ...string) []byte {
+	rc.t.Helper()
+	rc.send(resp.AppendCommandStrings(nil, args...))
+	return rc.reply()
+}
+
+// reply reads one whole reply; nil at EOF.
+func (rc *rawConn) reply() []byte {
+	rc.t.Helper()
+	_ = rc.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var buf []byte
+	rc.sc.Reset()
+	for {
+		if len(buf) > 0 {
+			n, err := rc.sc.Scan(buf)
+			if err != nil {
+				rc.t.Fatalf("bad reply %q: %v", buf, err)
+			}
+			if n > 0 {
+				return buf[:n]
+			}
+		}
+		b, err := rc.r.ReadByte()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			rc.t.Fatalf("read: %v (have %q)", err, buf)
+		}
+		buf = append(buf, b)
+	}
+}
+
+// closed reports whether the peer closed the connection (EOF within a short wait).
+func (rc *rawConn) closed() bool {
+	_ = rc.c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	_, err := rc.r.ReadByte()
+	return err == io.EOF
+}

@@ -1,0 +1,237 @@
+package proxy
+
+import (
+	"bytes"
+	"fmt"
+	"runtime"
+	"strconv"
+	"time"
+
+	"github.com/slotproxy/slotproxy/proxy/command"
+	"github.com/slotproxy/slotproxy/resp"
+)
+
+// redisVersion is what HELLO reports: the Redis version the command table was generated from.
+const redisVersion = "7.0.15"
+
+func cmdOK(s *session, _ *command.Command, _ [][]byte, _ []byte, _ int64) {
+	s.local(resp.AppendOK(nil))
+}
+
+func cmdPing(s *session, _ *command.Command, args [][]byte, _ []byte, _ int64) {
+	if len(args) == 1 {
+		s.local(replyPong)
+		return
+	}
+	s.local(resp.AppendBulk(nil, args[1]))
+}
+
+var replyPong = []byte("+PONG\r\n")
+
+func cmdEcho(s *session, _ *command.Command, args [][]byte, _ []byte, _ int64) {
+	s.local(resp.AppendBulk(nil, args[1]))
+}
+
+func cmdQuit(s *session, _ *command.Command, _ [][]byte, _ []byte, _ int64) {
+	s.local(resp.AppendOK(nil))
+	s.closing = true
+}
+
+func cmdSelect(s *session, _ *command.Command, args [][]byte, _ []byte, _ int64) {
+	db, err := strconv.ParseInt(string(args[1]), 10, 64)
+	switch {
+	case err != nil:
+		s.local(resp.AppendError(nil, "ERR value is not an integer or out of range"))
+	case db != 0:
+		s.local(resp.AppendError(nil, "ERR SELECT is not allowed in cluster mode"))
+	default:
+		s.local(resp.AppendOK(nil))
+	}
+}
+
+// cmdHello speaks RESP2 only; for 3 it answers NOPROTO as Redis does for an unsupported version, and clients
+// fall back to RESP2.
+func cmdHello(s *session, _ *command.Command, args [][]byte, _ []byte, _ int64) {
+	if len(args) >= 2 {
+		ver, err := strconv.ParseInt(string(args[1]), 10, 64)
+		if err != nil {
+			s.local(resp.AppendError(nil, "ERR Protocol version is not an integer or out of range"))
+			return
+		}
+		if ver != 2 {
+			s.local(resp.AppendError(nil, "NOPROTO unsupported protocol version"))
+			return
+		}
+	}
+	var name []byte
+	setName := false
+	for j := 2; j < len(args); j++ {
+		more := len(args) - 1 - j
+		switch opt := args[j]; {
+		case bytes.EqualFold(opt, []byte("auth")) && more >= 2:
+			if !authOK(args[j+1]) {
+				s.local(errWrongPass)
+				return
+			}
+			j += 2
+		case bytes.EqualFold(opt, []byte("setname")) && more >= 1:
+			name, setName = args[j+1], true
+			j++
+		default:
+			s.local(resp.AppendError(nil, "ERR Syntax error in HELLO option '"+string(opt)+"'"))
+			return
+		}
+	}
+	if setName {
+		if !validClientName(name) {
+			s.local(errBadClientName)
+			return
+		}
+		s.name = string(name)
+	}
+	b := resp.AppendArrayHeader(nil, 14)
+	b = resp.AppendBulkString(b, "server")
+	b = resp.AppendBulkString(b, "redis")
+	b = resp.AppendBulkString(b, "version")
+	b = resp.AppendBulkString(b, redisVersion)
+	b = resp.AppendBulkString(b, "proto")
+	b = resp.AppendInt(b, 2)
+	b = resp.AppendBulkString(b, "id")
+	b = resp.AppendInt(b, s.id)
+	b = resp.AppendBulkString(b, "mode")
+	b = resp.AppendBulkString(b, "standalone")
+	b = resp.AppendBulkString(b, "role")
+	b = resp.AppendBulkString(b, "master")
+	b = resp.AppendBulkString(b, "modules")
+	b = resp.AppendArrayHeader(b, 0)
+	s.local(b)
+}
+
+var errWrongPass = resp.AppendError(nil, "WRONGPASS invalid username-password pair or user is disabled.")
+
+// authOK mirrors a Redis whose default user has no password: only "default" exists and takes any password.
+func authOK(user []byte) bool { return string(user) == "default" }
+
+func cmdAuth(s *session, _ *command.Command, args [][]byte, _ []byte, _ int64) {
+	switch {
+	case len(args) == 2:
+		s.local(resp.AppendError(nil, "ERR AUTH <password> called without any password configured for the "+
+			"default user. Are you sure your configuration is correct?"))
+	case len(args) == 3 && authOK(args[1]):
+		s.local(resp.AppendOK(nil))
+	case len(args) == 3:
+		s.local(errWrongPass)
+	default:
+		s.local(resp.AppendError(nil, "ERR syntax error"))
+	}
+}
+
+func cmdReset(s *session, _ *command.Command, _ [][]byte, _ []byte, _ int64) {
+	s.name, s.libName, s.libVer = "", "", ""
+	s.local([]byte("+RESET\r\n"))
+}
+
+var errBadClientName = resp.AppendError(nil, "ERR Client names cannot contain spaces, newlines or special characters.")
+
+// validClientName follows Redis: printable ASCII without spaces.
+func validClientName(name []byte) bool {
+	for _, c := range name {
+		if c < '!' || c > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+func cmdClientSetname(s *session, _ *command.Command, args [][]byte, _ []byte, _ int64) {
+	if !validClientName(args[2]) {
+		s.local(errBadClientName)
+		return
+	}
+	s.name = string(args[2])
+	s.local(resp.AppendOK(nil))
+}
+
+func cmdClientGetname(s *session, _ *command.Command, _ [][]byte, _ []byte, _ int64) {
+	if s.name == "" {
+		s.local(resp.AppendNullBulk(nil))
+		return
+	}
+	s.local(resp.AppendBulkString(nil, s.name))
+}
+
+func cmdClientID(s *session, _ *command.Command, _ [][]byte, _ []byte, _ int64) {
+	s.local(resp.AppendInt(nil, s.id))
+}
+
+func cmdClientInfo(s *session, _ *command.Command, _ [][]byte, _ []byte, _ int64) {
+	s.local(resp.AppendBulk(nil, s.appendInfoLine(nil)))
+}
+
+// cmdClientList lists this connection only: other clients live on other loops and other proxies.
+func cmdClientList(s *session, _ *command.Command, _ [][]byte, _ []byte, _ int64) {
+	s.local(resp.AppendBulk(nil, s.appendInfoLine(nil)))
+}
+
+func (s *session) appendInfoLine(b []byte) []byte {
+	age := int64(time.Since(s.created).Seconds())
+	return fmt.Appendf(b, "id=%d addr=%s laddr=%s fd=-1 name=%s age=%d idle=0 flags=N db=0 sub=0 psub=0 ssub=0 "+
+		"multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r "+
+		"cmd=client|info user=default redir=-1 resp=2 lib-name=%s lib-ver=%s\n",
+		s.id, s.raddr, s.laddr, s.name, age, s.libName, s.libVer)
+}
+
+// CLIENT SETINFO arrived in Redis 7.2; clients send it on connect, so the proxy takes it whatever the
+// backend version.
+func isClientSetinfo(args [][]byte) bool {
+	return len(args) >= 2 && bytes.EqualFold(args[0], []byte("client")) && bytes.EqualFold(args[1], []byte("setinfo"))
+}
+
+func cmdClientSetinfo(s *session, args [][]byte) {
+	if len(args) != 4 {
+		s.local(resp.AppendError(nil, "ERR wrong number of arguments for 'client|setinfo' command"))
+		return
+	}
+	attr, val := args[2], args[3]
+	for _, c := range val {
+		if c < '!' || c > '~' {
+			s.local(resp.AppendError(nil, "ERR "+string(attr)+" cannot contain spaces, newlines or special characters."))
+			return
+		}
+	}
+	switch {
+	case bytes.EqualFold(attr, []byte("lib-name")):
+		s.libName = string(val)
+	case bytes.EqualFold(attr, []byte("lib-ver")):
+		s.libVer = string(val)
+	default:
+		s.local(resp.AppendError(nil, "ERR Unrecognized option '"+string(attr)+"'"))
+		return
+	}
+	s.local(resp.AppendOK(nil))
+}
+
+// appendInfoSection adds "# Proxy" to an INFO text.
+func (s *Server) appendInfoSection(b []byte) []byte {
+	b = bytes.TrimRight(b, "\r\n")
+	if len(b) > 0 {
+		b = append(b, "\r\n\r\n"...)
+	}
+	st := &s.stats
+	b = fmt.Appendf(b, "# Proxy\r\nproxy_version:%s\r\nproxy_go_version:%s\r\nproxy_uptime_in_seconds:%d\r\n"+
+		"proxy_event_loops:%d\r\nproxy_connected_clients:%d\r\nproxy_total_connections_received:%d\r\n"+
+		"proxy_rejected_connections:%d\r\nproxy_total_commands_processed:%d\r\n",
+		Version, runtime.Version(), int64(time.Since(s.start).Seconds()), s.numLoops(),
+		st.Clients.Load(), st.ClientsTotal.Load(), st.ClientsRejected.Load(), st.Commands.Load())
+	if snap := s.topo.Snapshot(); snap != nil {
+		b = fmt.Appendf(b, "proxy_cluster_nodes:%d\r\nproxy_cluster_shards:%d\r\nproxy_slot_map_version:%d\r\n",
+			len(snap.Nodes), len(snap.Shards), snap.Version)
+	}
+	return b
+}
+
+func (s *Server) numLoops() int {
+	s.loopsMu.Lock()
+	defer s.loopsMu.Unlock()
+	return len(s.loops)
+}

@@ -1,0 +1,161 @@
+package proxy
+
+import (
+	"context"
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/slotproxy/slotproxy/backend"
+	"github.com/slotproxy/slotproxy/topology"
+)
+
+// loop is the state of one gnet event loop. Every field is owned by that loop's goroutine, except
+// wakePending (atomic).
+type loop struct {
+	srv  *Server
+	el   gnet.EventLoop
+	pool *backend.Pool
+
+	touched   []*session // sessions with replies to write at the end of this callback
+	paused    []*session // sessions that stopped reading at a limit; retried on every tick
+	free      []*request // recycled requests
+	slotChild []*request // fan-out scratch: slot → child request being built (nil between commands)
+	rng       *rand.PCG
+	elems     [][]byte // merge scratch
+	starts    []int    // merge scratch
+
+	shardSlotsOf  *topology.Snapshot // snapshot shardSlotsVal was computed for
+	shardSlotsVal []int
+	timeout       int64 // request deadline after arrival, ns
+
+	wakePending atomic.Bool
+}
+
+func newLoop(s *Server, el gnet.EventLoop) *loop {
+	l := &loop{srv: s, el: el, slotChild: make([]*request, topology.NumSlots), timeout: int64(s.cfg.Timeout.D())}
+	l.rng = rand.NewPCG(uint64(time.Now().UnixNano()), uint64(s.nextClientID.Load()))
+	l.pool = backend.NewPool(el, &s.bcfg, s.topo, s.log, l.wakeAfter)
+	l.pool.Owner = l
+	return l
+}
+
+func (l *loop) wakeAfter(d time.Duration) {
+	if d <= 0 {
+		l.wakeNow()
+		return
+	}
+	time.AfterFunc(d, l.wakeNow)
+}
+
+// wakeNow asks the loop to run Run soon. Safe off-loop; coalesced.
+func (l *loop) wakeNow() {
+	if l.wakePending.CompareAndSwap(false, true) {
+		if err := l.el.Execute(context.Background(), l); err != nil {
+			l.wakePending.Store(false)
+		}
+	}
+}
+
+// Run is the loop's timer work (gnet.Runnable): retries, deadlines, paused clients.
+func (l *loop) Run(context.Context) error {
+	l.wakePending.Store(false)
+	l.pool.Tick(time.Now().UnixNano())
+	if len(l.paused) > 0 {
+		paused := l.paused
+		l.paused = nil
+		for _, s := range paused {
+			s.paused = false
+			if !s.closed {
+				_ = s.c.Wake(nil)
+			}
+		}
+	}
+	l.flush()
+	return nil
+}
+
+func (l *loop) touch(s *session) {
+	if !s.touched {
+		s.touched = true
+		l.touched = append(l.touched, s)
+	}
+}
+
+// flush writes what this callback produced: backend batches first, then each touched client's replies.
+func (l *loop) flush() {
+	l.pool.Flush()
+	for i := 0; i < len(l.touched); i++ {
+		s := l.touched[i]
+		l.touched[i] = nil
+		s.touched = false
+		s.flush()
+	}
+	l.touched = l.touched[:0]
+}
+
+func (l *loop) newRequest(s *session) *request {
+	var r *request
+	if n := len(l.free); n > 0 {
+		r = l.free[n-1]
+		l.free[n-1] = nil
+		l.free = l.free[:n-1]
+	} else {
+		r = &request{}
+	}
+	r.sess = s
+	r.be.Sink = r
+	r.be.Affinity = uint32(s.id)
+	return r
+}
+
+// release recycles r. The backend and the session must both be done with it.
+func (l *loop) release(r *request) {
+	for _, c := range r.children {
+		l.release(c)
+	}
+	children := r.children[:0]
+	reply := r.reply[:0]
+	if cap(reply) > 64<<10 {
+		reply = nil // don't keep big replies alive in the free list
+	}
+	raw := r.be.Raw[:0]
+	if cap(raw) > 64<<10 {
+		raw = nil
+	}
+	order := r.order[:0]
+	*r = request{children: children, reply: reply, order: order}
+	r.be.Raw = raw
+	if len(l.free) < 4096 {
+		l.free = append(l.free, r)
+	}
+}
+
+func (l *loop) randomSlot() int {
+	return int(l.rng.Uint64() % topology.NumSlots)
+}
+
+// shardSlots returns one slot owned by each shard of snap, in shard order.
+func (l *loop) shardSlots(snap *topology.Snapshot) []int {
+	if l.shardSlotsOf != snap {
+		slots := make([]int, len(snap.Shards))
+		for i := range slots {
+			slots[i] = -1
+		}
+		for slot, sh := range snap.Slots {
+			if slots[sh] < 0 {
+				slots[sh] = slot
+			}
+		}
+		out := slots[:0]
+		for _, slot := range slots {
+			if slot >= 0 {
+				out = append(out, slot)
+			}
+		}
+		l.shardSlotsOf, l.shardSlotsVal = snap, out
+	}
+	return l.shardSlotsVal
+}

@@ -1,0 +1,266 @@
+// Package proxy is the client side: a gnet server whose sessions parse RESP requests, route them by hash slot
+// to the backend pools of their own event loop, split and merge multi-key commands, answer proxy-local
+// commands, and write every reply back in request order.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/slotproxy/slotproxy/backend"
+	"github.com/slotproxy/slotproxy/topology"
+)
+
+// Version is the proxy's version, printed by -version and INFO.
+var Version = "0.1.0"
+
+// Topology is the slot map source: topology.Manager in production.
+type Topology interface {
+	Snapshot() *topology.Snapshot
+	RequestRefresh()
+}
+
+// Server is one proxy instance: a gnet engine plus the per-loop state.
+type Server struct {
+	gnet.BuiltinEventEngine
+
+	cfg   *Config
+	bcfg  backend.Config
+	topo  Topology
+	log   *slog.Logger
+	start time.Time
+
+	eng     gnet.Engine
+	addr    string        // actual listen address, set in OnBoot
+	booted  chan struct{} // closed in OnBoot
+	stopped chan struct{} // closed when Serve returns
+
+	loopsMu sync.Mutex
+	loops   map[gnet.EventLoop]*loop // guarded by loopsMu; a loop is added the first time a client lands on it
+
+	nextClientID atomic.Int64
+	stats        Stats
+}
+
+// Stats are process-wide counters, updated atomically by the loops.
+type Stats struct {
+	Clients           atomic.Int64 // connected clients
+	ClientsTotal      atomic.Int64 // clients accepted since start
+	ClientsRejected   atomic.Int64 // refused at max_clients
+	Commands          atomic.Int64 // commands answered
+	ProtocolErrors    atomic.Int64 // connections closed for a protocol error
+	QueryBufferClosed atomic.Int64 // connections closed at the query buffer limit
+}
+
+// New makes a server; Serve runs it.
+func New(cfg *Config, topo Topology, log *slog.Logger) *Server {
+	return &Server{
+		cfg:  cfg,
+		topo: topo,
+		log:  log,
+		bcfg: backend.Config{
+			ConnsPerNode:    cfg.ConnsPerNode,
+			DialTimeout:     cfg.DialTimeout.D(),
+			RetryBackoffMin: cfg.Retry.BackoffMin.D(),
+			RetryBackoffMax: cfg.Retry.BackoffMax.D(),
+			MaxRedirects:    cfg.MaxRedirects,
+			Username:        cfg.Username,
+			Password:        cfg.Password,
+		},
+		booted:  make(chan struct{}),
+		stopped: make(chan struct{}),
+		loops:   make(map[gnet.EventLoop]*loop),
+	}
+}
+
+// Serve listens and serves until Stop. It returns the engine's error.
+func (s *Server) Serve() error {
+	defer close(s.stopped)
+	s.start = time.Now()
+	opts := []gnet.Option{
+		gnet.WithMulticore(true),
+		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+		gnet.WithLogger(gnetLogger{s.log}),
+		gnet.WithTicker(true),
+	}
+	if s.cfg.EventLoops > 0 {
+		opts = append(opts, gnet.WithNumEventLoop(s.cfg.EventLoops))
+	}
+	err := gnet.Run(s, "tcp://"+s.cfg.Listen, opts...)
+	select {
+	case <-s.booted:
+	default:
+		close(s.booted) // failed before boot: unblock Addr
+	}
+	return err
+}
+
+// Addr waits until the server listens and returns its address ("" if it failed to start).
+func (s *Server) Addr() string {
+	<-s.booted
+	return s.addr
+}
+
+// Stop stops the engine and waits for Serve to return.
+func (s *Server) Stop(ctx context.Context) error {
+	<-s.booted
+	if s.addr == "" {
+		return nil
+	}
+	err := s.eng.Stop(ctx)
+	select {
+	case <-s.stopped:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return err
+}
+
+// StatsRef exposes the counters (for metrics and tests).
+func (s *Server) StatsRef() *Stats { return &s.stats }
+
+// BackendConns counts backend connections per node over all loops. It hops onto each loop, so it is slow:
+// for tests and admin use.
+func (s *Server) BackendConns() map[string]int {
+	s.loopsMu.Lock()
+	loops := make([]*loop, 0, len(s.loops))
+	for _, l := range s.loops {
+		loops = append(loops, l)
+	}
+	s.loopsMu.Unlock()
+	total := make(map[string]int)
+	for _, l := range loops {
+		ch := make(chan map[string]int, 1)
+		err := l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			ch <- l.pool.Conns()
+			return nil
+		}))
+		if err != nil {
+			continue
+		}
+		for addr, n := range <-ch {
+			total[addr] += n
+		}
+	}
+	return total
+}
+
+func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
+	s.eng = eng
+	s.addr = s.cfg.Listen
+	if fd, err := eng.Dup(); err == nil {
+		if sa, err := unix.Getsockname(fd); err == nil {
+			if in4, ok := sa.(*unix.SockaddrInet4); ok {
+				s.addr = net.JoinHostPort(net.IP(in4.Addr[:]).String(), fmt.Sprint(in4.Port))
+			} else if in6, ok := sa.(*unix.SockaddrInet6); ok {
+				s.addr = net.JoinHostPort(net.IP(in6.Addr[:]).String(), fmt.Sprint(in6.Port))
+			}
+		}
+		unix.Close(fd)
+	}
+	s.log.Info("proxy listening", "addr", s.addr, "version", Version)
+	close(s.booted)
+	return gnet.None
+}
+
+// OnTick runs on gnet's ticker goroutine: it asks every loop to expire overdue requests and resume paused
+// clients.
+func (s *Server) OnTick() (time.Duration, gnet.Action) {
+	s.loopsMu.Lock()
+	for _, l := range s.loops {
+		l.wakeNow()
+	}
+	s.loopsMu.Unlock()
+	return 100 * time.Millisecond, gnet.None
+}
+
+func (s *Server) OnShutdown(gnet.Engine) {
+	s.log.Info("proxy stopped")
+}
+
+func (s *Server) loopOf(el gnet.EventLoop) *loop {
+	s.loopsMu.Lock()
+	defer s.loopsMu.Unlock()
+	l := s.loops[el]
+	if l == nil {
+		l = newLoop(s, el)
+		s.loops[el] = l
+	}
+	return l
+}
+
+func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	if bc, ok := c.Context().(*backend.Conn); ok {
+		return bc.OnOpen(c), gnet.None
+	}
+	if s.cfg.MaxClients > 0 && s.stats.Clients.Load() >= int64(s.cfg.MaxClients) {
+		s.stats.ClientsRejected.Add(1)
+		return []byte("-ERR max number of clients reached\r\n"), gnet.Close
+	}
+	s.stats.Clients.Add(1)
+	s.stats.ClientsTotal.Add(1)
+	l := s.loopOf(c.EventLoop())
+	c.SetContext(newSession(l, c, s.nextClientID.Add(1)))
+	return nil, gnet.None
+}
+
+func (s *Server) OnTraffic(c gnet.Conn) (action gnet.Action) {
+	switch x := c.Context().(type) {
+	case *session:
+		defer x.l.recoverPanic(x)
+		x.onTraffic()
+		x.l.flush()
+	case *backend.Conn:
+		l := x.Pool().Owner.(*loop)
+		defer l.recoverPanic(nil)
+		x.OnTraffic(c)
+		l.flush()
+	}
+	return gnet.None
+}
+
+func (s *Server) OnClose(c gnet.Conn, err error) gnet.Action {
+	switch x := c.Context().(type) {
+	case *session:
+		s.stats.Clients.Add(-1)
+		x.onClose()
+	case *backend.Conn:
+		l := x.Pool().Owner.(*loop)
+		x.OnClose(err)
+		l.flush()
+	}
+	return gnet.None
+}
+
+// recoverPanic keeps one bad request from taking the process down: it logs the stack and closes the client
+// whose request panicked (Style #18).
+func (l *loop) recoverPanic(sess *session) {
+	if v := recover(); v != nil {
+		l.srv.log.Error("panic while serving a client; closing it", "panic", v, "stack", string(debug.Stack()))
+		if sess != nil && sess.c != nil {
+			_ = sess.c.Close()
+		}
+	}
+}
+
+// gnetLogger routes gnet's own logging into slog.
+type gnetLogger struct{ l *slog.Logger }
+
+func (g gnetLogger) Debugf(format string, args ...any) { g.l.Debug(fmt.Sprintf(format, args...)) }
+func (g gnetLogger) Infof(format string, args ...any)  { g.l.Debug(fmt.Sprintf(format, args...)) }
+func (g gnetLogger) Warnf(format string, args ...any)  { g.l.Warn(fmt.Sprintf(format, args...)) }
+func (g gnetLogger) Errorf(format string, args ...any) { g.l.Error(fmt.Sprintf(format, args...)) }
+func (g gnetLogger) Fatalf(format string, args ...any) {
+	g.l.Error(fmt.Sprintf(format, args...))
+	panic(errors.New(fmt.Sprintf(format, args...)))
+}

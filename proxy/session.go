@@ -1,0 +1,255 @@
+package proxy
+
+import (
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/slotproxy/slotproxy/backend"
+	"github.com/slotproxy/slotproxy/resp"
+)
+
+const (
+	// maxQueued bounds the requests one client may have in flight; past it the session stops parsing (the
+	// bytes wait in the socket and gnet's buffer) until replies drain below resumeQueued.
+	maxQueued    = 4096
+	resumeQueued = 1024
+	// maxOutbound pauses parsing while this many reply bytes wait for a client that is not reading.
+	maxOutbound = 32 << 20
+)
+
+// session is one client connection. Owned by its loop.
+type session struct {
+	l      *loop
+	c      gnet.Conn
+	id     int64
+	parser resp.CommandParser
+	queue  reqQueue // requests in arrival order; replies leave from the head only
+	out    []byte   // replies ready to write at the end of the callback
+	keys   []int    // scratch for key positions
+
+	touched bool // in l.touched
+	paused  bool // stopped parsing at a limit
+	closed  bool // OnClose ran; late replies are dropped
+	closing bool // QUIT or a protocol error: close once the queue drained
+
+	name    string // CLIENT SETNAME
+	libName string // CLIENT SETINFO lib-name
+	libVer  string // CLIENT SETINFO lib-ver
+	created time.Time
+	laddr   string
+	raddr   string
+}
+
+func newSession(l *loop, c gnet.Conn, id int64) *session {
+	s := &session{l: l, c: c, id: id, created: time.Now()}
+	if a := c.RemoteAddr(); a != nil {
+		s.raddr = a.String()
+	}
+	if a := c.LocalAddr(); a != nil {
+		s.laddr = a.String()
+	}
+	return s
+}
+
+func (s *session) onTraffic() {
+	c := s.c
+	if s.closing {
+		_, _ = c.Discard(-1)
+		return
+	}
+	buffered := c.InboundBuffered()
+	if buffered > resp.MaxQueryBuffer {
+		s.l.srv.stats.QueryBufferClosed.Add(1)
+		s.l.srv.log.Warn("closing client that reached max query buffer length", "client", s.raddr, "bytes", buffered)
+		_ = c.Close()
+		s.closing = true
+		return
+	}
+	if buffered < s.parser.Need() || s.paused {
+		return
+	}
+	buf, _ := c.Peek(-1)
+	now := time.Now().UnixNano()
+	off := 0
+	for off < len(buf) {
+		if s.queue.len() >= maxQueued || c.OutboundBuffered() > maxOutbound {
+			s.pause()
+			break
+		}
+		args, n, err := s.parser.Parse(buf[off:])
+		if err != nil {
+			s.l.srv.stats.ProtocolErrors.Add(1)
+			s.local(resp.AppendError(nil, "ERR "+err.Error()))
+			s.closing = true
+			off = len(buf)
+			break
+		}
+		if n == 0 {
+			break
+		}
+		raw := buf[off : off+n]
+		off += n
+		if len(args) == 0 {
+			continue
+		}
+		s.dispatch(args, raw, now)
+		if s.closing {
+			off = len(buf)
+			break
+		}
+	}
+	_, _ = c.Discard(off)
+	s.l.touch(s)
+}
+
+func (s *session) pause() {
+	if !s.paused {
+		s.paused = true
+		s.l.paused = append(s.l.paused, s)
+	}
+}
+
+func (s *session) onClose() {
+	s.closed = true
+	// Requests still at backends come back through request.finish, which sees closed and recycles them.
+	for s.queue.len() > 0 {
+		r := s.queue.pop()
+		if r.done {
+			s.l.release(r)
+		} else {
+			r.orphan = true
+		}
+	}
+}
+
+// flush writes the replies gathered in this callback with one write.
+func (s *session) flush() {
+	if s.closed {
+		return
+	}
+	if len(s.out) > 0 {
+		_, _ = s.c.Write(s.out)
+		s.out = s.out[:0]
+		if cap(s.out) > 1<<20 {
+			s.out = nil
+		}
+	}
+	if s.closing && s.queue.len() == 0 {
+		_ = s.c.Close()
+	}
+	if s.paused && s.queue.len() < resumeQueued && s.c.OutboundBuffered() <= maxOutbound {
+		s.paused = false
+		_ = s.c.Wake(nil)
+	}
+}
+
+// local queues a reply computed by the proxy itself, in order with the forwarded ones.
+func (s *session) local(reply []byte) {
+	s.l.srv.stats.Commands.Add(1)
+	if s.queue.len() == 0 {
+		s.out = append(s.out, reply...)
+		return
+	}
+	r := s.l.newRequest(s)
+	r.reply = append(r.reply[:0], reply...)
+	r.done = true
+	s.queue.push(r)
+}
+
+// send queues r in order and hands it to the backend.
+func (s *session) send(r *request) {
+	s.queue.push(r)
+	s.l.pool.Send(&r.be)
+}
+
+// request is one client command in flight, or one part of a split multi-key command.
+type request struct {
+	be       backend.Request
+	sess     *session
+	reply    []byte // the finished reply while it waits behind earlier ones
+	done     bool
+	orphan   bool // its session closed; recycle when the backend returns it
+	parent   *request
+	children []*request
+	pending  int // children still waiting
+	merge    mergeKind
+	order    []uint32 // MGET: for each key, the child holding its value
+}
+
+// Reply is the backend's delivery (backend.Sink).
+func (r *request) Reply(_ *backend.Request, reply []byte) {
+	if p := r.parent; p != nil {
+		r.reply = append(r.reply[:0], reply...)
+		r.done = true
+		p.pending--
+		if p.pending == 0 {
+			p.finish(p.merged())
+		}
+		return
+	}
+	r.finish(reply)
+}
+
+// finish puts r's reply in the session's output: straight away if r is the oldest request, else in r until
+// the ones before it are done.
+func (r *request) finish(reply []byte) {
+	s := r.sess
+	l := s.l
+	if r.orphan || s.closed {
+		l.release(r)
+		return
+	}
+	l.srv.stats.Commands.Add(1)
+	if s.queue.front() != r {
+		r.reply = append(r.reply[:0], reply...)
+		r.done = true
+		return
+	}
+	s.out = append(s.out, reply...)
+	s.queue.pop()
+	l.release(r)
+	for s.queue.len() > 0 && s.queue.front().done {
+		h := s.queue.pop()
+		s.out = append(s.out, h.reply...)
+		l.release(h)
+	}
+	l.touch(s)
+}
+
+// reqQueue is a growable ring of requests.
+type reqQueue struct {
+	buf  []*request
+	head int
+	n    int
+}
+
+func (q *reqQueue) len() int { return q.n }
+
+// front is the oldest request, nil if none.
+func (q *reqQueue) front() *request {
+	if q.n == 0 {
+		return nil
+	}
+	return q.buf[q.head]
+}
+
+func (q *reqQueue) push(r *request) {
+	if q.n == len(q.buf) {
+		nb := make([]*request, max(16, 2*len(q.buf)))
+		for i := 0; i < q.n; i++ {
+			nb[i] = q.buf[(q.head+i)%len(q.buf)]
+		}
+		q.buf, q.head = nb, 0
+	}
+	q.buf[(q.head+q.n)%len(q.buf)] = r
+	q.n++
+}
+
+func (q *reqQueue) pop() *request {
+	r := q.buf[q.head]
+	q.buf[q.head] = nil
+	q.head = (q.head + 1) % len(q.buf)
+	q.n--
+	return r
+}
