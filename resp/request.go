@@ -28,7 +28,9 @@ var (
 )
 
 // ExpectedDollar is the error for a multibulk element that is not a bulk string.
-func ExpectedDollar(c byte) error { return ProtocolError("expected '$', got '" + string([]byte{c}) + "'") }
+func ExpectedDollar(c byte) error {
+	return ProtocolError("expected '$', got '" + string([]byte{c}) + "'")
+}
 
 type span struct{ off, n int }
 

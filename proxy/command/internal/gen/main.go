@@ -218,4 +218,3 @@ func read(r *bufio.Reader) (any, error) {
 	}
 	return nil, fmt.Errorf("bad reply line %q", line)
 }
-
