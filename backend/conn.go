@@ -72,7 +72,11 @@ func (c *Conn) enqueue(r *Request) {
 	c.unsent++
 	if c.state == stateOpen {
 		c.out = append(c.out, r.Raw...)
-		c.pool.markDirty(c)
+		// Reply-clocked batching: with nothing in flight the request goes out at the end of this callback;
+		// otherwise it waits for the replies in flight and leaves with everything queued meanwhile.
+		if c.fifo.len() == c.unsent {
+			c.pool.markDirty(c)
+		}
 	}
 }
 
@@ -197,6 +201,9 @@ func (c *Conn) OnTraffic(gc gnet.Conn) {
 		c.handle(c.fifo.pop(), reply)
 	}
 	_, _ = gc.Discard(off)
+	if c.unsent > 0 && c.state == stateOpen {
+		c.pool.markDirty(c)
+	}
 }
 
 func (c *Conn) handle(r *Request, reply []byte) {

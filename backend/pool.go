@@ -130,9 +130,6 @@ func (p *Pool) Send(r *Request) {
 	n.conns[r.Affinity%uint32(len(n.conns))].enqueue(r)
 }
 
-// Pending tells whether Flush has anything to write.
-func (p *Pool) Pending() bool { return len(p.dirty) > 0 }
-
 // Flush writes every connection's queued bytes: one write per connection per batch.
 func (p *Pool) Flush() {
 	for i, c := range p.dirty {

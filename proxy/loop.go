@@ -41,7 +41,6 @@ func newLoop(s *Server, el gnet.EventLoop) *loop {
 	l.rng = rand.NewPCG(uint64(time.Now().UnixNano()), uint64(s.nextClientID.Load()))
 	l.pool = backend.NewPool(el, &s.bcfg, s.topo, s.log, l.wakeAfter)
 	l.pool.Owner = l
-	l.flushRunnable = gnet.RunnableFunc(l.flushTask)
 	return l
 }
 
@@ -66,7 +65,6 @@ func (l *loop) wakeNow() {
 func (l *loop) Run(context.Context) error {
 	l.wakePending.Store(false)
 	l.pool.Tick(time.Now().UnixNano())
-	l.pool.Flush()
 	if len(l.paused) > 0 {
 		paused := l.paused
 		l.paused = nil
@@ -88,25 +86,11 @@ func (l *loop) touch(s *session) {
 	}
 }
 
-// flush ends a callback: replies go to their clients now; requests for the backends wait for flushTask,
-// which gnet runs after the rest of this poll's events, so one write carries the requests of every client
-// served in the same wake-up (what twemproxy gets from waiting for EPOLLOUT).
+// flush ends a callback: replies go to their clients, and requests to the backends whose connections are
+// ready for the next batch (see backend.Conn's reply-clocked batching).
 func (l *loop) flush() {
 	l.flushClients()
-	if l.pool.Pending() && !l.flushQueued {
-		l.flushQueued = true
-		if err := l.el.Execute(context.Background(), l.flushRunnable); err != nil {
-			l.flushQueued = false
-			l.pool.Flush()
-		}
-	}
-}
-
-func (l *loop) flushTask(context.Context) error {
-	l.flushQueued = false
 	l.pool.Flush()
-	l.flushClients()
-	return nil
 }
 
 func (l *loop) flushClients() {
