@@ -4,6 +4,7 @@ package redistest
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -69,11 +70,23 @@ func StartServer(t testing.TB, extraArgs ...string) *Server {
 	return s
 }
 
+// StartServerOnPort is StartServer on a given port (one FreePort handed out earlier).
+func StartServerOnPort(t testing.TB, port int, extraArgs ...string) *Server {
+	t.Helper()
+	s := newServerOnPort(t, port, extraArgs)
+	s.start(t)
+	s.waitPing(t)
+	return s
+}
+
 func newServer(t testing.TB, extraArgs []string) *Server {
+	return newServerOnPort(t, FreePort(t), extraArgs)
+}
+
+func newServerOnPort(t testing.TB, port int, extraArgs []string) *Server {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatal("redis-server is not installed (Debian: apt-get install redis-server redis-tools)")
 	}
-	port := FreePort(t)
 	dir := t.TempDir()
 	s := &Server{Addr: fmt.Sprintf("127.0.0.1:%d", port), Port: port, Dir: dir}
 	s.args = append([]string{
@@ -220,7 +233,8 @@ type ClusterOptions struct {
 
 // Cluster is a running Redis Cluster.
 type Cluster struct {
-	Nodes []*Server // in creation order: masters first
+	Nodes    []*Server // in creation order: masters first
+	replicas int       // per master, as created
 }
 
 // StartCluster starts the nodes, creates the cluster with redis-cli --cluster create and waits until every
@@ -234,13 +248,14 @@ func StartCluster(t testing.TB, opt ClusterOptions) *Cluster {
 		opt.NodeTimeout = 2 * time.Second
 	}
 	n := opt.Masters * (1 + opt.Replicas)
-	c := &Cluster{}
+	c := &Cluster{replicas: opt.Replicas}
 	for i := 0; i < n; i++ {
 		busPort := FreePort(t)
 		args := append([]string{
 			"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
 			"--cluster-node-timeout", strconv.Itoa(int(opt.NodeTimeout.Milliseconds())),
 			"--cluster-port", strconv.Itoa(busPort),
+			"--repl-diskless-sync-delay", "0", // replicas sync at once, not after 5 s
 		}, opt.ExtraArgs...)
 		s := newServer(t, args)
 		s.start(t)
@@ -305,6 +320,24 @@ func (c *Cluster) health() string {
 			return fmt.Sprintf("nodes disagree: %q vs %q", view, v)
 		}
 		view = v
+	}
+	// CLUSTER SLOTS lists a replica only once it has synced: wait for that too.
+	for _, s := range c.Nodes {
+		if s.PID() == 0 {
+			continue
+		}
+		cl := redis.NewClient(&redis.Options{Addr: s.Addr})
+		slots, err := cl.ClusterSlots(context.Background()).Result()
+		cl.Close()
+		if err != nil {
+			return fmt.Sprintf("%s: CLUSTER SLOTS: %v", s.Addr, err)
+		}
+		for _, r := range slots {
+			if len(r.Nodes) < 1+c.replicas {
+				return fmt.Sprintf("%s: slots %d-%d served by %d nodes", s.Addr, r.Start, r.End, len(r.Nodes))
+			}
+		}
+		break
 	}
 	return ""
 }

@@ -164,21 +164,19 @@ func lower(dst, b []byte) ([]byte, bool) {
 	return dst, true
 }
 
-// UnknownCommandError is Redis's reply text (without "-" and CRLF) for an unknown command.
+// UnknownCommandError is Redis's reply text (without "-" and CRLF) for an unknown command: the arguments are
+// quoted until 128 bytes of them are shown.
 func UnknownCommandError(args [][]byte) string {
-	var b strings.Builder
-	b.WriteString("ERR unknown command '")
-	b.Write(trunc(args[0], 128))
-	b.WriteString("', with args beginning with: ")
+	var shown []byte
 	for _, a := range args[1:] {
-		if b.Len() >= len("ERR unknown command '")+len(trunc(args[0], 128))+len("', with args beginning with: ")+128 {
+		if len(shown) >= 128 {
 			break
 		}
-		b.WriteByte('\'')
-		b.Write(trunc(a, 128-(b.Len()-len("ERR unknown command '")-len(trunc(args[0], 128))-len("', with args beginning with: "))))
-		b.WriteString("' ")
+		shown = append(shown, '\'')
+		shown = append(shown, trunc(a, 128-(len(shown)-1))...)
+		shown = append(shown, "' "...)
 	}
-	return b.String()
+	return "ERR unknown command '" + string(trunc(args[0], 128)) + "', with args beginning with: " + string(shown)
 }
 
 // UnknownSubcommandError is Redis's reply text for a container command's unknown subcommand.

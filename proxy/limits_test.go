@@ -1,0 +1,129 @@
+package proxy_test
+
+import (
+	"context"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// TestHugeBulkHeader: a 4 GiB bulk length is refused with Redis's error and the connection closes; a legal
+// 512 MiB header followed by a trickle of bytes allocates nothing near its size. Other clients go on.
+func TestHugeBulkHeader(t *testing.T) {
+	addr, _, _ := shared(t)
+	other := dialRaw(t, addr)
+
+	c := dialRaw(t, addr)
+	c.send([]byte("*2\r\n$3\r\nGET\r\n$4294967296\r\n"))
+	if got := string(c.reply()); got != "-ERR Protocol error: invalid bulk length\r\n" {
+		t.Errorf("4 GiB bulk: reply %q", got)
+	}
+	if !c.closed() {
+		t.Error("4 GiB bulk: connection left open")
+	}
+
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	big := dialRaw(t, addr)
+	big.send([]byte("*3\r\n$3\r\nSET\r\n$6\r\nhb:big\r\n$536870912\r\n"))
+	for i := 0; i < 100; i++ {
+		big.send([]byte(strings.Repeat("x", 1024)))
+	}
+	time.Sleep(200 * time.Millisecond)
+	if r := other.do("PING"); string(r) != "+PONG\r\n" {
+		t.Fatalf("another client got %q while a 512 MiB value was arriving", r)
+	}
+	runtime.ReadMemStats(&after)
+	if grown := int64(after.TotalAlloc - before.TotalAlloc); grown > 32<<20 {
+		t.Errorf("a 512 MiB bulk header with 100 KiB sent made the proxy allocate %d MiB", grown>>20)
+	}
+	big.c.Close()
+}
+
+// TestAllTypesWithGoRedis drives every data type through go-redis's plain client.
+func TestAllTypesWithGoRedis(t *testing.T) {
+	addr, _, _ := shared(t)
+	ctx := context.Background()
+	c := newClient(addr)
+	defer c.Close()
+	check := func(what string, err error, ok bool) {
+		t.Helper()
+		if err != nil || !ok {
+			t.Errorf("%s: err %v", what, err)
+		}
+	}
+	v, err := c.Set(ctx, "gt:s", "v", time.Minute).Result()
+	check("SET", err, v == "OK")
+	n, err := c.IncrBy(ctx, "gt:n", 5).Result()
+	check("INCRBY", err, n == 5)
+	n, err = c.RPush(ctx, "gt:l", "a", "b", "c").Result()
+	check("RPUSH", err, n == 3)
+	l, err := c.LRange(ctx, "gt:l", 0, -1).Result()
+	check("LRANGE", err, strings.Join(l, "") == "abc")
+	n, err = c.HSet(ctx, "gt:h", "f", "1", "g", "2").Result()
+	check("HSET", err, n == 2)
+	h, err := c.HGetAll(ctx, "gt:h").Result()
+	check("HGETALL", err, h["f"] == "1" && h["g"] == "2")
+	n, err = c.SAdd(ctx, "gt:set", "x", "y").Result()
+	check("SADD", err, n == 2)
+	ok, err := c.SIsMember(ctx, "gt:set", "y").Result()
+	check("SISMEMBER", err, ok)
+	n, err = c.ZAdd(ctx, "gt:z", redisZ(1, "a"), redisZ(2, "b")).Result()
+	check("ZADD", err, n == 2)
+	z, err := c.ZRangeWithScores(ctx, "gt:z", 0, -1).Result()
+	check("ZRANGE", err, len(z) == 2 && z[1].Member == "b" && z[1].Score == 2)
+	id, err := c.XAdd(ctx, xargs("gt:x")).Result()
+	check("XADD", err, id != "")
+	xs, err := c.XRange(ctx, "gt:x", "-", "+").Result()
+	check("XRANGE", err, len(xs) == 1 && xs[0].Values["f"] == "v")
+	n, err = c.PFAdd(ctx, "gt:hll", "a", "b", "a").Result()
+	check("PFADD", err, n == 1)
+	n, err = c.PFCount(ctx, "gt:hll").Result()
+	check("PFCOUNT", err, n == 2)
+	n, err = c.GeoAdd(ctx, "gt:g", geo("p", 13.36, 38.11)).Result()
+	check("GEOADD", err, n == 1)
+	pos, err := c.GeoPos(ctx, "gt:g", "p").Result()
+	check("GEOPOS", err, len(pos) == 1 && pos[0] != nil)
+	n, err = c.SetBit(ctx, "gt:b", 3, 1).Result()
+	check("SETBIT", err, n == 0)
+	n, err = c.BitCount(ctx, "gt:b", nil).Result()
+	check("BITCOUNT", err, n == 1)
+	vals, err := c.MGet(ctx, "gt:s", "gt:n", "gt:none").Result()
+	check("MGET", err, len(vals) == 3 && vals[0] == "v" && vals[1] == "5" && vals[2] == nil)
+	n, err = c.Del(ctx, "gt:s", "gt:n", "gt:l", "gt:h", "gt:set", "gt:z", "gt:x", "gt:hll", "gt:g", "gt:b").Result()
+	check("DEL", err, n == 10)
+}
+
+func redisZ(score float64, m string) redis.Z { return redis.Z{Score: score, Member: m} }
+
+func xargs(stream string) *redis.XAddArgs {
+	return &redis.XAddArgs{Stream: stream, Values: map[string]any{"f": "v"}}
+}
+
+func geo(name string, lon, lat float64) *redis.GeoLocation {
+	return &redis.GeoLocation{Name: name, Longitude: lon, Latitude: lat}
+}
+
+// TestDisconnectWithRequestsInFlight: a client that leaves mid-pipeline disturbs nobody.
+func TestDisconnectWithRequestsInFlight(t *testing.T) {
+	addr, _, _ := shared(t)
+	other := dialRaw(t, addr)
+	for round := 0; round < 20; round++ {
+		c := dialRaw(t, addr)
+		var req []byte
+		for i := 0; i < 2000; i++ {
+			req = append(req, "*3\r\n$4\r\nMGET\r\n$4\r\ndc:a\r\n$4\r\ndc:b\r\n*2\r\n$3\r\nGET\r\n$4\r\ndc:c\r\n"...)
+		}
+		c.send(req)
+		c.c.Close()
+	}
+	for i := 0; i < 100; i++ {
+		if r := other.do("ECHO", "still here"); string(r) != "$10\r\nstill here\r\n" {
+			t.Fatalf("other client got %q", r)
+		}
+	}
+}
