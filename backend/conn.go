@@ -217,8 +217,10 @@ func (c *Conn) handle(r *Request, reply []byte) {
 	case errMoved, errAsk:
 		p.redirect(r, reply, kind, c.addr)
 	case errTryAgain, errLoading:
+		p.Stats.TryAgain.Add(1)
 		p.retry(r, string(reply[1:len(reply)-2]))
 	default: // CLUSTERDOWN, READONLY, MASTERDOWN: the map is stale or the cluster is failing over
+		p.Stats.ClusterDown.Add(1)
 		r.moved = ""
 		p.topo.RequestRefresh()
 		p.retry(r, string(reply[1:len(reply)-2]))
@@ -251,7 +253,8 @@ func (c *Conn) OnClose(err error) {
 	c.unsent = 0
 	c.out = c.out[:0]
 	c.scanner.Reset()
-	if wasOpen && c.state != stateShut {
+	if wasOpen && c.state != stateShut && err != nil { // nil: closed here, or the engine stops
+		p.Stats.ConnsLost.Add(1)
 		p.log.Warn("backend connection lost", "node", c.addr, "err", err)
 		p.topo.RequestRefresh()
 	}
@@ -262,6 +265,7 @@ func (c *Conn) dialFailed(err error) {
 		return
 	}
 	p := c.pool
+	p.Stats.DialErrors.Add(1)
 	c.failures++
 	c.state = stateDown
 	backoff := p.cfg.RetryBackoffMin << min(c.failures, 10)

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -49,8 +50,21 @@ type Pool struct {
 	due     []*Request       // scratch for Tick
 	wakeAt  int64            // earliest pending wake-up (unix ns), 0 if none
 
+	Stats Stats // written by the loop only, read by anyone
+
 	reportsMu sync.Mutex   // guards reports, the one field dial goroutines write
 	reports   []dialReport // failed dials waiting for Tick
+}
+
+// Stats counts what the pool absorbed on behalf of clients.
+type Stats struct {
+	Moved       atomic.Int64 // MOVED replies followed
+	Ask         atomic.Int64 // ASK replies followed
+	TryAgain    atomic.Int64 // TRYAGAIN and LOADING replies retried
+	ClusterDown atomic.Int64 // CLUSTERDOWN, READONLY and MASTERDOWN replies retried
+	Failed      atomic.Int64 // requests answered with an error by the pool (deadline, lost connection)
+	ConnsLost   atomic.Int64 // open connections that closed unexpectedly
+	DialErrors  atomic.Int64 // failed dials
 }
 
 type dialReport struct {
@@ -116,7 +130,8 @@ func (p *Pool) Send(r *Request) {
 	case r.Slot >= 0:
 		s := p.Snapshot()
 		if s == nil {
-			p.retry(r, "CLUSTERDOWN The cluster is down")
+			// No node has answered yet: say so now rather than hold the client.
+			p.fail(r, "CLUSTERDOWN The cluster is down")
 			return
 		}
 		if addr, ok := p.moved[r.Slot]; ok {
@@ -225,8 +240,10 @@ func (p *Pool) redirect(r *Request, reply []byte, kind errorKind, from string) {
 	}
 	r.redirects++
 	if kind == errAsk {
+		p.Stats.Ask.Add(1)
 		r.ask = addr
 	} else {
+		p.Stats.Moved.Add(1)
 		r.moved = addr
 		if r.Slot >= 0 {
 			if p.moved == nil {
@@ -267,6 +284,7 @@ func (p *Pool) scheduleWake(at, now int64) {
 }
 
 func (p *Pool) fail(r *Request, errText string) {
+	p.Stats.Failed.Add(1)
 	p.deliver(r, fmt.Appendf(nil, "-%s\r\n", errText))
 }
 

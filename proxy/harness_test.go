@@ -80,6 +80,13 @@ func shared(t testing.TB) (proxyAddr string, standalone *redistest.Server, clust
 // startProxy runs a proxy in this process in front of seeds, stopped at cleanup.
 func startProxy(t testing.TB, seeds []string, tweak ...func(*proxy.Config)) string {
 	t.Helper()
+	addr, _ := startProxyOpt(t, seeds, false, tweak...)
+	return addr
+}
+
+// startProxyOpt is startProxy; with noWait it does not wait for a slot map.
+func startProxyOpt(t testing.TB, seeds []string, noWait bool, tweak ...func(*proxy.Config)) (string, *proxy.Server) {
+	t.Helper()
 	cfg := proxy.Default()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.Metrics = ""
@@ -98,11 +105,13 @@ func startProxy(t testing.TB, seeds []string, tweak ...func(*proxy.Config)) stri
 		ReadTimeout: 2 * time.Second, Logger: log,
 	})
 	topo.Start()
-	select {
-	case <-topo.Ready():
-	case <-time.After(20 * time.Second):
-		topo.Close()
-		t.Fatal("no slot map from", seeds)
+	if !noWait {
+		select {
+		case <-topo.Ready():
+		case <-time.After(20 * time.Second):
+			topo.Close()
+			t.Fatal("no slot map from", seeds)
+		}
 	}
 	srv := proxy.New(cfg, topo, log)
 	errc := make(chan error, 1)
@@ -118,7 +127,7 @@ func startProxy(t testing.TB, seeds []string, tweak ...func(*proxy.Config)) stri
 		_ = srv.Stop(ctx)
 		topo.Close()
 	})
-	return addr
+	return addr, srv
 }
 
 type testWriter struct{ t testing.TB }

@@ -2,12 +2,15 @@ package proxy_test
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/slotproxy/slotproxy/internal/redistest"
 )
 
 // TestHugeBulkHeader: a 4 GiB bulk length is refused with Redis's error and the connection closes; a legal
@@ -125,5 +128,29 @@ func TestDisconnectWithRequestsInFlight(t *testing.T) {
 		if r := other.do("ECHO", "still here"); string(r) != "$10\r\nstill here\r\n" {
 			t.Fatalf("other client got %q", r)
 		}
+	}
+}
+
+// TestNoSeedAnswers: with no reachable seed the proxy still serves local commands, and keyed commands get
+// CLUSTERDOWN at once instead of hanging.
+func TestNoSeedAnswers(t *testing.T) {
+	dead := fmt.Sprintf("127.0.0.1:%d", redistest.FreePort(t))
+	addr, _ := startProxyOpt(t, []string{dead}, true)
+	c := dialRaw(t, addr)
+	if got := string(c.do("PING")); got != "+PONG\r\n" {
+		t.Errorf("PING = %q", got)
+	}
+	start := time.Now()
+	if got := string(c.do("GET", "k")); got != "-CLUSTERDOWN The cluster is down\r\n" {
+		t.Errorf("GET = %q", got)
+	}
+	if got := string(c.do("MGET", "a", "b", "c")); got != "-CLUSTERDOWN The cluster is down\r\n" {
+		t.Errorf("MGET = %q", got)
+	}
+	if got := string(c.do("DBSIZE")); got != "-CLUSTERDOWN The cluster is down\r\n" {
+		t.Errorf("DBSIZE = %q", got)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("answers took %v", d)
 	}
 }

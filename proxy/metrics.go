@@ -21,6 +21,25 @@ func RegisterMetrics(reg prometheus.Registerer, s *Server) {
 		func() float64 { return float64(st.ProtocolErrors.Load()) })
 	metrics.CounterFunc(reg, "query_buffer_closed_total", "Client connections closed at the query buffer limit.",
 		func() float64 { return float64(st.QueryBufferClosed.Load()) })
+	for _, m := range []struct {
+		name, help string
+		get        func() int64
+	}{
+		{"backend_moved_total", "MOVED replies followed inside the proxy.", func() int64 { return s.BackendStats().Moved }},
+		{"backend_ask_total", "ASK replies followed inside the proxy.", func() int64 { return s.BackendStats().Ask }},
+		{"backend_tryagain_total", "TRYAGAIN and LOADING replies retried.", func() int64 { return s.BackendStats().TryAgain }},
+		{"backend_clusterdown_total", "CLUSTERDOWN, READONLY and MASTERDOWN replies retried.",
+			func() int64 { return s.BackendStats().ClusterDown }},
+		{"backend_failed_total", "Requests answered with a proxy error (deadline passed, connection lost).",
+			func() int64 { return s.BackendStats().Failed }},
+		{"backend_connections_lost_total", "Open backend connections that closed unexpectedly.",
+			func() int64 { return s.BackendStats().ConnsLost }},
+		{"backend_dial_errors_total", "Failed connection attempts to cluster nodes.",
+			func() int64 { return s.BackendStats().DialErrors }},
+	} {
+		get := m.get
+		metrics.CounterFunc(reg, m.name, m.help, func() float64 { return float64(get()) })
+	}
 	metrics.GaugeFunc(reg, "slot_map_version", "Version of the slot map in use; 0 before the first one.",
 		func() float64 {
 			if snap := s.topo.Snapshot(); snap != nil {

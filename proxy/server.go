@@ -129,6 +129,23 @@ func (s *Server) Stop(ctx context.Context) error {
 // StatsRef exposes the counters (for metrics and tests).
 func (s *Server) StatsRef() *Stats { return &s.stats }
 
+// BackendStats sums the backend counters of every loop.
+func (s *Server) BackendStats() (st struct{ Moved, Ask, TryAgain, ClusterDown, Failed, ConnsLost, DialErrors int64 }) {
+	s.loopsMu.Lock()
+	defer s.loopsMu.Unlock()
+	for _, l := range s.loops {
+		b := &l.pool.Stats
+		st.Moved += b.Moved.Load()
+		st.Ask += b.Ask.Load()
+		st.TryAgain += b.TryAgain.Load()
+		st.ClusterDown += b.ClusterDown.Load()
+		st.Failed += b.Failed.Load()
+		st.ConnsLost += b.ConnsLost.Load()
+		st.DialErrors += b.DialErrors.Load()
+	}
+	return st
+}
+
 // BackendConns counts backend connections per node over all loops. It hops onto each loop, so it is slow:
 // for tests and admin use.
 func (s *Server) BackendConns() map[string]int {
