@@ -102,7 +102,7 @@ func startProxyOpt(t testing.TB, seeds []string, noWait bool, tweak ...func(*pro
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	topo := topology.NewManager(topology.Config{
 		Seeds: seeds, RefreshInterval: cfg.RefreshInterval.D(), DialTimeout: time.Second,
-		ReadTimeout: 2 * time.Second, Logger: log,
+		ReadTimeout: 2 * time.Second, Logger: log, Username: cfg.Username, Password: cfg.Password,
 	})
 	topo.Start()
 	if !noWait {

@@ -24,9 +24,10 @@ import (
 
 // Server is one redis-server process.
 type Server struct {
-	Addr string
-	Port int
-	Dir  string
+	Addr     string
+	Port     int
+	Dir      string
+	Password string // requirepass, if any: used by the helpers that talk to the server
 
 	args []string
 	mu   sync.Mutex
@@ -142,6 +143,13 @@ func (s *Server) do(args ...string) (string, error) {
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	r := bufio.NewReader(c)
+	if s.Password != "" {
+		fmt.Fprintf(c, "*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n", len(s.Password), s.Password)
+		if line, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(line, "+OK") {
+			return "", fmt.Errorf("AUTH: %q %v", line, err)
+		}
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "*%d\r\n", len(args))
 	for _, a := range args {
@@ -150,7 +158,6 @@ func (s *Server) do(args ...string) (string, error) {
 	if _, err := c.Write([]byte(b.String())); err != nil {
 		return "", err
 	}
-	r := bufio.NewReader(c)
 	line, err := r.ReadString('\n')
 	if err != nil {
 		return "", err
@@ -218,7 +225,7 @@ func (s *Server) Restart(t testing.TB) {
 
 // Client is a go-redis client for the server, closed at cleanup.
 func (s *Server) Client(t testing.TB) *redis.Client {
-	c := redis.NewClient(&redis.Options{Addr: s.Addr})
+	c := redis.NewClient(&redis.Options{Addr: s.Addr, Password: s.Password})
 	t.Cleanup(func() { c.Close() })
 	return c
 }
@@ -228,6 +235,7 @@ type ClusterOptions struct {
 	Masters     int           // default 3
 	Replicas    int           // per master
 	NodeTimeout time.Duration // cluster-node-timeout, default 2s
+	Password    string        // requirepass and masterauth of every node
 	ExtraArgs   []string
 }
 
@@ -257,7 +265,11 @@ func StartCluster(t testing.TB, opt ClusterOptions) *Cluster {
 			"--cluster-port", strconv.Itoa(busPort),
 			"--repl-diskless-sync-delay", "0", // replicas sync at once, not after 5 s
 		}, opt.ExtraArgs...)
+		if opt.Password != "" {
+			args = append(args, "--requirepass", opt.Password, "--masterauth", opt.Password)
+		}
 		s := newServer(t, args)
+		s.Password = opt.Password
 		s.start(t)
 		c.Nodes = append(c.Nodes, s)
 	}
@@ -266,6 +278,9 @@ func StartCluster(t testing.TB, opt ClusterOptions) *Cluster {
 	}
 	create := append([]string{"--cluster", "create"}, c.Addrs()...)
 	create = append(create, "--cluster-replicas", strconv.Itoa(opt.Replicas), "--cluster-yes")
+	if opt.Password != "" {
+		create = append(create, "-a", opt.Password, "--no-auth-warning")
+	}
 	if out, err := exec.Command("redis-cli", create...).CombinedOutput(); err != nil {
 		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
 	}
@@ -326,7 +341,7 @@ func (c *Cluster) health() string {
 		if s.PID() == 0 {
 			continue
 		}
-		cl := redis.NewClient(&redis.Options{Addr: s.Addr})
+		cl := redis.NewClient(&redis.Options{Addr: s.Addr, Password: s.Password})
 		slots, err := cl.ClusterSlots(context.Background()).Result()
 		cl.Close()
 		if err != nil {
