@@ -100,6 +100,13 @@ func TestRedirectsAbsorbed(t *testing.T) {
 	if err := px.Incr(ctx, "rd:{tag}n").Err(); err != nil {
 		t.Fatal(err)
 	}
+	// One event loop per CPU, one connection per node each: never more.
+	perNode := srv.BackendConns()
+	for node, n := range perNode {
+		if n > 2 {
+			t.Errorf("%d connections to %s", n, node)
+		}
+	}
 	st := srv.BackendStats()
 	if st.Ask == 0 || st.TryAgain == 0 || st.Moved == 0 || st.Failed != 0 {
 		t.Errorf("backend stats %+v: want ASK, TRYAGAIN and MOVED absorbed, nothing failed", st)
