@@ -10,6 +10,7 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
+	"github.com/slotproxy/slotproxy/internal/ring"
 	"github.com/slotproxy/slotproxy/resp"
 )
 
@@ -37,10 +38,10 @@ type Conn struct {
 
 	gc       gnet.Conn // set in OnOpen, nil otherwise
 	state    connState
-	dirty    bool   // in pool.dirty
-	out      []byte // bytes queued for the next flush (open state only)
-	fifo     fifo   // requests written or queued, oldest first
-	unsent   int    // how many fifo entries at the tail are not written yet
+	dirty    bool                // in pool.dirty
+	out      []byte              // bytes queued for the next flush (open state only)
+	fifo     ring.Ring[*Request] // requests written or queued, oldest first
+	unsent   int                 // how many fifo entries at the tail are not written yet
 	scanner  resp.ReplyScanner
 	failures int   // consecutive failed dials
 	redialAt int64 // unix ns; no dial before it while down
@@ -61,20 +62,20 @@ func (c *Conn) enqueue(r *Request) {
 		c.dial()
 	}
 	if r.ask != "" {
-		c.fifo.push(askingMarker)
+		c.fifo.Push(askingMarker)
 		c.unsent++
 		if c.state == stateOpen {
 			c.out = append(c.out, askingCmd...)
 		}
 		r.ask = ""
 	}
-	c.fifo.push(r)
+	c.fifo.Push(r)
 	c.unsent++
 	if c.state == stateOpen {
 		c.out = append(c.out, r.Raw...)
 		// Reply-clocked batching: with nothing in flight the request goes out at the end of this callback;
 		// otherwise it waits for the replies in flight and leaves with everything queued meanwhile.
-		if c.fifo.len() == c.unsent {
+		if c.fifo.Len() == c.unsent {
 			c.pool.markDirty(c)
 		}
 	}
@@ -161,8 +162,8 @@ func (c *Conn) OnOpen(gc gnet.Conn) []byte {
 	c.state = stateOpen
 	c.failures = 0
 	var out []byte
-	for i := 0; i < c.fifo.len(); i++ {
-		switch r := c.fifo.at(i); r {
+	for i := 0; i < c.fifo.Len(); i++ {
+		switch r := c.fifo.At(i); r {
 		case nil:
 		case askingMarker:
 			out = append(out, askingCmd...)
@@ -193,12 +194,12 @@ func (c *Conn) OnTraffic(gc gnet.Conn) {
 		}
 		reply := buf[off : off+n]
 		off += n
-		if c.fifo.len()-c.unsent <= 0 {
+		if c.fifo.Len()-c.unsent <= 0 {
 			c.pool.log.Warn("closing backend connection: reply without request", "node", c.addr)
 			_ = c.pool.el.Close(gc)
 			return
 		}
-		c.handle(c.fifo.pop(), reply)
+		c.handle(c.fifo.Pop(), reply)
 	}
 	_, _ = gc.Discard(off)
 	if c.unsent > 0 && c.state == stateOpen {
@@ -236,10 +237,10 @@ func (c *Conn) OnClose(err error) {
 	if c.state != stateShut {
 		c.state = stateIdle
 	}
-	written := c.fifo.len() - c.unsent
-	n := c.fifo.len()
+	written := c.fifo.Len() - c.unsent
+	n := c.fifo.Len()
 	for i := 0; i < n; i++ {
-		r := c.fifo.pop()
+		r := c.fifo.Pop()
 		if r == nil || r == askingMarker {
 			continue
 		}
@@ -273,8 +274,8 @@ func (c *Conn) dialFailed(err error) {
 	if c.failures == 1 {
 		p.log.Warn("cannot connect to node", "node", c.addr, "err", err)
 	}
-	for c.fifo.len() > 0 {
-		if r := c.fifo.pop(); r != nil && r != askingMarker {
+	for c.fifo.Len() > 0 {
+		if r := c.fifo.Pop(); r != nil && r != askingMarker {
 			p.retry(r, c.unreachable())
 		}
 	}
@@ -285,14 +286,14 @@ func (c *Conn) dialFailed(err error) {
 // expire answers every request past its deadline. A connection that kept a written request unanswered past
 // its deadline is treated as dead.
 func (c *Conn) expire(now int64) {
-	written := c.fifo.len() - c.unsent
+	written := c.fifo.Len() - c.unsent
 	stuck := false
-	for i := 0; i < c.fifo.len(); i++ {
-		r := c.fifo.at(i)
+	for i := 0; i < c.fifo.Len(); i++ {
+		r := c.fifo.At(i)
 		if r == nil || r == askingMarker || r.Deadline > now {
 			continue
 		}
-		c.fifo.set(i, nil)
+		c.fifo.Set(i, nil)
 		if i < written {
 			stuck = true
 		}
@@ -311,35 +312,3 @@ func (c *Conn) shut() {
 		_ = c.pool.el.Close(c.gc)
 	}
 }
-
-// fifo is a growable ring of requests.
-type fifo struct {
-	buf  []*Request
-	head int
-	n    int
-}
-
-func (q *fifo) len() int { return q.n }
-
-func (q *fifo) push(r *Request) {
-	if q.n == len(q.buf) {
-		nb := make([]*Request, max(16, 2*len(q.buf)))
-		for i := 0; i < q.n; i++ {
-			nb[i] = q.buf[(q.head+i)%len(q.buf)]
-		}
-		q.buf, q.head = nb, 0
-	}
-	q.buf[(q.head+q.n)%len(q.buf)] = r
-	q.n++
-}
-
-func (q *fifo) pop() *Request {
-	r := q.buf[q.head]
-	q.buf[q.head] = nil
-	q.head = (q.head + 1) % len(q.buf)
-	q.n--
-	return r
-}
-
-func (q *fifo) at(i int) *Request     { return q.buf[(q.head+i)%len(q.buf)] }
-func (q *fifo) set(i int, r *Request) { q.buf[(q.head+i)%len(q.buf)] = r }

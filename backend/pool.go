@@ -188,7 +188,7 @@ func (p *Pool) Tick(now int64) {
 		idle := true
 		for _, c := range n.conns {
 			c.expire(now)
-			if c.fifo.len() > 0 {
+			if c.fifo.Len() > 0 {
 				idle = false
 			}
 		}

@@ -108,7 +108,7 @@ var errClusterDown = resp.AppendError(nil, "CLUSTERDOWN The cluster is down")
 // set first.
 func (s *session) sendParent(p *request) {
 	p.pending = len(p.children)
-	s.queue.push(p)
+	s.queue.Push(p)
 	for _, ch := range p.children {
 		s.l.pool.Send(&ch.be)
 	}

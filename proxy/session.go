@@ -6,6 +6,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 
 	"github.com/slotproxy/slotproxy/backend"
+	"github.com/slotproxy/slotproxy/internal/ring"
 	"github.com/slotproxy/slotproxy/resp"
 )
 
@@ -24,9 +25,9 @@ type session struct {
 	c      gnet.Conn
 	id     int64
 	parser resp.CommandParser
-	queue  reqQueue // requests in arrival order; replies leave from the head only
-	out    []byte   // replies ready to write at the end of the callback
-	keys   []int    // scratch for key positions
+	queue  ring.Ring[*request] // requests in arrival order; replies leave from the front only
+	out    []byte              // replies ready to write at the end of the callback
+	keys   []int               // scratch for key positions
 
 	touched bool // in l.touched
 	paused  bool // stopped parsing at a limit
@@ -73,7 +74,7 @@ func (s *session) onTraffic() {
 	now := time.Now().UnixNano()
 	off := 0
 	for off < len(buf) {
-		if s.queue.len() >= maxQueued || c.OutboundBuffered() > maxOutbound {
+		if s.queue.Len() >= maxQueued || c.OutboundBuffered() > maxOutbound {
 			s.pause()
 			break
 		}
@@ -113,8 +114,8 @@ func (s *session) pause() {
 func (s *session) onClose() {
 	s.closed = true
 	// Requests still at backends come back through request.finish, which sees closed and recycles them.
-	for s.queue.len() > 0 {
-		r := s.queue.pop()
+	for s.queue.Len() > 0 {
+		r := s.queue.Pop()
 		if r.done {
 			s.l.release(r)
 		} else {
@@ -135,10 +136,10 @@ func (s *session) flush() {
 			s.out = nil
 		}
 	}
-	if s.closing && s.queue.len() == 0 {
+	if s.closing && s.queue.Len() == 0 {
 		_ = s.c.Close()
 	}
-	if s.paused && s.queue.len() < resumeQueued && s.c.OutboundBuffered() <= maxOutbound {
+	if s.paused && s.queue.Len() < resumeQueued && s.c.OutboundBuffered() <= maxOutbound {
 		s.paused = false
 		_ = s.c.Wake(nil)
 	}
@@ -147,19 +148,19 @@ func (s *session) flush() {
 // local queues a reply computed by the proxy itself, in order with the forwarded ones.
 func (s *session) local(reply []byte) {
 	s.l.srv.stats.Commands.Add(1)
-	if s.queue.len() == 0 {
+	if s.queue.Len() == 0 {
 		s.out = append(s.out, reply...)
 		return
 	}
 	r := s.l.newRequest(s)
 	r.reply = append(r.reply[:0], reply...)
 	r.done = true
-	s.queue.push(r)
+	s.queue.Push(r)
 }
 
 // send queues r in order and hands it to the backend.
 func (s *session) send(r *request) {
-	s.queue.push(r)
+	s.queue.Push(r)
 	s.l.pool.Send(&r.be)
 }
 
@@ -201,55 +202,18 @@ func (r *request) finish(reply []byte) {
 		return
 	}
 	l.srv.stats.Commands.Add(1)
-	if s.queue.front() != r {
+	if s.queue.Len() == 0 || s.queue.At(0) != r {
 		r.reply = append(r.reply[:0], reply...)
 		r.done = true
 		return
 	}
 	s.out = append(s.out, reply...)
-	s.queue.pop()
+	s.queue.Pop()
 	l.release(r)
-	for s.queue.len() > 0 && s.queue.front().done {
-		h := s.queue.pop()
+	for s.queue.Len() > 0 && s.queue.At(0).done {
+		h := s.queue.Pop()
 		s.out = append(s.out, h.reply...)
 		l.release(h)
 	}
 	l.touch(s)
-}
-
-// reqQueue is a growable ring of requests.
-type reqQueue struct {
-	buf  []*request
-	head int
-	n    int
-}
-
-func (q *reqQueue) len() int { return q.n }
-
-// front is the oldest request, nil if none.
-func (q *reqQueue) front() *request {
-	if q.n == 0 {
-		return nil
-	}
-	return q.buf[q.head]
-}
-
-func (q *reqQueue) push(r *request) {
-	if q.n == len(q.buf) {
-		nb := make([]*request, max(16, 2*len(q.buf)))
-		for i := 0; i < q.n; i++ {
-			nb[i] = q.buf[(q.head+i)%len(q.buf)]
-		}
-		q.buf, q.head = nb, 0
-	}
-	q.buf[(q.head+q.n)%len(q.buf)] = r
-	q.n++
-}
-
-func (q *reqQueue) pop() *request {
-	r := q.buf[q.head]
-	q.buf[q.head] = nil
-	q.head = (q.head + 1) % len(q.buf)
-	q.n--
-	return r
 }
