@@ -126,6 +126,9 @@ func (s *Server) Stop(ctx context.Context) error {
 	return err
 }
 
+// Topology is the slot map source the server routes by.
+func (s *Server) Topology() Topology { return s.topo }
+
 // StatsRef exposes the counters (for metrics and tests).
 func (s *Server) StatsRef() *Stats { return &s.stats }
 

@@ -1,0 +1,256 @@
+// Package loadgen drives a Redis endpoint with many concurrent clients doing SET, GET, INCR, MGET, MSET and
+// DEL over a known key space, records every reply and its latency, and afterwards checks the data: every
+// acknowledged write must read back, every counter must equal its acknowledged INCRs. The failover and
+// resharding tests use it; bench/loadgen runs it by hand against any address.
+package loadgen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Config shapes a run.
+type Config struct {
+	Clients       int    // concurrent workers, each with its own keys
+	KeysPerWorker int    // keys each worker writes and reads
+	Prefix        string // key prefix, so runs do not collide
+	// NewClient makes the client a worker uses. Plain clients get one connection each.
+	NewClient func() redis.Cmdable
+}
+
+// Op is one request's outcome.
+type Op struct {
+	Start   time.Time
+	Latency time.Duration
+	Kind    string // SET, GET, INCR, MGET, MSET, DEL
+	Err     error  // nil, or the error the client saw
+}
+
+// Result is what a run saw and what the check found.
+type Result struct {
+	Ops []Op
+
+	LostWrites      int // acknowledged writes that did not read back (during the run or at the check)
+	CounterMismatch int // counters whose value is outside [acked, acked+unknown]
+	UnknownIncrs    int // INCRs that failed: their outcome is unknown
+	CheckErrors     []string
+}
+
+// Run starts the workers and returns a stop function that ends them, checks the data and returns the result.
+func Run(cfg Config) (stop func() *Result) {
+	ctx, cancel := context.WithCancel(context.Background())
+	workers := make([]*worker, cfg.Clients)
+	var wg sync.WaitGroup
+	for i := range workers {
+		w := &worker{id: i, cfg: &cfg, c: cfg.NewClient(), rng: rand.New(rand.NewPCG(uint64(i), 7)),
+			values: map[string]string{}}
+		workers[i] = w
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.run(ctx)
+		}()
+	}
+	return func() *Result {
+		cancel()
+		wg.Wait()
+		res := &Result{}
+		for _, w := range workers {
+			w.check(res)
+			res.Ops = append(res.Ops, w.ops...)
+			res.LostWrites += w.lost
+			res.UnknownIncrs += w.unknownIncr
+		}
+		slices.SortFunc(res.Ops, func(a, b Op) int { return a.Start.Compare(b.Start) })
+		return res
+	}
+}
+
+type worker struct {
+	id          int
+	cfg         *Config
+	c           redis.Cmdable
+	rng         *rand.Rand
+	seq         int
+	values      map[string]string // last acknowledged value per key ("" = deleted); keys with an unknown write are absent
+	unsure      map[string]bool   // keys whose last write failed: either value may be there
+	acked       int               // acknowledged INCRs
+	unknownIncr int
+	lost        int
+	ops         []Op
+}
+
+func (w *worker) key(i int) string {
+	return fmt.Sprintf("%s:w%d:k%d", w.cfg.Prefix, w.id, i)
+}
+
+func (w *worker) counter() string { return fmt.Sprintf("%s:w%d:n", w.cfg.Prefix, w.id) }
+
+func (w *worker) record(kind string, start time.Time, err error) {
+	w.ops = append(w.ops, Op{Start: start, Latency: time.Since(start), Kind: kind, Err: err})
+}
+
+func (w *worker) run(ctx context.Context) {
+	if w.unsure == nil {
+		w.unsure = map[string]bool{}
+	}
+	n := w.cfg.KeysPerWorker
+	for ctx.Err() == nil {
+		w.seq++
+		val := strconv.Itoa(w.seq)
+		k := w.key(w.rng.IntN(n))
+		k2 := w.key(w.rng.IntN(n))
+		start := time.Now()
+		opctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		switch p := w.rng.IntN(100); {
+		case p < 25:
+			err := w.c.Set(opctx, k, val, 0).Err()
+			w.record("SET", start, err)
+			w.wrote(err, k, val)
+		case p < 55:
+			got, err := w.c.Get(opctx, k).Result()
+			if errors.Is(err, redis.Nil) {
+				got, err = "", nil
+			}
+			w.record("GET", start, err)
+			if err == nil {
+				w.read(k, got)
+			}
+		case p < 70:
+			err := w.c.Incr(opctx, w.counter()).Err()
+			w.record("INCR", start, err)
+			if err == nil {
+				w.acked++
+			} else {
+				w.unknownIncr++
+			}
+		case p < 80:
+			vals, err := w.c.MGet(opctx, k, k2).Result()
+			w.record("MGET", start, err)
+			if err == nil && len(vals) == 2 {
+				for i, kk := range []string{k, k2} {
+					s, _ := vals[i].(string)
+					w.read(kk, s)
+				}
+			}
+		case p < 92:
+			v2 := val + "b"
+			err := w.c.MSet(opctx, k, val, k2, v2).Err()
+			w.record("MSET", start, err)
+			if k == k2 {
+				w.wrote(err, k, v2)
+			} else {
+				w.wrote(err, k, val)
+				w.wrote(err, k2, v2)
+			}
+		default:
+			err := w.c.Del(opctx, k).Err()
+			w.record("DEL", start, err)
+			w.wrote(err, k, "")
+		}
+		cancel()
+	}
+}
+
+func (w *worker) wrote(err error, k, v string) {
+	if err != nil {
+		w.unsure[k] = true
+		delete(w.values, k)
+		return
+	}
+	delete(w.unsure, k)
+	w.values[k] = v
+}
+
+// read compares a value read with the last acknowledged write of the key.
+func (w *worker) read(k, got string) {
+	if w.unsure[k] {
+		return
+	}
+	want, known := w.values[k]
+	if !known {
+		want = ""
+	}
+	if got != want {
+		w.lost++
+		w.values[k] = got // count each loss once
+	}
+}
+
+// check reads every key and the counter back after the run.
+func (w *worker) check(res *Result) {
+	ctx := context.Background()
+	for i := 0; i < w.cfg.KeysPerWorker; i++ {
+		k := w.key(i)
+		got, err := w.c.Get(ctx, k).Result()
+		if errors.Is(err, redis.Nil) {
+			got, err = "", nil
+		}
+		if err != nil {
+			res.CheckErrors = append(res.CheckErrors, fmt.Sprintf("GET %s: %v", k, err))
+			continue
+		}
+		w.read(k, got)
+	}
+	n, err := w.c.Get(ctx, w.counter()).Int()
+	if errors.Is(err, redis.Nil) {
+		n, err = 0, nil
+	}
+	if err != nil {
+		res.CheckErrors = append(res.CheckErrors, fmt.Sprintf("GET %s: %v", w.counter(), err))
+		return
+	}
+	if n < w.acked || n > w.acked+w.unknownIncr {
+		res.CounterMismatch++
+		res.CheckErrors = append(res.CheckErrors,
+			fmt.Sprintf("%s = %d, acknowledged INCRs %d, unknown %d", w.counter(), n, w.acked, w.unknownIncr))
+	}
+}
+
+// Summary is the outcome of the ops that started in [from, to).
+type Summary struct {
+	Ops, Errors   int
+	ErrorsByKind  map[string]int
+	ErrorSamples  []string
+	P50, P99, Max time.Duration
+}
+
+// Window summarises the ops that started in [from, to); zero times mean unbounded.
+func (r *Result) Window(from, to time.Time) Summary {
+	s := Summary{ErrorsByKind: map[string]int{}}
+	var lat []time.Duration
+	for _, op := range r.Ops {
+		if (!from.IsZero() && op.Start.Before(from)) || (!to.IsZero() && !op.Start.Before(to)) {
+			continue
+		}
+		s.Ops++
+		lat = append(lat, op.Latency)
+		if op.Err != nil {
+			s.Errors++
+			s.ErrorsByKind[op.Kind]++
+			if len(s.ErrorSamples) < 5 {
+				s.ErrorSamples = append(s.ErrorSamples, op.Kind+": "+op.Err.Error())
+			}
+		}
+	}
+	if len(lat) > 0 {
+		slices.Sort(lat)
+		s.P50 = lat[len(lat)/2]
+		s.P99 = lat[len(lat)*99/100]
+		s.Max = lat[len(lat)-1]
+	}
+	return s
+}
+
+func (s Summary) String() string {
+	return fmt.Sprintf("ops %d, errors %d %v, p50 %v, p99 %v, max %v %q", s.Ops, s.Errors, s.ErrorsByKind,
+		s.P50.Round(time.Microsecond), s.P99.Round(time.Microsecond), s.Max.Round(time.Microsecond), s.ErrorSamples)
+}

@@ -1,0 +1,170 @@
+package proxy_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/slotproxy/slotproxy/internal/loadgen"
+	"github.com/slotproxy/slotproxy/internal/redistest"
+	"github.com/slotproxy/slotproxy/proxy"
+	"github.com/slotproxy/slotproxy/topology"
+)
+
+// The failover scenarios run under load: 50 plain clients (one connection each, no client-side retries)
+// through the proxy, against a 3+3 cluster with cluster-node-timeout 2000 ms.
+
+const loadClients = 50
+
+func plainClients(addr string) func() redis.Cmdable {
+	return func() redis.Cmdable {
+		return redis.NewClient(&redis.Options{Addr: addr, PoolSize: 1, MaxRetries: -1,
+			ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second})
+	}
+}
+
+func startLoad(t *testing.T, addr, prefix string) func() *loadgen.Result {
+	t.Helper()
+	stop := loadgen.Run(loadgen.Config{Clients: loadClients, KeysPerWorker: 50, Prefix: prefix,
+		NewClient: plainClients(addr)})
+	time.Sleep(time.Second) // steady state before the event
+	return stop
+}
+
+// eventually polls cond every 5 ms until it holds or timeout passes; it returns when cond first held.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) time.Time {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return time.Now()
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("%s: not within %v", what, timeout)
+	return time.Time{}
+}
+
+func isMaster(s *redistest.Server) bool {
+	c := redis.NewClient(&redis.Options{Addr: s.Addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	defer c.Close()
+	info, err := c.Info(context.Background(), "replication").Result()
+	return err == nil && strings.Contains(info, "role:master")
+}
+
+func nodeByAddr(cl *redistest.Cluster, addr string) *redistest.Server {
+	for _, n := range cl.Nodes {
+		if n.Addr == addr {
+			return n
+		}
+	}
+	return nil
+}
+
+func snapshotOf(srv *proxy.Server) *topology.Snapshot { return srv.Topology().Snapshot() }
+
+// TestManualFailover: CLUSTER FAILOVER on a replica: zero errors, zero lost writes.
+func TestManualFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	cl := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3, Replicas: 1})
+	addr, srv := startProxyOpt(t, cl.Addrs(), false)
+	snap := snapshotOf(srv)
+	replica := nodeByAddr(cl, snap.Nodes[snap.Shards[0].Replicas[0]].Addr)
+	stop := startLoad(t, addr, "mf")
+
+	start := time.Now()
+	if err := replica.Client(t).ClusterFailover(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	promoted := eventually(t, 10*time.Second, "replica promoted", func() bool { return isMaster(replica) })
+	learned := eventually(t, 5*time.Second, "proxy learns the new master", func() bool {
+		s := snapshotOf(srv)
+		return s.Nodes[s.MasterOf(uint16(firstSlot(s, 0)))].Addr == replica.Addr
+	})
+	time.Sleep(time.Second)
+	res := stop()
+	during := res.Window(start, learned.Add(time.Second))
+	t.Logf("manual failover: promoted after %v, proxy learnt it %v later; during: %v; whole run: %v; lost writes %d",
+		promoted.Sub(start), learned.Sub(promoted), during, res.Window(time.Time{}, time.Time{}), res.LostWrites)
+	if all := res.Window(time.Time{}, time.Time{}); all.Errors != 0 {
+		t.Errorf("%d errors: %v", all.Errors, all.ErrorSamples)
+	}
+	if res.LostWrites != 0 || res.CounterMismatch != 0 || len(res.CheckErrors) != 0 {
+		t.Errorf("lost writes %d, counter mismatches %d, check: %v", res.LostWrites, res.CounterMismatch, res.CheckErrors)
+	}
+}
+
+// firstSlot is a slot of the given shard of the map a test started with.
+func firstSlot(s *topology.Snapshot, shard int) int {
+	for slot, sh := range s.Slots {
+		if int(sh) == shard {
+			return slot
+		}
+	}
+	return -1
+}
+
+// TestMasterKilled: SIGKILL a master. Requests for its slots are held until the replica is promoted; the only
+// errors are non-idempotent writes already written to the dead master; the proxy learns the new master within
+// 500 ms of the promotion; the old master comes back as a replica and the proxy lists it so.
+func TestMasterKilled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	cl := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3, Replicas: 1})
+	addr, srv := startProxyOpt(t, cl.Addrs(), false)
+	snap := snapshotOf(srv)
+	slot := firstSlot(snap, 0)
+	victim := nodeByAddr(cl, snap.Nodes[snap.Shards[0].Master].Addr)
+	replica := nodeByAddr(cl, snap.Nodes[snap.Shards[0].Replicas[0]].Addr)
+	stop := startLoad(t, addr, "mk")
+
+	killed := time.Now()
+	victim.Kill()
+	promoted := eventually(t, 20*time.Second, "replica promoted", func() bool { return isMaster(replica) })
+	learned := eventually(t, 5*time.Second, "proxy learns the new master", func() bool {
+		s := snapshotOf(srv)
+		return s.Nodes[s.MasterOf(uint16(slot))].Addr == replica.Addr
+	})
+	victim.Restart(t)
+	eventually(t, 20*time.Second, "proxy lists the old master as a replica", func() bool {
+		s := snapshotOf(srv)
+		sh := s.Shards[s.Slots[slot]]
+		for _, r := range sh.Replicas {
+			if s.Nodes[r].Addr == victim.Addr && s.Nodes[sh.Master].Addr == replica.Addr {
+				return true
+			}
+		}
+		srv.Topology().RequestRefresh()
+		return false
+	})
+	time.Sleep(time.Second)
+	res := stop()
+	all := res.Window(time.Time{}, time.Time{})
+	during := res.Window(killed, learned.Add(time.Second))
+	t.Logf("master killed: promoted after %v, proxy learnt it %v after the promotion; during: %v; "+
+		"whole run: %v; lost writes %d, INCRs with unknown outcome %d, counter mismatches %d (%v)",
+		promoted.Sub(killed), learned.Sub(promoted), during, all, res.LostWrites, res.UnknownIncrs,
+		res.CounterMismatch, res.CheckErrors)
+	if d := learned.Sub(promoted); d > 500*time.Millisecond {
+		t.Errorf("the proxy learnt the new master %v after the promotion, want <= 500ms", d)
+	}
+	for kind, n := range all.ErrorsByKind {
+		if kind != "INCR" {
+			t.Errorf("%d %s errors: only non-idempotent writes may fail (%v)", n, kind, all.ErrorSamples)
+		}
+	}
+	if n := all.ErrorsByKind["INCR"]; n > loadClients {
+		t.Errorf("%d INCR errors, more than the %d that can be in flight", n, loadClients)
+	}
+	for _, s := range all.ErrorSamples {
+		if !strings.Contains(s, "may or may not have run") {
+			t.Errorf("unexpected error text: %s", s)
+		}
+	}
+}
