@@ -2,6 +2,7 @@ package backend
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -124,29 +125,38 @@ func (c *Conn) dial() {
 	}()
 }
 
-// handshake authenticates a fresh connection before it joins the loop, while it is still a blocking net.Conn
-// with deadlines.
+// handshake authenticates a fresh connection, and sends READONLY when reads may go to replicas (harmless on a
+// master, and a master may become a replica later), before it joins the loop, while it is still a blocking
+// net.Conn with deadlines.
 func handshake(nc net.Conn, cfg *Config) error {
-	if cfg.Password == "" {
+	var cmd []byte
+	if cfg.Password != "" {
+		if cfg.Username != "" {
+			cmd = resp.AppendCommandStrings(cmd, "AUTH", cfg.Username, cfg.Password)
+		} else {
+			cmd = resp.AppendCommandStrings(cmd, "AUTH", cfg.Password)
+		}
+	}
+	if cfg.ReadFrom != ReadMaster {
+		cmd = resp.AppendCommandStrings(cmd, "READONLY")
+	}
+	if len(cmd) == 0 {
 		return nil
 	}
 	_ = nc.SetDeadline(time.Now().Add(cfg.DialTimeout))
 	defer nc.SetDeadline(time.Time{})
-	var cmd []byte
-	if cfg.Username != "" {
-		cmd = resp.AppendCommandStrings(nil, "AUTH", cfg.Username, cfg.Password)
-	} else {
-		cmd = resp.AppendCommandStrings(nil, "AUTH", cfg.Password)
-	}
 	if _, err := nc.Write(cmd); err != nil {
 		return err
 	}
-	line, err := bufio.NewReader(nc).ReadString('\n')
-	if err != nil {
-		return err
-	}
-	if len(line) > 0 && line[0] == '-' {
-		return errors.New("AUTH failed: " + line[1:len(line)-2])
+	r := bufio.NewReader(nc)
+	for range bytes.Count(cmd, []byte("*")) {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return err
+		}
+		if len(line) > 0 && line[0] == '-' {
+			return errors.New("handshake: " + line[1:len(line)-2])
+		}
 	}
 	return nil
 }
@@ -219,9 +229,15 @@ func (c *Conn) handle(r *Request, reply []byte) {
 		p.redirect(r, reply, kind, c.addr)
 	case errTryAgain, errLoading:
 		p.Stats.TryAgain.Add(1)
+		if kind == errLoading {
+			p.markUnhealthy(c.addr, time.Second)
+		}
 		p.retry(r, string(reply[1:len(reply)-2]))
 	default: // CLUSTERDOWN, READONLY, MASTERDOWN: the map is stale or the cluster is failing over
 		p.Stats.ClusterDown.Add(1)
+		if kind == errMasterDown {
+			p.markUnhealthy(c.addr, time.Second)
+		}
 		r.moved = ""
 		p.topo.RequestRefresh()
 		p.retry(r, string(reply[1:len(reply)-2]))
@@ -256,6 +272,7 @@ func (c *Conn) OnClose(err error) {
 	c.scanner.Reset()
 	if wasOpen && c.state != stateShut && err != nil { // nil: closed here, or the engine stops
 		p.Stats.ConnsLost.Add(1)
+		p.markUnhealthy(c.addr, time.Second)
 		p.log.Warn("backend connection lost", "node", c.addr, "err", err)
 		p.topo.RequestRefresh()
 	}
@@ -271,6 +288,7 @@ func (c *Conn) dialFailed(err error) {
 	c.state = stateDown
 	backoff := p.cfg.RetryBackoffMin << min(c.failures, 10)
 	c.redialAt = time.Now().UnixNano() + int64(min(backoff, time.Second))
+	p.markUnhealthy(c.addr, time.Second)
 	if c.failures == 1 {
 		p.log.Warn("cannot connect to node", "node", c.addr, "err", err)
 	}

@@ -22,6 +22,30 @@ type Config struct {
 	MaxRedirects    int           // MOVED/ASK hops per request before the redirect is returned as is
 	Username        string        // ACL user for AUTH; empty means the default user
 	Password        string        // AUTH password; empty means no AUTH
+	ReadFrom        ReadPolicy    // where read-only commands go
+}
+
+// ReadPolicy says which nodes serve read-only commands. Replica reads may be stale: a replica applies its
+// master's writes asynchronously, so a client may not read back its own write at once.
+type ReadPolicy int
+
+const (
+	ReadMaster        ReadPolicy = iota // everything to the slot's master
+	ReadPreferReplica                   // reads to one replica per client (sticky), the master if none is healthy
+	ReadReplica                         // reads spread over the replicas, the master if none is healthy
+)
+
+// ParseReadPolicy reads the config value.
+func ParseReadPolicy(s string) (ReadPolicy, bool) {
+	switch s {
+	case "master", "":
+		return ReadMaster, true
+	case "prefer-replica":
+		return ReadPreferReplica, true
+	case "replica":
+		return ReadReplica, true
+	}
+	return 0, false
 }
 
 // Topology is the slot map source a Pool routes by.
@@ -73,9 +97,10 @@ type dialReport struct {
 }
 
 type node struct {
-	addr  string
-	conns []*Conn
-	stale bool // not in the current snapshot: closed once idle
+	addr          string
+	conns         []*Conn
+	stale         bool  // not in the current snapshot: closed once idle
+	unhealthyTill int64 // unix ns; replicas are not chosen for reads before it
 }
 
 // NewPool makes the pool for event loop el. wake must arrange for the owner to call Tick on el after the delay.
@@ -136,13 +161,50 @@ func (p *Pool) Send(r *Request) {
 		}
 		if addr, ok := p.moved[r.Slot]; ok {
 			n = p.node(addr)
-		} else {
+		} else if n = p.replicaFor(s, r); n == nil {
 			n = p.byNode[s.MasterOf(uint16(r.Slot))]
 		}
 	default:
 		n = p.node(r.Addr)
 	}
 	n.conns[r.Affinity%uint32(len(n.conns))].enqueue(r)
+}
+
+// replicaFor picks the replica that serves a read under the read policy, or nil for the master. A read that
+// was retried (its node failed it) goes to the master.
+func (p *Pool) replicaFor(s *topology.Snapshot, r *Request) *node {
+	if p.cfg.ReadFrom == ReadMaster || !r.ReadOnly || r.attempts > 0 {
+		return nil
+	}
+	reps := s.Shards[s.Slots[r.Slot]].Replicas
+	if len(reps) == 0 {
+		return nil
+	}
+	start := int(r.Affinity)
+	if p.cfg.ReadFrom == ReadReplica {
+		start = rand.IntN(len(reps))
+	}
+	var now int64
+	for i := range reps {
+		n := p.byNode[reps[(start+i)%len(reps)]]
+		if n.unhealthyTill != 0 {
+			if now == 0 {
+				now = time.Now().UnixNano()
+			}
+			if now < n.unhealthyTill {
+				continue
+			}
+			n.unhealthyTill = 0
+		}
+		return n
+	}
+	return nil
+}
+
+func (p *Pool) markUnhealthy(addr string, d time.Duration) {
+	if n := p.nodes[addr]; n != nil {
+		n.unhealthyTill = time.Now().Add(d).UnixNano()
+	}
 }
 
 // Flush writes every connection's queued bytes: one write per connection per batch.

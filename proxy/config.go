@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/slotproxy/slotproxy/backend"
 )
 
 // Config is the whole proxy configuration, as in proxy.yaml. Default() gives the values used for keys the
@@ -26,8 +28,9 @@ type Config struct {
 	MaxRedirects    int      `yaml:"max_redirects"`    // MOVED/ASK hops per request
 	RefreshInterval Duration `yaml:"refresh_interval"` // periodic slot map refresh
 	Retry           Retry    `yaml:"retry"`
-	Username        string   `yaml:"username"` // backend ACL user
-	Password        string   `yaml:"password"` // backend password
+	ReadFrom        string   `yaml:"read_from"` // master, prefer-replica or replica
+	Username        string   `yaml:"username"`  // backend ACL user
+	Password        string   `yaml:"password"`  // backend password
 	LogLevel        string   `yaml:"log_level"`
 }
 
@@ -51,6 +54,7 @@ func Default() *Config {
 		MaxRedirects:    5,
 		RefreshInterval: Duration(5 * time.Second),
 		Retry:           Retry{BackoffMin: Duration(2 * time.Millisecond), BackoffMax: Duration(200 * time.Millisecond)},
+		ReadFrom:        "master",
 		LogLevel:        "info",
 	}
 }
@@ -105,6 +109,7 @@ func (c *Config) Validate() error {
 		{c.RefreshInterval > 0, "refresh_interval", "must be > 0"},
 		{c.Retry.BackoffMin > 0, "retry.backoff_min", "must be > 0"},
 		{c.Retry.BackoffMax >= c.Retry.BackoffMin, "retry.backoff_max", "must be >= retry.backoff_min"},
+		{validReadFrom(c.ReadFrom), "read_from", "must be master, prefer-replica or replica"},
 		{c.LogLevel == "debug" || c.LogLevel == "info" || c.LogLevel == "warn" || c.LogLevel == "error",
 			"log_level", "must be debug, info, warn or error"},
 	}
@@ -114,6 +119,11 @@ func (c *Config) Validate() error {
 		}
 	}
 	return nil
+}
+
+func validReadFrom(s string) bool {
+	_, ok := backend.ParseReadPolicy(s)
+	return ok
 }
 
 // Duration is a time.Duration written as a string in YAML ("500ms", "20s").

@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -166,5 +167,84 @@ func TestMasterKilled(t *testing.T) {
 		if !strings.Contains(s, "may or may not have run") {
 			t.Errorf("unexpected error text: %s", s)
 		}
+	}
+}
+
+// commandCalls is how many GET and MGET calls a node has served (INFO commandstats).
+func commandCalls(s *redistest.Server) int {
+	c := redis.NewClient(&redis.Options{Addr: s.Addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	defer c.Close()
+	info, err := c.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		return -1
+	}
+	total := 0
+	for _, line := range strings.Split(info, "\r\n") {
+		if strings.HasPrefix(line, "cmdstat_get:calls=") || strings.HasPrefix(line, "cmdstat_mget:calls=") {
+			v, _, _ := strings.Cut(strings.SplitN(line, "=", 2)[1], ",")
+			n := 0
+			fmt.Sscan(v, &n)
+			total += n
+		}
+	}
+	return total
+}
+
+// TestReplicaDown: with read_from prefer-replica, a replica stopped (SIGINT, then SIGKILL) and restarted:
+// writes never notice, reads move to the master within a second, and the replica serves reads again after it
+// resyncs.
+func TestReplicaDown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	cl := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3, Replicas: 1})
+	addr, srv := startProxyOpt(t, cl.Addrs(), false, func(c *proxy.Config) { c.ReadFrom = "prefer-replica" })
+	snap := snapshotOf(srv)
+	for i, how := range []struct {
+		name string
+		stop func(*redistest.Server)
+	}{{"SIGINT", (*redistest.Server).Interrupt}, {"SIGKILL", (*redistest.Server).Kill}} {
+		t.Run(how.name, func(t *testing.T) {
+			replica := nodeByAddr(cl, snap.Nodes[snap.Shards[i].Replicas[0]].Addr)
+			before := commandCalls(replica)
+			stop := startLoad(t, addr, "rd"+how.name)
+			if after := commandCalls(replica); after <= before {
+				stop()
+				t.Fatalf("the replica served no reads (%d → %d)", before, after)
+			}
+			down := time.Now()
+			how.stop(replica)
+			time.Sleep(3 * time.Second)
+			replica.Restart(t)
+			back := eventually(t, 30*time.Second, "replica serves reads again", func() bool {
+				return commandCalls(replica) > 0
+			})
+			res := stop()
+			all := res.Window(time.Time{}, time.Time{})
+			event := res.Window(down, down.Add(3*time.Second))
+			var readMax, writeMax time.Duration
+			for _, op := range res.Ops {
+				if op.Start.Before(down) || !op.Start.Before(down.Add(3*time.Second)) {
+					continue
+				}
+				if op.Kind == "GET" || op.Kind == "MGET" {
+					readMax = max(readMax, op.Latency)
+				} else if op.Kind == "SET" || op.Kind == "DEL" || op.Kind == "INCR" || op.Kind == "MSET" {
+					writeMax = max(writeMax, op.Latency)
+				}
+			}
+			t.Logf("replica %s: reads again %v after the stop; while down: %v, reads max %v, writes max %v; "+
+				"whole run %v; lost writes %d", how.name, back.Sub(down), event, readMax, writeMax, all, res.LostWrites)
+			if all.Errors != 0 || res.LostWrites != 0 || res.CounterMismatch != 0 {
+				t.Errorf("errors %d (%v), lost writes %d, counters %d", all.Errors, all.ErrorSamples, res.LostWrites,
+					res.CounterMismatch)
+			}
+			if readMax > time.Second {
+				t.Errorf("a read took %v while the replica was down, want < 1s", readMax)
+			}
+			if writeMax > 500*time.Millisecond {
+				t.Errorf("a write took %v while the replica was down", writeMax)
+			}
+		})
 	}
 }

@@ -64,6 +64,7 @@ type Stats struct {
 
 // New makes a server; Serve runs it.
 func New(cfg *Config, topo Topology, log *slog.Logger) *Server {
+	readFrom, _ := backend.ParseReadPolicy(cfg.ReadFrom)
 	return &Server{
 		cfg:  cfg,
 		topo: topo,
@@ -76,6 +77,7 @@ func New(cfg *Config, topo Topology, log *slog.Logger) *Server {
 			MaxRedirects:    cfg.MaxRedirects,
 			Username:        cfg.Username,
 			Password:        cfg.Password,
+			ReadFrom:        readFrom,
 		},
 		booted:  make(chan struct{}),
 		stopped: make(chan struct{}),

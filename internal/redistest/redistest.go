@@ -1,17 +1,18 @@
 // Package redistest starts real redis-server processes for tests: standalone servers and whole clusters, on
-// free loopback ports, stopped by PID when the test ends (also on failure, and if the test binary dies).
+// free loopback ports, stopped by PID when the test ends (also on failure, and if the test binary dies:
+// every process gets SIGKILL from the kernel when its parent goes away).
+//
+// Every server writes its log to <Dir>/redis.log (and its stdout/stderr, where config errors go, to
+// <Dir>/stdout.log); start-up failures quote the last lines of both.
 package redistest
 
 import (
-	"bufio"
-	"context"
+	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,98 +23,210 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Server is one redis-server process.
+// Server is one redis-server process. Addr, Port and Dir do not change after the start (Restart reuses them).
 type Server struct {
-	Addr     string
+	Addr     string // 127.0.0.1:Port
 	Port     int
-	Dir      string
-	Password string // requirepass, if any: used by the helpers that talk to the server
+	BusPort  int    // cluster bus port (cluster nodes only)
+	Dir      string // working directory: redis.log, stdout.log, nodes.conf
+	Password string // requirepass, if any: used by Do and Client
 
-	args []string
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd exits
+	args      []string // redis-server options other than port, bus port and paths
+	fixedPort bool     // the caller chose Port: never move to another one
+
+	mu   sync.Mutex    // guards cmd and done
+	cmd  *exec.Cmd     // nil when stopped
+	done chan struct{} // closed when cmd has exited
 }
 
 var (
 	portsMu sync.Mutex
-	given   = map[int]bool{}
+	given   = map[int]bool{} // ports handed out by FreePort in this process
 )
 
-// FreePort returns a loopback TCP port nobody listens on, never the same one twice in a process.
+// FreePort returns a loopback TCP port nobody listened on a moment ago, never the same one twice in a
+// process. Another process can still take it before the caller binds it; StartServer and StartCluster move to
+// other ports when that happens.
 func FreePort(t testing.TB) int {
 	t.Helper()
+	p, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func freePort() (int, error) {
 	portsMu.Lock()
 	defer portsMu.Unlock()
-	for i := 0; i < 100; i++ {
+	for range 100 {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			t.Fatal(err)
+			return 0, fmt.Errorf("FreePort: %w", err)
 		}
 		p := l.Addr().(*net.TCPAddr).Port
 		l.Close()
 		if !given[p] {
 			given[p] = true
-			return p
+			return p, nil
 		}
 	}
-	t.Fatal("no free port")
-	return 0
+	return 0, errors.New("FreePort: the kernel keeps handing out ports already given")
 }
 
-// StartServer starts a standalone server; extra arguments are passed as redis-server options
-// ("--maxmemory", "10mb").
+// StartServer starts a standalone server (no persistence) and waits until it answers PING. Extra arguments
+// are redis-server options: StartServer(t, "--maxmemory", "10mb"). The server is stopped when the test ends.
 func StartServer(t testing.TB, extraArgs ...string) *Server {
 	t.Helper()
-	s := newServer(t, extraArgs)
-	s.start(t)
-	s.waitPing(t)
+	s := newServer(t, 0, false, extraArgs)
+	s.launch(t)
 	return s
 }
 
 // StartServerOnPort is StartServer on a given port (one FreePort handed out earlier).
 func StartServerOnPort(t testing.TB, port int, extraArgs ...string) *Server {
 	t.Helper()
-	s := newServerOnPort(t, port, extraArgs)
-	s.start(t)
-	s.waitPing(t)
+	s := newServer(t, port, false, extraArgs)
+	s.launch(t)
 	return s
 }
 
-func newServer(t testing.TB, extraArgs []string) *Server {
-	return newServerOnPort(t, FreePort(t), extraArgs)
-}
-
-func newServerOnPort(t testing.TB, port int, extraArgs []string) *Server {
+// newServer prepares a server (port 0: pick one; cluster: also pick a bus port) and registers its Stop
+// with the test.
+func newServer(t testing.TB, port int, cluster bool, extraArgs []string) *Server {
+	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Fatal("redis-server is not installed (Debian: apt-get install redis-server redis-tools)")
+		t.Fatal("redistest: redis-server is not in PATH (Debian: apt-get install redis-server redis-tools)")
 	}
-	dir := t.TempDir()
-	s := &Server{Addr: fmt.Sprintf("127.0.0.1:%d", port), Port: port, Dir: dir}
-	s.args = append([]string{
-		"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
-		"--save", "", "--appendonly", "no", "--logfile", filepath.Join(dir, "redis.log"),
-		"--daemonize", "no",
-	}, extraArgs...)
+	s := &Server{Dir: t.TempDir(), fixedPort: port != 0, args: extraArgs}
+	if port == 0 {
+		port = FreePort(t)
+	}
+	s.setPort(port)
+	if cluster {
+		s.BusPort = FreePort(t)
+	}
 	t.Cleanup(s.Stop)
 	return s
 }
 
-func (s *Server) start(t testing.TB) {
+func (s *Server) setPort(port int) {
+	s.Port = port
+	s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+}
+
+func (s *Server) commandLine() []string {
+	args := []string{
+		"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1", "--dir", s.Dir,
+		"--save", "", "--appendonly", "no", "--daemonize", "no",
+		"--logfile", filepath.Join(s.Dir, "redis.log"),
+	}
+	if s.BusPort != 0 {
+		args = append(args, "--cluster-port", strconv.Itoa(s.BusPort))
+	}
+	if s.Password != "" {
+		args = append(args, "--requirepass", s.Password, "--masterauth", s.Password)
+	}
+	return append(args, s.args...)
+}
+
+// launch starts the process and waits for PING, moving to fresh ports (when the caller did not fix them) if
+// another process took one in the meantime. It fails the test otherwise.
+func (s *Server) launch(t testing.TB) {
 	t.Helper()
-	cmd := exec.Command("redis-server", s.args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlive the test binary
-	if err := cmd.Start(); err != nil {
+	for attempt := 0; ; attempt++ {
+		if err := s.start(); err != nil {
+			t.Fatal(err)
+		}
+		err := s.waitReady(10 * time.Second)
+		if err == nil {
+			return
+		}
+		if attempt < 3 && !s.fixedPort && errors.Is(err, errPortInUse) {
+			t.Logf("redistest: %s: port taken by someone else, moving", s.Addr)
+			s.setPort(FreePort(t))
+			if s.BusPort != 0 {
+				s.BusPort = FreePort(t)
+			}
+			continue
+		}
 		t.Fatal(err)
+	}
+}
+
+func (s *Server) start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		return fmt.Errorf("redistest: %s is already running (pid %d)", s.Addr, s.cmd.Process.Pid)
+	}
+	out, err := os.OpenFile(filepath.Join(s.Dir, "stdout.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer out.Close() // the child has its own copy
+	cmd := exec.Command("redis-server", s.commandLine()...)
+	cmd.Stdout, cmd.Stderr = out, out
+	// Never outlive the test binary, even when it panics or is killed by the test timeout.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("redistest: start redis-server: %w", err)
 	}
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
-	s.mu.Lock()
 	s.cmd, s.done = cmd, done
-	s.mu.Unlock()
+	return nil
 }
 
-// PID is the process id, 0 when stopped.
+var errPortInUse = errors.New("address already in use")
+
+// waitReady polls PING until it answers or the process exits.
+func (s *Server) waitReady(timeout time.Duration) error {
+	s.mu.Lock()
+	done := s.done
+	s.mu.Unlock()
+	var last error
+	err := poll(timeout, func() error {
+		select {
+		case <-done:
+			return errExited
+		default:
+		}
+		v, err := s.Do("PING")
+		if err == nil && v != "PONG" {
+			err = fmt.Errorf("PING = %v", v)
+		}
+		last = err
+		return err
+	})
+	if err == nil {
+		return nil
+	}
+	tail := s.LogTail(15)
+	if errors.Is(err, errExited) {
+		s.reap()
+		if strings.Contains(tail, "in use") {
+			return fmt.Errorf("redistest: redis-server on %s exited: %w\n%s", s.Addr, errPortInUse, tail)
+		}
+		return fmt.Errorf("redistest: redis-server on %s exited at start; log:\n%s", s.Addr, tail)
+	}
+	return fmt.Errorf("redistest: redis-server on %s did not answer PING within %v (%v); log:\n%s",
+		s.Addr, timeout, last, tail)
+}
+
+var errExited = errors.New("process exited")
+
+// reap forgets a process that has exited.
+func (s *Server) reap() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		<-s.done
+		s.cmd = nil
+	}
+}
+
+// PID is the process id, 0 when the server is not running.
 func (s *Server) PID() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -123,83 +236,47 @@ func (s *Server) PID() int {
 	return s.cmd.Process.Pid
 }
 
-func (s *Server) waitPing(t testing.TB) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if reply, err := s.do("PING"); err == nil && reply == "PONG" {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
+// Running tells whether the process was started and has not been stopped or seen to exit.
+func (s *Server) Running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return false
 	}
-	t.Fatalf("redis-server on %s did not answer PING; log:\n%s", s.Addr, s.LogTail(20))
+	select {
+	case <-s.done:
+		return false
+	default:
+		return true
+	}
 }
 
-// do runs one command over a fresh connection and returns the reply's first line.
-func (s *Server) do(args ...string) (string, error) {
-	c, err := net.DialTimeout("tcp", s.Addr, time.Second)
-	if err != nil {
-		return "", err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-	r := bufio.NewReader(c)
-	if s.Password != "" {
-		fmt.Fprintf(c, "*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n", len(s.Password), s.Password)
-		if line, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(line, "+OK") {
-			return "", fmt.Errorf("AUTH: %q %v", line, err)
-		}
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "*%d\r\n", len(args))
-	for _, a := range args {
-		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
-	}
-	if _, err := c.Write([]byte(b.String())); err != nil {
-		return "", err
-	}
-	line, err := r.ReadString('\n')
-	if err != nil {
-		return "", err
-	}
-	line = strings.TrimRight(line, "\r\n")
-	if line == "" {
-		return "", fmt.Errorf("empty reply")
-	}
-	switch line[0] {
-	case '-':
-		return "", fmt.Errorf("%s", line[1:])
-	case '$':
-		n, _ := strconv.Atoi(line[1:])
-		if n < 0 {
-			return "", nil
-		}
-		buf := make([]byte, n+2)
-		if _, err := io.ReadFull(r, buf); err != nil {
-			return "", err
-		}
-		return string(buf[:n]), nil
-	}
-	return line[1:], nil
-}
-
-// LogTail returns the last n lines of the server's log.
+// LogTail returns the last n lines of the server's log, and of its stdout/stderr if it wrote any.
 func (s *Server) LogTail(n int) string {
-	data, _ := os.ReadFile(filepath.Join(s.Dir, "redis.log"))
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
+	var b strings.Builder
+	for _, name := range []string{"stdout.log", "redis.log"} {
+		data, _ := os.ReadFile(filepath.Join(s.Dir, name))
+		text := strings.TrimRight(string(data), "\n")
+		if text == "" {
+			continue
+		}
+		lines := strings.Split(text, "\n")
+		if len(lines) > n {
+			lines = lines[len(lines)-n:]
+		}
+		fmt.Fprintf(&b, "--- %s %s (last %d lines)\n%s\n", s.Addr, name, len(lines), strings.Join(lines, "\n"))
 	}
-	return strings.Join(lines, "\n")
+	return b.String()
 }
 
-// Stop sends SIGTERM and waits (SIGKILL after 5 s). Safe to call twice.
-func (s *Server) Stop() { s.signal(syscall.SIGTERM, 5*time.Second) }
+// Stop sends SIGTERM and waits for the process to exit, sending SIGKILL after 5 s. Safe to call again and
+// on a server that is not running.
+func (s *Server) Stop() { s.signal(syscall.SIGTERM) }
 
-// Kill sends SIGKILL and waits.
-func (s *Server) Kill() { s.signal(syscall.SIGKILL, 5*time.Second) }
+// Kill sends SIGKILL and waits for the process to exit.
+func (s *Server) Kill() { s.signal(syscall.SIGKILL) }
 
-func (s *Server) signal(sig syscall.Signal, wait time.Duration) {
+func (s *Server) signal(sig syscall.Signal) {
 	s.mu.Lock()
 	cmd, done := s.cmd, s.done
 	s.cmd = nil
@@ -210,197 +287,55 @@ func (s *Server) signal(sig syscall.Signal, wait time.Duration) {
 	_ = cmd.Process.Signal(sig)
 	select {
 	case <-done:
-	case <-time.After(wait):
+	case <-time.After(5 * time.Second):
 		_ = cmd.Process.Kill()
 		<-done
 	}
 }
 
-// Restart starts the server again with the same port, directory and options.
+// Restart stops the server if it runs, then starts it again on the same port, directory and options (a
+// cluster node keeps its nodes.conf, so it rejoins as the node it was) and waits until it answers PING.
 func (s *Server) Restart(t testing.TB) {
 	t.Helper()
-	s.start(t)
-	s.waitPing(t)
+	s.Stop()
+	if err := s.start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.waitReady(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
 }
 
-// Client is a go-redis client for the server, closed at cleanup.
+// Client is a go-redis client for the server, closed when the test ends.
 func (s *Server) Client(t testing.TB) *redis.Client {
 	c := redis.NewClient(&redis.Options{Addr: s.Addr, Password: s.Password})
 	t.Cleanup(func() { c.Close() })
 	return c
 }
 
-// ClusterOptions shape a cluster.
-type ClusterOptions struct {
-	Masters     int           // default 3
-	Replicas    int           // per master
-	NodeTimeout time.Duration // cluster-node-timeout, default 2s
-	Password    string        // requirepass and masterauth of every node
-	ExtraArgs   []string
-}
-
-// Cluster is a running Redis Cluster.
-type Cluster struct {
-	Nodes    []*Server // in creation order: masters first
-	replicas int       // per master, as created
-}
-
-// StartCluster starts the nodes, creates the cluster with redis-cli --cluster create and waits until every
-// node agrees on a full slot map with every replica attached.
-func StartCluster(t testing.TB, opt ClusterOptions) *Cluster {
-	t.Helper()
-	if opt.Masters == 0 {
-		opt.Masters = 3
-	}
-	if opt.NodeTimeout == 0 {
-		opt.NodeTimeout = 2 * time.Second
-	}
-	n := opt.Masters * (1 + opt.Replicas)
-	c := &Cluster{replicas: opt.Replicas}
-	for i := 0; i < n; i++ {
-		busPort := FreePort(t)
-		args := append([]string{
-			"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-			"--cluster-node-timeout", strconv.Itoa(int(opt.NodeTimeout.Milliseconds())),
-			"--cluster-port", strconv.Itoa(busPort),
-			"--repl-diskless-sync-delay", "0", // replicas sync at once, not after 5 s
-		}, opt.ExtraArgs...)
-		if opt.Password != "" {
-			args = append(args, "--requirepass", opt.Password, "--masterauth", opt.Password)
-		}
-		s := newServer(t, args)
-		s.Password = opt.Password
-		s.start(t)
-		c.Nodes = append(c.Nodes, s)
-	}
-	for _, s := range c.Nodes {
-		s.waitPing(t)
-	}
-	create := append([]string{"--cluster", "create"}, c.Addrs()...)
-	create = append(create, "--cluster-replicas", strconv.Itoa(opt.Replicas), "--cluster-yes")
-	if opt.Password != "" {
-		create = append(create, "-a", opt.Password, "--no-auth-warning")
-	}
-	if out, err := exec.Command("redis-cli", create...).CombinedOutput(); err != nil {
-		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
-	}
-	c.WaitHealthy(t, 30*time.Second)
-	return c
-}
-
-// Addrs lists every node's address.
-func (c *Cluster) Addrs() []string {
-	out := make([]string, len(c.Nodes))
-	for i, s := range c.Nodes {
-		out[i] = s.Addr
-	}
-	return out
-}
-
-// WaitHealthy waits until every running node says cluster_state:ok and all agree on the masters and on the
-// number of connected replicas.
-func (c *Cluster) WaitHealthy(t testing.TB, timeout time.Duration) {
-	t.Helper()
+// poll calls cond until it returns nil or timeout passes; it returns cond's last error then. It sleeps 2 ms
+// at first and backs off to 50 ms.
+func poll(timeout time.Duration, cond func() error) error {
 	deadline := time.Now().Add(timeout)
-	var last string
-	for time.Now().Before(deadline) {
-		if last = c.health(); last == "" {
-			return
+	sleep := 2 * time.Millisecond
+	for {
+		err := cond()
+		if err == nil || errors.Is(err, errExited) {
+			return err
 		}
-		time.Sleep(50 * time.Millisecond)
+		if time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(sleep)
+		sleep = min(sleep*2, 50*time.Millisecond)
 	}
-	t.Fatalf("cluster not healthy after %v: %s", timeout, last)
 }
 
-// health is "" when the cluster is healthy, else what is wrong.
-func (c *Cluster) health() string {
-	var view string
-	for _, s := range c.Nodes {
-		if s.PID() == 0 {
-			continue
-		}
-		info, err := s.do("CLUSTER", "INFO")
-		if err != nil {
-			return fmt.Sprintf("%s: %v", s.Addr, err)
-		}
-		if !strings.Contains(info, "cluster_state:ok") {
-			return fmt.Sprintf("%s: cluster_state not ok", s.Addr)
-		}
-		nodes, err := s.do("CLUSTER", "NODES")
-		if err != nil {
-			return fmt.Sprintf("%s: %v", s.Addr, err)
-		}
-		v := summarize(nodes)
-		if view != "" && v != view {
-			return fmt.Sprintf("nodes disagree: %q vs %q", view, v)
-		}
-		view = v
+// WaitFor polls cond until it returns nil, failing the test with cond's last error after timeout. Use it
+// for eventually-true assertions instead of sleeping.
+func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	if err := poll(timeout, cond); err != nil {
+		t.Fatalf("%s: still false after %v: %v", what, timeout, err)
 	}
-	// CLUSTER SLOTS lists a replica only once it has synced: wait for that too.
-	for _, s := range c.Nodes {
-		if s.PID() == 0 {
-			continue
-		}
-		cl := redis.NewClient(&redis.Options{Addr: s.Addr, Password: s.Password})
-		slots, err := cl.ClusterSlots(context.Background()).Result()
-		cl.Close()
-		if err != nil {
-			return fmt.Sprintf("%s: CLUSTER SLOTS: %v", s.Addr, err)
-		}
-		for _, r := range slots {
-			if len(r.Nodes) < 1+c.replicas {
-				return fmt.Sprintf("%s: slots %d-%d served by %d nodes", s.Addr, r.Start, r.End, len(r.Nodes))
-			}
-		}
-		break
-	}
-	return ""
-}
-
-// summarize reduces CLUSTER NODES to "master-addr:replica-count" for each master holding slots, skipping
-// failed nodes, so that two nodes' views can be compared.
-func summarize(nodes string) string {
-	type node struct{ id, addr, flags, master, slots string }
-	var all []node
-	for _, line := range strings.Split(strings.TrimSpace(nodes), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 8 {
-			continue
-		}
-		addr, _, _ := strings.Cut(f[1], "@")
-		n := node{id: f[0], addr: addr, flags: f[2], master: f[3]}
-		if len(f) > 8 {
-			n.slots = strings.Join(f[8:], " ")
-		}
-		all = append(all, n)
-	}
-	var parts []string
-	for _, m := range all {
-		if !strings.Contains(m.flags, "master") || m.slots == "" || strings.Contains(m.flags, "fail") {
-			continue
-		}
-		replicas := 0
-		for _, r := range all {
-			if r.master == m.id && !strings.Contains(r.flags, "fail") {
-				replicas++
-			}
-		}
-		parts = append(parts, fmt.Sprintf("%s=%s:%d", m.addr, m.slots, replicas))
-	}
-	sort.Strings(parts)
-	return strings.Join(parts, ",")
-}
-
-// Masters returns the running servers that are masters now, by asking them.
-func (c *Cluster) Masters() []*Server {
-	var out []*Server
-	for _, s := range c.Nodes {
-		if s.PID() == 0 {
-			continue
-		}
-		if info, err := s.do("INFO", "replication"); err == nil && strings.Contains(info, "role:master") {
-			out = append(out, s)
-		}
-	}
-	return out
 }
