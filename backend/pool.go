@@ -236,6 +236,10 @@ func (p *Pool) Tick(now int64) {
 	p.waiting = keep
 	for i, r := range due {
 		due[i] = nil
+		if now >= r.Deadline {
+			p.fail(r, r.lastErr)
+			continue
+		}
 		p.Send(r)
 	}
 	p.due = due[:0]
@@ -318,7 +322,7 @@ func (p *Pool) redirect(r *Request, reply []byte, kind errorKind, from string) {
 	p.Send(r)
 }
 
-// retry parks r for a backoff, or fails it with errText when the backoff would pass its deadline.
+// retry parks r for a backoff; a request whose deadline has come fails with errText, at the deadline.
 func (p *Pool) retry(r *Request, errText string) {
 	now := time.Now().UnixNano()
 	r.attempts++
@@ -327,11 +331,11 @@ func (p *Pool) retry(r *Request, errText string) {
 	backoff = min(backoff, p.cfg.RetryBackoffMax)
 	backoff = backoff/2 + rand.N(backoff/2+1) // jitter spreads retries of a burst
 	at := now + int64(backoff)
-	if at > r.Deadline {
+	if now >= r.Deadline {
 		p.fail(r, errText)
 		return
 	}
-	r.retryAt = at
+	r.retryAt = min(at, r.Deadline) // at the deadline Tick gives the one error instead of a resend
 	r.ask = ""
 	p.waiting = append(p.waiting, r)
 	p.scheduleWake(at, now)

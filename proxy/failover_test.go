@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -170,6 +171,17 @@ func TestMasterKilled(t *testing.T) {
 	}
 }
 
+// interrupt stops a server with SIGINT (Redis shuts down cleanly) and waits for it to exit.
+func interrupt(s *redistest.Server) {
+	if pid := s.PID(); pid > 0 {
+		_ = syscall.Kill(pid, syscall.SIGINT)
+	}
+	for i := 0; i < 500 && s.Running(); i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	s.Kill() // reaps it; a no-op signal on an exited process
+}
+
 // commandCalls is how many GET and MGET calls a node has served (INFO commandstats).
 func commandCalls(s *redistest.Server) int {
 	c := redis.NewClient(&redis.Options{Addr: s.Addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
@@ -203,7 +215,7 @@ func TestReplicaDown(t *testing.T) {
 	for i, how := range []struct {
 		name string
 		stop func(*redistest.Server)
-	}{{"SIGINT", (*redistest.Server).Interrupt}, {"SIGKILL", (*redistest.Server).Kill}} {
+	}{{"SIGINT", interrupt}, {"SIGKILL", (*redistest.Server).Kill}} {
 		t.Run(how.name, func(t *testing.T) {
 			replica := nodeByAddr(cl, snap.Nodes[snap.Shards[i].Replicas[0]].Addr)
 			before := commandCalls(replica)
@@ -246,5 +258,80 @@ func TestReplicaDown(t *testing.T) {
 				t.Errorf("a write took %v while the replica was down", writeMax)
 			}
 		})
+	}
+}
+
+// TestWholeShardLost: a master and its replica both killed (cluster-require-full-coverage no). Requests for
+// that shard's slots get one clear CLUSTERDOWN error at their deadline; every other slot keeps working without
+// an error; when the shard returns, it serves again.
+func TestWholeShardLost(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	cl := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3, Replicas: 1,
+		ExtraArgs: []string{"--cluster-require-full-coverage", "no"}})
+	const deadline = 3 * time.Second
+	addr, srv := startProxyOpt(t, cl.Addrs(), false, func(c *proxy.Config) { c.Timeout = proxy.Duration(deadline) })
+	snap := snapshotOf(srv)
+	master := nodeByAddr(cl, snap.Nodes[snap.Shards[0].Master].Addr)
+	replica := nodeByAddr(cl, snap.Nodes[snap.Shards[0].Replicas[0]].Addr)
+	inLostShard := func(op loadgen.Op) bool {
+		for _, k := range op.Keys {
+			if k != "" && snap.Slots[topology.Slot([]byte(k))] == 0 {
+				return true
+			}
+		}
+		return false
+	}
+	stop := startLoad(t, addr, "ws")
+	lost := time.Now()
+	replica.Kill()
+	master.Kill()
+	time.Sleep(2 * deadline)
+	master.Restart(t)
+	replica.Restart(t)
+	healed := eventually(t, 30*time.Second, "the shard serves again", func() bool {
+		c := newClient(addr)
+		defer c.Close()
+		return c.Set(context.Background(), keyInShard(snap, 0), "x", 0).Err() == nil
+	})
+	time.Sleep(time.Second)
+	res := stop()
+
+	others := res.Filter(lost, time.Time{}, func(op loadgen.Op) bool { return !inLostShard(op) })
+	dead := res.Filter(lost, healed, inLostShard)
+	after := res.Filter(healed.Add(500*time.Millisecond), time.Time{}, nil)
+	t.Logf("whole shard lost: other shards %v; lost shard until healed %v; after healing %v (healed %v after the kill)",
+		others, dead, after, healed.Sub(lost))
+	if others.Errors != 0 {
+		t.Errorf("%d errors on the shards that stayed up: %v", others.Errors, others.ErrorSamples)
+	}
+	if dead.Errors == 0 {
+		t.Error("no request for the lost shard failed")
+	}
+	for _, op := range res.Ops {
+		if op.Err == nil || op.Start.Before(lost) || !inLostShard(op) {
+			continue
+		}
+		if !strings.HasPrefix(op.Err.Error(), "CLUSTERDOWN") && !strings.Contains(op.Err.Error(), "may or may not") {
+			t.Errorf("error for the lost shard: %v", op.Err)
+			break
+		}
+		if strings.HasPrefix(op.Err.Error(), "CLUSTERDOWN") && op.Latency < deadline-100*time.Millisecond {
+			t.Errorf("CLUSTERDOWN after %v, before the %v deadline", op.Latency, deadline)
+			break
+		}
+	}
+	if after.Errors != 0 {
+		t.Errorf("%d errors after the shard came back: %v", after.Errors, after.ErrorSamples)
+	}
+}
+
+func keyInShard(s *topology.Snapshot, shard int) string {
+	for i := 0; ; i++ {
+		k := fmt.Sprintf("probe:%d", i)
+		if int(s.Slots[topology.Slot([]byte(k))]) == shard {
+			return k
+		}
 	}
 }

@@ -30,8 +30,9 @@ type Config struct {
 type Op struct {
 	Start   time.Time
 	Latency time.Duration
-	Kind    string // SET, GET, INCR, MGET, MSET, DEL
-	Err     error  // nil, or the error the client saw
+	Kind    string    // SET, GET, INCR, MGET, MSET, DEL
+	Keys    [2]string // the keys it touched (the second empty for one-key commands)
+	Err     error     // nil, or the error the client saw
 }
 
 // Result is what a run saw and what the check found.
@@ -94,8 +95,10 @@ func (w *worker) key(i int) string {
 
 func (w *worker) counter() string { return fmt.Sprintf("%s:w%d:n", w.cfg.Prefix, w.id) }
 
-func (w *worker) record(kind string, start time.Time, err error) {
-	w.ops = append(w.ops, Op{Start: start, Latency: time.Since(start), Kind: kind, Err: err})
+func (w *worker) record(kind string, start time.Time, err error, keys ...string) {
+	op := Op{Start: start, Latency: time.Since(start), Kind: kind, Err: err}
+	copy(op.Keys[:], keys)
+	w.ops = append(w.ops, op)
 }
 
 func (w *worker) run(ctx context.Context) {
@@ -113,20 +116,20 @@ func (w *worker) run(ctx context.Context) {
 		switch p := w.rng.IntN(100); {
 		case p < 25:
 			err := w.c.Set(opctx, k, val, 0).Err()
-			w.record("SET", start, err)
+			w.record("SET", start, err, k)
 			w.wrote(err, k, val)
 		case p < 55:
 			got, err := w.c.Get(opctx, k).Result()
 			if errors.Is(err, redis.Nil) {
 				got, err = "", nil
 			}
-			w.record("GET", start, err)
+			w.record("GET", start, err, k)
 			if err == nil {
 				w.read(k, got)
 			}
 		case p < 70:
 			err := w.c.Incr(opctx, w.counter()).Err()
-			w.record("INCR", start, err)
+			w.record("INCR", start, err, w.counter())
 			if err == nil {
 				w.acked++
 			} else {
@@ -134,7 +137,7 @@ func (w *worker) run(ctx context.Context) {
 			}
 		case p < 80:
 			vals, err := w.c.MGet(opctx, k, k2).Result()
-			w.record("MGET", start, err)
+			w.record("MGET", start, err, k, k2)
 			if err == nil && len(vals) == 2 {
 				for i, kk := range []string{k, k2} {
 					s, _ := vals[i].(string)
@@ -144,7 +147,7 @@ func (w *worker) run(ctx context.Context) {
 		case p < 92:
 			v2 := val + "b"
 			err := w.c.MSet(opctx, k, val, k2, v2).Err()
-			w.record("MSET", start, err)
+			w.record("MSET", start, err, k, k2)
 			if k == k2 {
 				w.wrote(err, k, v2)
 			} else {
@@ -153,7 +156,7 @@ func (w *worker) run(ctx context.Context) {
 			}
 		default:
 			err := w.c.Del(opctx, k).Err()
-			w.record("DEL", start, err)
+			w.record("DEL", start, err, k)
 			w.wrote(err, k, "")
 		}
 		cancel()
@@ -225,10 +228,18 @@ type Summary struct {
 
 // Window summarises the ops that started in [from, to); zero times mean unbounded.
 func (r *Result) Window(from, to time.Time) Summary {
+	return r.Filter(from, to, nil)
+}
+
+// Filter is Window for the ops that keep also accepts (nil: all).
+func (r *Result) Filter(from, to time.Time, keep func(Op) bool) Summary {
 	s := Summary{ErrorsByKind: map[string]int{}}
 	var lat []time.Duration
 	for _, op := range r.Ops {
 		if (!from.IsZero() && op.Start.Before(from)) || (!to.IsZero() && !op.Start.Before(to)) {
+			continue
+		}
+		if keep != nil && !keep(op) {
 			continue
 		}
 		s.Ops++
