@@ -93,6 +93,9 @@ func (w *worker) key(i int) string {
 	return fmt.Sprintf("%s:w%d:k%d", w.cfg.Prefix, w.id, i)
 }
 
+// tagged is a key in the same slot as every other tagged key of k.
+func (w *worker) tagged(k, suffix string) string { return "{" + k + "}" + suffix }
+
 func (w *worker) counter() string { return fmt.Sprintf("%s:w%d:n", w.cfg.Prefix, w.id) }
 
 func (w *worker) record(kind string, start time.Time, err error, keys ...string) {
@@ -144,6 +147,24 @@ func (w *worker) run(ctx context.Context) {
 					w.read(kk, s)
 				}
 			}
+		case p < 86:
+			// Two keys of one slot (hash tag): during a migration this is the request Redis answers TRYAGAIN.
+			a, b := w.tagged(k, "a"), w.tagged(k, "b")
+			if w.rng.IntN(2) == 0 {
+				err := w.c.MSet(opctx, a, val, b, val).Err()
+				w.record("MSET", start, err, a, b)
+				w.wrote(err, a, val)
+				w.wrote(err, b, val)
+			} else {
+				vals, err := w.c.MGet(opctx, a, b).Result()
+				w.record("MGET", start, err, a, b)
+				if err == nil && len(vals) == 2 {
+					for i, kk := range []string{a, b} {
+						s, _ := vals[i].(string)
+						w.read(kk, s)
+					}
+				}
+			}
 		case p < 92:
 			v2 := val + "b"
 			err := w.c.MSet(opctx, k, val, k2, v2).Err()
@@ -191,8 +212,11 @@ func (w *worker) read(k, got string) {
 // check reads every key and the counter back after the run.
 func (w *worker) check(res *Result) {
 	ctx := context.Background()
+	var keys []string
 	for i := 0; i < w.cfg.KeysPerWorker; i++ {
-		k := w.key(i)
+		keys = append(keys, w.key(i), w.tagged(w.key(i), "a"), w.tagged(w.key(i), "b"))
+	}
+	for _, k := range keys {
 		got, err := w.c.Get(ctx, k).Result()
 		if errors.Is(err, redis.Nil) {
 			got, err = "", nil
