@@ -55,6 +55,9 @@ func (c *Conn) enqueue(r *Request) {
 	switch c.state {
 	case stateDown:
 		if time.Now().UnixNano() < c.redialAt {
+			// Requests waiting on a dead node keep asking for a fresh map (coalesced), so a promoted replica
+			// is found within a refresh gap of its promotion.
+			c.pool.topo.RequestRefresh()
 			c.pool.retry(r, c.unreachable())
 			return
 		}

@@ -118,13 +118,19 @@ func TestMasterKilled(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short")
 	}
+	for _, tg := range targets {
+		t.Run(tg.name, func(t *testing.T) { masterKilled(t, tg) })
+	}
+}
+
+func masterKilled(t *testing.T, tg target) {
 	cl := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3, Replicas: 1})
 	addr, srv := startProxyOpt(t, cl.Addrs(), false)
 	snap := snapshotOf(srv)
 	slot := firstSlot(snap, 0)
 	victim := nodeByAddr(cl, snap.Nodes[snap.Shards[0].Master].Addr)
 	replica := nodeByAddr(cl, snap.Nodes[snap.Shards[0].Replicas[0]].Addr)
-	stop := startLoad(t, addr, "mk")
+	stop := startLoadWith(t, clientsFor(tg, addr, cl), "mk")
 
 	killed := time.Now()
 	victim.Kill()
@@ -148,11 +154,15 @@ func TestMasterKilled(t *testing.T) {
 	time.Sleep(time.Second)
 	res := stop()
 	all := res.Window(time.Time{}, time.Time{})
-	during := res.Window(killed, learned.Add(time.Second))
-	t.Logf("master killed: promoted after %v, proxy learnt it %v after the promotion; during: %v; "+
-		"whole run: %v; lost writes %d, INCRs with unknown outcome %d, counter mismatches %d (%v)",
+	during := res.Window(killed, promoted.Add(time.Second))
+	t.Logf("%s, master killed: promoted after %v, proxy learnt it %v after the promotion; during: %v; "+
+		"whole run: %v; lost writes %d, INCRs with unknown outcome %d, counter mismatches %d (%v)", tg.name,
 		promoted.Sub(killed), learned.Sub(promoted), during, all, res.LostWrites, res.UnknownIncrs,
 		res.CounterMismatch, res.CheckErrors)
+	report(t, "master killed (SIGKILL, node timeout 2 s)", tg.name, during, res)
+	if !tg.proxy {
+		return
+	}
 	if d := learned.Sub(promoted); d > 500*time.Millisecond {
 		t.Errorf("the proxy learnt the new master %v after the promotion, want <= 500ms", d)
 	}

@@ -18,6 +18,12 @@ func TestGrowAndShrink(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short")
 	}
+	for _, tg := range targets {
+		t.Run(tg.name, func(t *testing.T) { growAndShrink(t, tg) })
+	}
+}
+
+func growAndShrink(t *testing.T, tg target) {
 	cl := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3, Replicas: 1})
 	addr, srv := startProxyOpt(t, cl.Addrs(), false)
 	ctx := context.Background()
@@ -34,7 +40,7 @@ func TestGrowAndShrink(t *testing.T) {
 			"--cluster-node-timeout", "2000", "--cluster-port", strconv.Itoa(redistest.FreePort(t)))
 	}
 	master, replica := newNode(), newNode()
-	stop := startLoad(t, addr, "gs")
+	stop := startLoadWith(t, clientsFor(tg, addr, cl), "gs")
 	start := time.Now()
 
 	cli("add-node", master.Addr, seed)
@@ -51,6 +57,9 @@ func TestGrowAndShrink(t *testing.T) {
 	cli("rebalance", seed, "--cluster-use-empty-masters", "--cluster-pipeline", "100")
 	grown := time.Now()
 	eventually(t, 15*time.Second, "the proxy connects to the new master", func() bool {
+		if !tg.proxy {
+			return true
+		}
 		srv.Topology().RequestRefresh()
 		return srv.BackendConns()[master.Addr] > 0
 	})
@@ -80,6 +89,9 @@ func TestGrowAndShrink(t *testing.T) {
 	cli("del-node", seed, masterID)
 	shrunk := time.Now()
 	eventually(t, 20*time.Second, "the proxy closes every connection to the removed nodes", func() bool {
+		if !tg.proxy {
+			return true
+		}
 		conns := srv.BackendConns()
 		return conns[master.Addr] == 0 && conns[replica.Addr] == 0
 	})
@@ -87,10 +99,14 @@ func TestGrowAndShrink(t *testing.T) {
 	time.Sleep(time.Second)
 	res := stop()
 	all := res.Window(time.Time{}, time.Time{})
-	t.Logf("grow: %v (new master got %d slots); shrink and del-node: %v; connections to removed nodes gone %v "+
-		"after del-node; whole run: %v; lost writes %d, counter mismatches %d; connections now %v",
+	report(t, "add master + replica, rebalance, drain, del-node", tg.name, res.Window(start, closed), res)
+	t.Logf("%s: grow: %v (new master got %d slots); shrink and del-node: %v; connections to removed nodes gone %v "+
+		"after del-node; whole run: %v; lost writes %d, counter mismatches %d; connections now %v", tg.name,
 		grown.Sub(start).Round(time.Millisecond), owned, shrunk.Sub(grown).Round(time.Millisecond),
 		closed.Sub(shrunk).Round(time.Millisecond), all, res.LostWrites, res.CounterMismatch, srv.BackendConns())
+	if !tg.proxy {
+		return
+	}
 	if all.Errors != 0 {
 		t.Errorf("%d client-visible errors: %v", all.Errors, all.ErrorSamples)
 	}

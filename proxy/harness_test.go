@@ -92,7 +92,6 @@ func startProxyOpt(t testing.TB, seeds []string, noWait bool, tweak ...func(*pro
 	cfg.Metrics = ""
 	cfg.Seeds = seeds
 	cfg.EventLoops = 2
-	cfg.Timeout = proxy.Duration(5 * time.Second)
 	for _, f := range tweak {
 		f(cfg)
 	}

@@ -19,6 +19,12 @@ func TestLiveReshard(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short")
 	}
+	for _, tg := range targets {
+		t.Run(tg.name, func(t *testing.T) { liveReshard(t, tg) })
+	}
+}
+
+func liveReshard(t *testing.T, tg target) {
 	cl := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3, Replicas: 1})
 	addr, srv := startProxyOpt(t, cl.Addrs(), false)
 	snap := snapshotOf(srv)
@@ -50,7 +56,7 @@ func TestLiveReshard(t *testing.T) {
 
 	srcID, _ := src.Client(t).Do(ctx, "CLUSTER", "MYID").Text()
 	dstID, _ := dst.Client(t).Do(ctx, "CLUSTER", "MYID").Text()
-	stop := startLoad(t, addr, "rs")
+	stop := startLoadWith(t, clientsFor(tg, addr, cl), "rs")
 	start := time.Now()
 	out, err := exec.Command("redis-cli", "--cluster", "reshard", src.Addr, "--cluster-from", srcID,
 		"--cluster-to", dstID, "--cluster-slots", "3000", "--cluster-yes", "--cluster-pipeline", "100").CombinedOutput()
@@ -67,11 +73,15 @@ func TestLiveReshard(t *testing.T) {
 	during := res.Window(start, done)
 	all := res.Window(time.Time{}, time.Time{})
 	st := srv.BackendStats()
-	t.Logf("reshard of 3000 slots took %v and moved %d keys; during: %v; whole run: %v; lost writes %d, "+
-		"counter mismatches %d; absorbed: MOVED %d, ASK %d, TRYAGAIN %d", done.Sub(start).Round(time.Millisecond),
+	report(t, "live reshard (3,000 slots, 110k keys)", tg.name, during, res)
+	t.Logf("%s: reshard of 3000 slots took %v and moved %d keys; during: %v; whole run: %v; lost writes %d, "+
+		"counter mismatches %d; absorbed: MOVED %d, ASK %d, TRYAGAIN %d", tg.name, done.Sub(start).Round(time.Millisecond),
 		moved, during, all, res.LostWrites, res.CounterMismatch, st.Moved, st.Ask, st.TryAgain)
 	if moved < 100000 {
 		t.Errorf("only %d keys moved", moved)
+	}
+	if !tg.proxy {
+		return
 	}
 	if all.Errors != 0 {
 		t.Errorf("%d client-visible errors: %v", all.Errors, all.ErrorSamples)

@@ -1,0 +1,94 @@
+package proxy_test
+
+import (
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/slotproxy/slotproxy/internal/loadgen"
+	"github.com/slotproxy/slotproxy/internal/redistest"
+)
+
+// The scenarios that matter most (master killed, live reshard, grow and shrink) run twice: through the proxy
+// with plain clients, and with go-redis's ClusterClient talking to the cluster directly (the best a
+// cluster-aware client does). The proxy must have no more errors and no more lost writes.
+
+// target is how a scenario's load reaches the cluster.
+type target struct {
+	name  string
+	proxy bool
+}
+
+var targets = []target{{"proxy", true}, {"ClusterClient", false}}
+
+// clientsFor returns the load's client factory: plain clients to the proxy, or one shared ClusterClient.
+func clientsFor(tg target, proxyAddr string, cl *redistest.Cluster) func() redis.Cmdable {
+	if tg.proxy {
+		return plainClients(proxyAddr)
+	}
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs(),
+		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second})
+	return func() redis.Cmdable { return cc }
+}
+
+func startLoadWith(t *testing.T, newClient func() redis.Cmdable, prefix string) func() *loadgen.Result {
+	t.Helper()
+	stop := loadgen.Run(loadgen.Config{Clients: loadClients, KeysPerWorker: 50, Prefix: prefix, NewClient: newClient})
+	time.Sleep(time.Second)
+	return stop
+}
+
+type row struct {
+	scenario, client string
+	errors, lost     int
+	p99, max         time.Duration
+}
+
+var (
+	rowsMu sync.Mutex
+	rows   = map[string]map[string]row{} // scenario → client → row
+)
+
+// report records a target's outcome of a scenario and, once both targets ran, checks the proxy against
+// ClusterClient and logs the README table rows.
+//
+// ClusterClient cannot run an MGET or MSET whose keys hash to different slots (Redis answers CROSSSLOT; the
+// proxy splits them): those replies are counted apart, not as errors of the event.
+func report(t *testing.T, scenario, client string, event loadgen.Summary, res *loadgen.Result) {
+	errs, crossSlot := 0, 0
+	for _, op := range res.Ops {
+		switch {
+		case op.Err == nil:
+		case strings.HasPrefix(op.Err.Error(), "CROSSSLOT"):
+			crossSlot++
+		default:
+			errs++
+		}
+	}
+	if crossSlot > 0 {
+		t.Logf("%s, %s: %d CROSSSLOT replies to cross-slot MGET/MSET left out", scenario, client, crossSlot)
+	}
+	r := row{scenario, client, errs, res.LostWrites + res.CounterMismatch, event.P99, event.Max}
+	rowsMu.Lock()
+	defer rowsMu.Unlock()
+	if rows[scenario] == nil {
+		rows[scenario] = map[string]row{}
+	}
+	rows[scenario][client] = r
+	p, okP := rows[scenario]["proxy"]
+	c, okC := rows[scenario]["ClusterClient"]
+	if !okP || !okC {
+		return
+	}
+	for _, x := range []row{p, c} {
+		t.Logf("TABLE | %s | %s | %d | %d | %v | %v |", x.scenario, x.client, x.errors, x.lost,
+			x.p99.Round(100*time.Microsecond), x.max.Round(time.Millisecond))
+	}
+	if p.errors > c.errors || p.lost > c.lost {
+		t.Errorf("%s: the proxy had %d errors and %d lost writes, ClusterClient %d and %d",
+			scenario, p.errors, p.lost, c.errors, c.lost)
+	}
+}
