@@ -72,7 +72,7 @@ func run() error {
 		Seeds:           cfg.Seeds,
 		RefreshInterval: cfg.RefreshInterval.D(),
 		DialTimeout:     cfg.DialTimeout.D(),
-		ReadTimeout:     cfg.Timeout.D(),
+		ReadTimeout:     2 * time.Second, // a node that accepts but never answers must not stall refreshes
 		Username:        cfg.Username,
 		Password:        cfg.Password,
 		Logger:          log,

@@ -170,15 +170,16 @@ func isBlocking(cmd *command.Command, args [][]byte) bool {
 // forward sends a command whose keys all hash to one slot to that slot's node. Keyless commands go to any
 // master; admin commands without keys are refused (they would act on one node of many).
 func (s *session) forward(cmd *command.Command, args [][]byte, raw []byte, now int64) {
-	keys, ok := command.KeyIndexes(cmd, args, s.keys[:0])
+	// The keys Redis Cluster itself routes by (SPUBLISH's channel included), not COMMAND GETKEYS's.
+	keys := command.ClusterKeyIndexes(cmd, args, s.keys[:0])
 	s.keys = keys[:0]
-	if !ok || len(keys) == 0 {
-		if ok && cmd.Has(command.Admin) {
+	if len(keys) == 0 {
+		if cmd.Has(command.Admin) {
 			s.local(resp.AppendError(nil, "ERR '"+strings.ToUpper(strings.ReplaceAll(cmd.Name, "|", " "))+
 				"' is not supported by the proxy"))
 			return
 		}
-		// With bad key-number arguments (ok == false) any node gives Redis's own error.
+		// Keyless, or key-count arguments Redis will reject: any master answers as Redis would.
 		s.forwardSlot(cmd, args, raw, s.l.randomSlot(), now)
 		return
 	}

@@ -229,7 +229,9 @@ func TestReplicaDown(t *testing.T) {
 		t.Run(how.name, func(t *testing.T) {
 			replica := nodeByAddr(cl, snap.Nodes[snap.Shards[i].Replicas[0]].Addr)
 			before := commandCalls(replica)
-			stop := startLoad(t, addr, "rd"+how.name)
+			stop := loadgen.Run(loadgen.Config{Clients: loadClients, KeysPerWorker: 50, Prefix: "rd" + how.name,
+				NewClient: plainClients(addr), StaleReads: true})
+			time.Sleep(time.Second)
 			if after := commandCalls(replica); after <= before {
 				stop()
 				t.Fatalf("the replica served no reads (%d → %d)", before, after)

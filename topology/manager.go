@@ -1,238 +1,389 @@
 package topology
 
 import (
+	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/slotproxy/slotproxy/resp"
 )
 
-// Config is what the Manager needs to find and follow the cluster.
+// Config is what the Manager needs to find and follow the cluster. Zero values take the documented defaults.
 type Config struct {
-	Seeds           []string      // nodes to ask first; any one is enough
-	RefreshInterval time.Duration // periodic refresh (default 5s)
-	MinRefreshGap   time.Duration // least time between two refreshes asked for by RequestRefresh (default 100ms)
-	DialTimeout     time.Duration // default 1s
-	ReadTimeout     time.Duration // default 2s
-	Username        string        // AUTH user for control connections
+	Seeds           []string      // host:port of nodes to ask when no map is known (and as a last resort)
+	RefreshInterval time.Duration // periodic refresh; 0: 5s; negative: none (only RequestRefresh and retries)
+	MinRefreshGap   time.Duration // least time from the end of one refresh to a requested one; 0: 100ms
+	DialTimeout     time.Duration // per node; 0: 1s
+	ReadTimeout     time.Duration // per node, for the whole exchange; 0: 2s
+	Username        string        // ACL user for AUTH on control connections; empty: the default user
 	Password        string        // AUTH password; empty: no AUTH
-	Logger          *slog.Logger
+	Logger          *slog.Logger  // nil: slog.Default()
 }
 
-// Manager keeps the current slot map. One goroutine refreshes it: at start until a map is known, then
-// periodically and whenever RequestRefresh asks (coalesced: one refresh in flight, at most one pending).
-type Manager struct {
-	cfg   Config
-	snap  atomic.Pointer[Snapshot]
-	kick  chan struct{} // capacity 1: a pending refresh request
-	ready chan struct{} // closed after the first map
-	stop  chan struct{}
-	done  chan struct{}
+const (
+	defaultRefreshInterval = 5 * time.Second
+	defaultMinRefreshGap   = 100 * time.Millisecond
+	defaultDialTimeout     = time.Second
+	defaultReadTimeout     = 2 * time.Second
 
+	retryMin      = 100 * time.Millisecond // first retry after a round in which no node answered
+	retryMax      = 2 * time.Second        // cap of the doubling retry delay
+	suspectFor    = 30 * time.Second       // a node that failed is asked last for this long
+	warnEvery     = 30 * time.Second       // repeats of a failure warning while it lasts
+	refreshSignal = 1                      // capacity of the request channel: one pending refresh
+)
+
+// Stats counts what a Manager did. All counters only grow.
+type Stats struct {
+	Requests  uint64 // RequestRefresh calls
+	Refreshes uint64 // refresh rounds run: bootstrap attempts, periodic, requested and retries
+	Failures  uint64 // rounds in which no node gave a usable map
+	Swaps     uint64 // snapshots published (== the current Version)
+}
+
+// Manager keeps the current slot map. One goroutine (started by Start) owns every refresh: it asks the
+// seeds until a full map is known, then refreshes periodically and whenever RequestRefresh asks. Requests are
+// coalesced: while a refresh runs, any number of requests make one more refresh, no sooner than
+// MinRefreshGap after the running one ends.
+//
+// A refresh asks the nodes of the current map (masters first, then replicas, each group in random order,
+// nodes that failed recently last), then the seeds, and takes the first full map whose config epoch is not
+// older than the newest one seen (so a node that has not heard of a failover yet cannot roll the map
+// back; if every node is behind, the newest answer wins, which covers a rebuilt cluster). A map that leaves
+// a slot unserved is never published. A new Snapshot is published only when the routing changed.
+type Manager struct {
+	cfg    Config
+	snap   atomic.Pointer[Snapshot]
+	kick   chan struct{} // a requested refresh, pending
+	ready  chan struct{} // closed with the first map
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{} // closed when run returns
+
+	startOnce sync.Once
+	started   atomic.Bool
 	readyOnce sync.Once
-	stopOnce  sync.Once
-	version   uint64       // owned by the refresh goroutine
-	refreshes atomic.Int64 // CLUSTER SLOTS rounds run, for tests and metrics
+
+	subsMu sync.Mutex // guards subs
+	subs   []func(*Snapshot)
+
+	requests, refreshes, failures, swaps atomic.Uint64
+
+	// Owned by the run goroutine.
+	version  uint64               // of the current snapshot
+	epoch    uint64               // highest config epoch seen
+	suspects map[string]time.Time // node → when it last failed to answer
 }
 
 // NewManager makes a manager; Start runs it.
 func NewManager(cfg Config) *Manager {
-	if cfg.RefreshInterval <= 0 {
-		cfg.RefreshInterval = 5 * time.Second
+	if cfg.RefreshInterval == 0 {
+		cfg.RefreshInterval = defaultRefreshInterval
 	}
 	if cfg.MinRefreshGap <= 0 {
-		cfg.MinRefreshGap = 100 * time.Millisecond
+		cfg.MinRefreshGap = defaultMinRefreshGap
 	}
 	if cfg.DialTimeout <= 0 {
-		cfg.DialTimeout = time.Second
+		cfg.DialTimeout = defaultDialTimeout
 	}
 	if cfg.ReadTimeout <= 0 {
-		cfg.ReadTimeout = 2 * time.Second
+		cfg.ReadTimeout = defaultReadTimeout
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	cfg.Seeds = append([]string(nil), cfg.Seeds...)
+	ctx, cancel := context.WithCancel(context.Background())
 	return &Manager{
-		cfg:   cfg,
-		kick:  make(chan struct{}, 1),
-		ready: make(chan struct{}),
-		stop:  make(chan struct{}),
-		done:  make(chan struct{}),
+		cfg:      cfg,
+		kick:     make(chan struct{}, refreshSignal),
+		ready:    make(chan struct{}),
+		ctx:      ctx,
+		cancel:   cancel,
+		done:     make(chan struct{}),
+		suspects: make(map[string]time.Time),
 	}
 }
 
-// Start launches the refresh goroutine.
-func (m *Manager) Start() { go m.run() }
+// Start launches the refresh goroutine. Calls after the first, or after Close, do nothing.
+func (m *Manager) Start() {
+	m.startOnce.Do(func() {
+		if m.ctx.Err() != nil {
+			return
+		}
+		m.started.Store(true)
+		go m.run()
+	})
+}
 
-// Snapshot is the current map, nil until the first one. Safe from any goroutine; no locks.
+// Close stops the refresh goroutine, interrupting a refresh in progress, and waits for it to return.
+func (m *Manager) Close() {
+	m.cancel()
+	m.startOnce.Do(func() {}) // a Start after Close must not start anything
+	if m.started.Load() {
+		<-m.done
+	}
+}
+
+// Snapshot is the current map, nil until the first one. Safe from any goroutine; it takes no lock.
 func (m *Manager) Snapshot() *Snapshot { return m.snap.Load() }
 
-// Ready is closed once a map is known.
+// Ready is closed once the first map is published.
 func (m *Manager) Ready() <-chan struct{} { return m.ready }
 
-// Refreshes counts refresh rounds so far.
-func (m *Manager) Refreshes() int64 { return m.refreshes.Load() }
-
-// RequestRefresh asks for a refresh soon. It never blocks; a burst of calls makes one refresh.
+// RequestRefresh asks for a refresh soon (evidence that the map is stale: MOVED, a lost node,
+// CLUSTERDOWN). It never blocks and is safe from any goroutine; a burst of calls makes one refresh.
 func (m *Manager) RequestRefresh() {
+	m.requests.Add(1)
 	select {
 	case m.kick <- struct{}{}:
 	default:
 	}
 }
 
-// Close stops the goroutine and waits for it.
-func (m *Manager) Close() {
-	m.stopOnce.Do(func() { close(m.stop) })
-	<-m.done
+// Subscribe registers fn to be called with each newly published snapshot, on the Manager's goroutine, in
+// the order of publication. fn must return quickly and must not call Close. Snapshots published before
+// Subscribe are not replayed: read Snapshot after subscribing.
+func (m *Manager) Subscribe(fn func(*Snapshot)) {
+	m.subsMu.Lock()
+	m.subs = append(m.subs, fn)
+	m.subsMu.Unlock()
+}
+
+// Stats returns the counters.
+func (m *Manager) Stats() Stats {
+	return Stats{
+		Requests:  m.requests.Load(),
+		Refreshes: m.refreshes.Load(),
+		Failures:  m.failures.Load(),
+		Swaps:     m.swaps.Load(),
+	}
 }
 
 func (m *Manager) run() {
 	defer close(m.done)
-	failures := 0
+	log := m.cfg.Logger
+	timer := time.NewTimer(0) // bootstrap at once
+	defer timer.Stop()
+	var (
+		lastEnd  time.Time // end of the last refresh
+		failures int       // consecutive failed rounds
+		warned   time.Time // last failure warning
+		lastErr  string    // its message
+	)
 	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-m.kick:
+			if wait := m.cfg.MinRefreshGap - time.Since(lastEnd); wait > 0 {
+				timer.Reset(wait) // the timer fires the requested refresh after the gap
+				continue
+			}
+		case <-timer.C:
+		}
+		// This refresh answers every request made until now.
+		select {
+		case <-m.kick:
+		default:
+		}
 		err := m.refresh()
-		var wait time.Duration
+		lastEnd = time.Now()
+		if m.ctx.Err() != nil {
+			return
+		}
 		if err != nil {
 			failures++
-			if failures == 1 || failures%20 == 0 {
-				m.cfg.Logger.Warn("no node answered CLUSTER SLOTS with a full slot map; retrying",
-					"attempts", failures, "err", err)
+			m.failures.Add(1)
+			// Warn at the first failure, when the reason changes, and every warnEvery while it lasts.
+			if failures == 1 || err.Error() != lastErr || time.Since(warned) >= warnEvery {
+				warned, lastErr = time.Now(), err.Error()
+				if m.snap.Load() == nil {
+					log.Warn("topology: no seed answered CLUSTER SLOTS with a full slot map; retrying",
+						"seeds", strings.Join(m.cfg.Seeds, ","), "attempts", failures, "err", err)
+				} else {
+					log.Warn("topology: slot map refresh failed; keeping the current map",
+						"version", m.version, "attempts", failures, "err", err)
+				}
 			}
-			wait = min(50*time.Millisecond<<min(failures, 5), time.Second)
-			if m.snap.Load() != nil {
-				wait = m.cfg.MinRefreshGap
+			wait := min(retryMin<<min(failures-1, 10), retryMax)
+			if m.cfg.RefreshInterval > 0 {
+				wait = min(wait, m.cfg.RefreshInterval)
 			}
-		} else {
-			failures = 0
-			wait = m.cfg.RefreshInterval
+			timer.Reset(wait)
+			continue
 		}
-		timer := time.NewTimer(wait)
-		select {
-		case <-m.stop:
-			timer.Stop()
-			return
-		case <-timer.C:
-		case <-m.kick:
-			timer.Stop()
-			// Let a burst settle, so one refresh answers it.
-			select {
-			case <-m.stop:
-				return
-			case <-time.After(m.cfg.MinRefreshGap):
-			}
-			select {
-			case <-m.kick:
-			default:
-			}
+		if failures > 0 {
+			log.Info("topology: cluster answers again", "failed_attempts", failures)
+			failures = 0
+		}
+		if m.cfg.RefreshInterval > 0 {
+			timer.Reset(m.cfg.RefreshInterval)
 		}
 	}
 }
 
-// refresh asks the known nodes (masters first, in random order) and then the seeds, and adopts the first full
-// map.
+// refresh runs one round (see Manager) and publishes its map if the routing changed.
 func (m *Manager) refresh() error {
 	m.refreshes.Add(1)
-	var candidates []string
-	seen := map[string]bool{}
-	add := func(addrs ...string) {
-		for _, a := range addrs {
-			if !seen[a] {
-				seen[a] = true
-				candidates = append(candidates, a)
-			}
+	var (
+		errs     []string
+		best     *Snapshot // the newest map from nodes behind m.epoch
+		bestFrom string
+	)
+	for _, addr := range m.candidates() {
+		if m.ctx.Err() != nil {
+			return m.ctx.Err()
 		}
-	}
-	if cur := m.snap.Load(); cur != nil {
-		masters := cur.MasterAddrs()
-		rand.Shuffle(len(masters), func(i, j int) { masters[i], masters[j] = masters[j], masters[i] })
-		add(masters...)
-		var others []string
-		for _, n := range cur.Nodes {
-			others = append(others, n.Addr)
-		}
-		rand.Shuffle(len(others), func(i, j int) { others[i], others[j] = others[j], others[i] })
-		add(others...)
-	}
-	add(m.cfg.Seeds...)
-	var errs []string
-	for _, addr := range candidates {
 		s, err := m.fetch(addr)
 		if err != nil {
-			errs = append(errs, fmt.Sprintf("%s: %v", addr, err))
+			m.suspects[addr] = time.Now()
+			errs = append(errs, addr+": "+err.Error())
+			continue
+		}
+		delete(m.suspects, addr)
+		if s.Epoch != 0 && s.Epoch < m.epoch {
+			if best == nil || s.Epoch > best.Epoch {
+				best, bestFrom = s, addr
+			}
 			continue
 		}
 		m.adopt(s, addr)
 		return nil
 	}
+	if best != nil {
+		m.adopt(best, bestFrom)
+		return nil
+	}
+	if len(errs) == 0 {
+		return errors.New("no node to ask: no seeds configured")
+	}
+	slices.Sort(errs) // the same trouble gives the same message, whatever order the nodes were asked in
 	return errors.New(strings.Join(errs, "; "))
 }
 
+// candidates lists the nodes to ask, in order, each once.
+func (m *Manager) candidates() []string {
+	var masters, replicas []string
+	if cur := m.snap.Load(); cur != nil {
+		for _, sh := range cur.Shards {
+			masters = append(masters, cur.Nodes[sh.Master].Addr)
+			for _, r := range sh.Replicas {
+				replicas = append(replicas, cur.Nodes[r].Addr)
+			}
+		}
+		rand.Shuffle(len(masters), func(i, j int) { masters[i], masters[j] = masters[j], masters[i] })
+		rand.Shuffle(len(replicas), func(i, j int) { replicas[i], replicas[j] = replicas[j], replicas[i] })
+	}
+	seen := make(map[string]bool)
+	var good, suspect []string
+	for _, group := range [][]string{masters, replicas, m.cfg.Seeds} {
+		for _, a := range group {
+			if seen[a] {
+				continue
+			}
+			seen[a] = true
+			if t, ok := m.suspects[a]; ok && time.Since(t) < suspectFor {
+				suspect = append(suspect, a)
+			} else {
+				good = append(good, a)
+			}
+		}
+	}
+	for a, t := range m.suspects {
+		if time.Since(t) >= suspectFor || !seen[a] {
+			delete(m.suspects, a)
+		}
+	}
+	return append(good, suspect...)
+}
+
+// adopt publishes s unless it routes like the current map.
 func (m *Manager) adopt(s *Snapshot, from string) {
+	m.epoch = max(m.epoch, s.Epoch)
 	cur := m.snap.Load()
-	if s.sameAs(cur) {
+	if s.sameRouting(cur) {
 		return
 	}
 	m.version++
 	s.Version = m.version
 	m.snap.Store(s)
-	m.cfg.Logger.Info("slot map updated", "version", s.Version, "from", from, "shards", len(s.Shards),
-		"nodes", len(s.Nodes), "masters", strings.Join(s.MasterAddrs(), ","))
+	m.swaps.Add(1)
+	m.cfg.Logger.Info("topology: slot map updated", "version", s.Version, "from", from, "epoch", s.Epoch,
+		"shards", len(s.Shards), "nodes", len(s.Nodes), "masters", strings.Join(s.MasterAddrs(), ","),
+		"moved_slots", s.movedSlots(cur))
 	m.readyOnce.Do(func() { close(m.ready) })
+
+	m.subsMu.Lock()
+	subs := m.subs
+	m.subsMu.Unlock()
+	for _, fn := range subs {
+		m.notify(fn, s)
+	}
 }
 
-// fetch runs CLUSTER SLOTS on one node over a plain connection with deadlines.
+func (m *Manager) notify(fn func(*Snapshot), s *Snapshot) {
+	defer func() {
+		if p := recover(); p != nil {
+			m.cfg.Logger.Error("topology: snapshot subscriber panicked", "panic", p)
+		}
+	}()
+	fn(s)
+}
+
+// fetch asks one node for CLUSTER SLOTS (and CLUSTER NODES, for the config epoch) over a fresh connection.
 func (m *Manager) fetch(addr string) (*Snapshot, error) {
-	c, err := net.DialTimeout("tcp", addr, m.cfg.DialTimeout)
+	d := net.Dialer{Timeout: m.cfg.DialTimeout}
+	c, err := d.DialContext(m.ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(m.cfg.ReadTimeout))
+	// Close interrupts the exchange (after the deadline above, so that it is not overwritten).
+	defer context.AfterFunc(m.ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })()
+
 	var req []byte
 	if m.cfg.Password != "" {
 		if m.cfg.Username != "" {
-			req = resp.AppendCommandStrings(req, "AUTH", m.cfg.Username, m.cfg.Password)
+			req = appendCommand(req, "AUTH", m.cfg.Username, m.cfg.Password)
 		} else {
-			req = resp.AppendCommandStrings(req, "AUTH", m.cfg.Password)
+			req = appendCommand(req, "AUTH", m.cfg.Password)
 		}
 	}
-	req = resp.AppendCommandStrings(req, "CLUSTER", "SLOTS")
+	req = appendCommand(req, "CLUSTER", "SLOTS")
+	req = appendCommand(req, "CLUSTER", "NODES")
 	if _, err := c.Write(req); err != nil {
 		return nil, err
 	}
-	var buf []byte
-	var sc resp.ReplyScanner
-	chunk := make([]byte, 16<<10)
-	replies := 0
-	for {
-		n, err := sc.Scan(buf)
+	r := bufio.NewReaderSize(c, 16<<10)
+	if m.cfg.Password != "" {
+		v, err := readValue(r, 0)
 		if err != nil {
 			return nil, err
 		}
-		if n > 0 {
-			reply := buf[:n]
-			buf = buf[n:]
-			replies++
-			if m.cfg.Password != "" && replies == 1 {
-				if resp.IsError(reply) {
-					return nil, fmt.Errorf("AUTH: %s", trimCRLF(reply[1:]))
-				}
-				continue
-			}
-			return FromClusterSlots(reply, addr)
+		if v.isError() {
+			return nil, fmt.Errorf("AUTH: %s", v.str)
 		}
-		r, err := c.Read(chunk)
-		if err != nil {
-			return nil, err
-		}
-		buf = append(buf, chunk[:r]...)
 	}
+	slots, err := readValue(r, 0)
+	if err != nil {
+		return nil, err
+	}
+	s, err := fromSlotsValue(slots, addr)
+	if err != nil {
+		return nil, err
+	}
+	// CLUSTER NODES may be refused to a restricted ACL user: then the epoch stays unknown (0).
+	if nodes, err := readValue(r, 0); err == nil {
+		s.Epoch = maxConfigEpoch(nodes)
+	}
+	return s, nil
 }

@@ -24,6 +24,9 @@ type Config struct {
 	Prefix        string // key prefix, so runs do not collide
 	// NewClient makes the client a worker uses. Plain clients get one connection each.
 	NewClient func() redis.Cmdable
+	// StaleReads: reads may be served by replicas, so a read during the run may lag the last write. Only the
+	// check after the run (after replication caught up) counts lost writes.
+	StaleReads bool
 }
 
 // Op is one request's outcome.
@@ -63,6 +66,12 @@ func Run(cfg Config) (stop func() *Result) {
 	return func() *Result {
 		cancel()
 		wg.Wait()
+		if cfg.StaleReads {
+			time.Sleep(500 * time.Millisecond) // let the replicas catch up
+			for _, w := range workers {
+				w.lost = 0
+			}
+		}
 		res := &Result{}
 		for _, w := range workers {
 			w.check(res)
@@ -86,6 +95,7 @@ type worker struct {
 	acked       int               // acknowledged INCRs
 	unknownIncr int
 	lost        int
+	checking    bool // in check: reads count even with StaleReads
 	ops         []Op
 }
 
@@ -196,7 +206,7 @@ func (w *worker) wrote(err error, k, v string) {
 
 // read compares a value read with the last acknowledged write of the key.
 func (w *worker) read(k, got string) {
-	if w.unsure[k] {
+	if w.unsure[k] || (w.cfg.StaleReads && !w.checking) {
 		return
 	}
 	want, known := w.values[k]
@@ -211,6 +221,7 @@ func (w *worker) read(k, got string) {
 
 // check reads every key and the counter back after the run.
 func (w *worker) check(res *Result) {
+	w.checking = true
 	ctx := context.Background()
 	var keys []string
 	for i := 0; i < w.cfg.KeysPerWorker; i++ {

@@ -45,6 +45,9 @@ func StartCluster(t testing.TB, opt ClusterOptions) *Cluster {
 		"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
 		"--cluster-node-timeout", strconv.FormatInt(opt.NodeTimeout.Milliseconds(), 10),
 		"--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0", // replicas sync at once, not after 5 s
+		// CLUSTER SLOTS lists a replica only once its replication offset is not 0. Without writes that takes
+		// the first replication PING: 10 s by default.
+		"--repl-ping-replica-period", "1",
 	}, opt.ExtraArgs...)
 	n := opt.Masters * (1 + opt.Replicas)
 	c := &Cluster{}
