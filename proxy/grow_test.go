@@ -49,10 +49,29 @@ func growAndShrink(t *testing.T, tg target) {
 		info, _ := master.Client(t).ClusterInfo(ctx).Result()
 		return containsAll(info, "cluster_state:ok", "cluster_known_nodes:7")
 	})
-	cli("add-node", replica.Addr, seed, "--cluster-slave", "--cluster-master-id", masterID)
+	// add-node --cluster-slave races gossip (the newcomer may not know the new master yet: "Unknown node"),
+	// so the replica joins empty and replicates once it knows its master.
+	cli("add-node", replica.Addr, seed)
+	eventually(t, 10*time.Second, "the new replica learns the new master", func() bool {
+		nodes, _ := replica.Client(t).ClusterNodes(ctx).Result()
+		return strings.Contains(nodes, masterID)
+	})
+	if err := replica.Client(t).Do(ctx, "CLUSTER", "REPLICATE", masterID).Err(); err != nil {
+		t.Fatal(err)
+	}
 	eventually(t, 10*time.Second, "the new replica joins", func() bool {
 		info, _ := replica.Client(t).ClusterInfo(ctx).Result()
-		return containsAll(info, "cluster_state:ok", "cluster_known_nodes:8")
+		return containsAll(info, "cluster_state:ok", "cluster_known_nodes:8") && !isMaster(replica)
+	})
+	// Every node must know the newcomers before slots move to them ("I don't know about node ...").
+	eventually(t, 20*time.Second, "every node knows the new nodes", func() bool {
+		for _, n := range append([]*redistest.Server{master, replica}, cl.Nodes...) {
+			info, _ := n.Client(t).ClusterInfo(ctx).Result()
+			if !containsAll(info, "cluster_state:ok", "cluster_known_nodes:8") {
+				return false
+			}
+		}
+		return true
 	})
 	cli("rebalance", seed, "--cluster-use-empty-masters", "--cluster-pipeline", "100")
 	grown := time.Now()
