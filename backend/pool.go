@@ -152,7 +152,7 @@ func (p *Pool) Send(r *Request) {
 		n = p.node(r.ask)
 	case r.moved != "":
 		n = p.node(r.moved)
-	case r.Slot >= 0:
+	default:
 		s := p.Snapshot()
 		if s == nil {
 			// No node has answered yet: say so now rather than hold the client.
@@ -164,8 +164,6 @@ func (p *Pool) Send(r *Request) {
 		} else if n = p.replicaFor(s, r); n == nil {
 			n = p.byNode[s.MasterOf(uint16(r.Slot))]
 		}
-	default:
-		n = p.node(r.Addr)
 	}
 	n.conns[r.Affinity%uint32(len(n.conns))].enqueue(r)
 }

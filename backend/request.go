@@ -15,8 +15,7 @@ type Sink interface {
 // until its Sink is called.
 type Request struct {
 	Raw        []byte // the command as RESP, owned by the request
-	Slot       int    // hash slot, or -1 to send to Addr
-	Addr       string // target node when Slot < 0
+	Slot       int    // hash slot: the request goes to its master (or, for reads, a replica by policy)
 	ReadOnly   bool   // may be served by a replica under the read policy
 	Idempotent bool   // may be resent after its connection died with it in flight
 	Affinity   uint32 // picks one of a node's connections, so one client's commands to a node stay in order

@@ -131,9 +131,6 @@ func (s *Server) Stop(ctx context.Context) error {
 // Topology is the slot map source the server routes by.
 func (s *Server) Topology() Topology { return s.topo }
 
-// StatsRef exposes the counters (for metrics and tests).
-func (s *Server) StatsRef() *Stats { return &s.stats }
-
 // BackendStats sums the backend counters of every loop.
 func (s *Server) BackendStats() (st struct{ Moved, Ask, TryAgain, ClusterDown, Failed, ConnsLost, DialErrors int64 }) {
 	s.loopsMu.Lock()
