@@ -1,16 +1,85 @@
-"""Opens N idle TCP connections to 127.0.0.1:PORT, writes DONE_FILE, then holds them until killed."""
+"""Opens N idle client connections to HOST:PORT and holds them: bench/run.sh's memory probe.
+
+    python3 bench/hold_conns.py HOST PORT N READY_FILE
+
+Each connection sends one PING and waits for the reply (so the server has accepted it and served a request), then
+stays idle. At most WINDOW connections are being set up at a time, so the listen backlog never overflows. When all
+are set up (or TIMEOUT seconds passed), writes "held failed" to READY_FILE and sleeps until SIGTERM/SIGINT.
+Plain sockets and selectors only.
+"""
+import errno
+import os
+import resource
+import selectors
+import signal
 import socket
 import sys
 import time
 
-port, n, done = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-conns = []
-for i in range(n):
-    s = socket.create_connection(("127.0.0.1", port))
-    conns.append(s)
-# One round trip on the last connection shows the server has accepted them all.
-conns[-1].sendall(b"*1\r\n$4\r\nPING\r\n")
-conns[-1].recv(64)
-open(done, "w").write(str(len(conns)))
-while True:
-    time.sleep(3600)
+WINDOW = 200
+TIMEOUT = 120.0
+
+
+def main():
+    host, port, n, ready = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < n + 64:
+        want = n + 64 if hard == resource.RLIM_INFINITY else min(n + 64, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+        soft = want
+    if soft < n + 16:
+        print(f"hold_conns: open files limit {soft} allows only {soft - 16} connections", file=sys.stderr)
+        n = soft - 16
+
+    sel = selectors.DefaultSelector()
+    held, failed, started, pending = [], 0, 0, 0
+    ping = b"*1\r\n$4\r\nPING\r\n"
+    deadline = time.monotonic() + TIMEOUT
+    while len(held) + failed < n and time.monotonic() < deadline:
+        while pending < WINDOW and started < n:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setblocking(False)
+            err = s.connect_ex((host, port))
+            if err not in (0, errno.EINPROGRESS):
+                s.close()
+                failed += 1
+            else:
+                sel.register(s, selectors.EVENT_WRITE, [b""])
+                pending += 1
+            started += 1
+        for key, ev in sel.select(timeout=1.0):
+            s, buf = key.fileobj, key.data
+            if ev & selectors.EVENT_WRITE:
+                if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) != 0:
+                    sel.unregister(s)
+                    s.close()
+                    failed, pending = failed + 1, pending - 1
+                    continue
+                s.send(ping)
+                sel.modify(s, selectors.EVENT_READ, buf)
+                continue
+            try:
+                data = s.recv(256)
+            except OSError:
+                data = b""
+            if not data:
+                sel.unregister(s)
+                s.close()
+                failed, pending = failed + 1, pending - 1
+                continue
+            buf[0] += data
+            if buf[0].endswith(b"\r\n"):  # one line: +PONG, or an error line
+                sel.unregister(s)
+                held.append(s)
+                pending -= 1
+    with open(ready + ".tmp", "w") as f:
+        f.write(f"{len(held)} {n - len(held)}\n")
+    os.rename(ready + ".tmp", ready)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
+    while True:
+        signal.pause()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,25 +1,32 @@
-"""Turns bench/run.sh's raw rows into a markdown table: medians over rounds, ratios as medians of per-round
-ratios."""
+"""Markdown tables from bench/run.sh's result files: python3 bench/report.py RAW.csv MEM.csv
+
+RAW.csv: round,target,test,requests,rps,p50_ms,p99_ms,cpu_s_per_M (one row per redis-benchmark run).
+MEM.csv: target,conns,rss_before_kib,rss_after_kib,kib_per_conn.
+Per test and target: median req/s over rounds; the ratio to direct and to twem as the median of the per-round
+ratios (both runs of a ratio come from the same round); p50/p99 latency medians; CPU seconds per million requests
+of the proxy or nutcracker process (median).
+"""
 import csv
+import os
 import statistics
 import sys
 from collections import defaultdict
 
-raw, mem = sys.argv[1], sys.argv[2]
-rps = defaultdict(dict)   # (test, target) -> {round: rps}
-cpu = defaultdict(dict)
-for row in csv.DictReader(open(raw), delimiter="\t"):
-    key = (row["test"], row["target"])
-    rps[key][row["round"]] = float(row["rps"] or 0)
-    cpu[key][row["round"]] = float(row["cpu_s_per_M"] or 0)
-
-tests = ["set-P1", "get-P1", "set-P16", "get-P16", "mset-P1"]
-targets = [t for t in ["direct", "twem", "proxy3", "proxy6"] if any((x, t) in rps for x in tests)]
+TESTS = ["set-P1", "get-P1", "set-P16", "get-P16", "mset-P1"]
+LABEL = {"set-P1": "SET -P 1", "get-P1": "GET -P 1", "set-P16": "SET -P 16", "get-P16": "GET -P 16",
+         "mset-P1": "MSET (10 keys) -P 1"}
+TARGETS = ["direct", "twem", "proxy3", "proxy6"]
 
 
-def ratio(test, a, b):
-    ra, rb = rps.get((test, a), {}), rps.get((test, b), {})
-    vals = [ra[r] / rb[r] for r in ra if r in rb and rb[r] > 0]
+def num(s):
+    try:
+        return float(s)
+    except (TypeError, ValueError):
+        return None
+
+
+def med(vals):
+    vals = [v for v in vals if v is not None]
     return statistics.median(vals) if vals else None
 
 
@@ -27,19 +34,53 @@ def fmt(v, spec):
     return "—" if v is None else format(v, spec)
 
 
-print("| test | " + " | ".join(f"{t} req/s" for t in targets) +
-      " | proxy3/direct | proxy3/twem | twem/direct | proxy6/twem | CPU s/M proxy3 | CPU s/M twem |")
-print("|" + "---|" * (len(targets) + 7))
-for test in tests:
-    cells = [fmt(statistics.median(rps[(test, t)].values()) if rps.get((test, t)) else None, ",.0f") for t in targets]
-    cells += [fmt(ratio(test, "proxy3", "direct"), ".2f"), fmt(ratio(test, "proxy3", "twem"), ".2f"),
-              fmt(ratio(test, "twem", "direct"), ".2f"), fmt(ratio(test, "proxy6", "twem"), ".2f")]
-    for t in ("proxy3", "twem"):
-        c = cpu.get((test, t))
-        cells.append(fmt(statistics.median(c.values()) if c else None, ".2f"))
-    print(f"| {test} | " + " | ".join(cells) + " |")
-rounds = len({r for v in rps.values() for r in v})
-print(f"\n{rounds} interleaved round(s); redis-benchmark -c 50 -r 100000 -d 64.")
-print("\n| idle connections | RSS before (KiB) | RSS after (KiB) | KiB per connection |\n|---|---|---|---|")
-for row in csv.DictReader(open(mem), delimiter="\t"):
-    print(f"| {row['target']} | {row['rss_before_kib']} | {row['rss_after_kib']} | {row['kib_per_conn']} |")
+def main():
+    raw, mem = sys.argv[1], sys.argv[2]
+    cell = defaultdict(dict)  # (test, target) -> round -> row
+    for row in csv.DictReader(open(raw)):
+        cell[(row["test"], row["target"])][row["round"]] = row
+    targets = [t for t in TARGETS if any((x, t) in cell for x in TESTS)]
+    rounds = sorted({r for v in cell.values() for r in v}, key=int)
+
+    def ratio(test, a, b):
+        ra, rb = cell.get((test, a), {}), cell.get((test, b), {})
+        vals = []
+        for r in ra:
+            x, y = num(ra[r]["rps"]), num(rb.get(r, {}).get("rps"))
+            if x is not None and y:
+                vals.append(x / y)
+        return med(vals)
+
+    print("| test | target | req/s | × direct | × twem | p50 ms | p99 ms | CPU s / M req |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for test in TESTS:
+        for t in targets:
+            rows = cell.get((test, t))
+            if not rows:
+                continue
+            rps = med(num(r["rps"]) for r in rows.values())
+            p50 = med(num(r["p50_ms"]) for r in rows.values())
+            p99 = med(num(r["p99_ms"]) for r in rows.values())
+            cpu = med(num(r["cpu_s_per_M"]) for r in rows.values()) if t != "direct" else None
+            xd = ratio(test, t, "direct") if t != "direct" else None
+            xt = ratio(test, t, "twem") if t != "twem" else None
+            print(f"| {LABEL[test]} | {t} | {fmt(rps, ',.0f')} | {fmt(xd, '.2f')} | {fmt(xt, '.2f')} | "
+                  f"{fmt(p50, '.3f')} | {fmt(p99, '.3f')} | {fmt(cpu, '.2f')} |")
+    print(f"\n{len(rounds)} interleaved round(s). Ratios are medians of per-round ratios. CPU s / M req: user+system "
+          "CPU seconds of the proxy (proxy3, proxy6) or nutcracker (twem) process per million requests "
+          "(/proc/PID/stat).")
+
+    if os.path.exists(mem) and os.path.getsize(mem) > 0:
+        rows = list(csv.DictReader(open(mem)))
+        if rows:
+            print("\n| idle connections held | target | RSS before (KiB) | RSS after (KiB) | KiB per connection |")
+            print("|---:|---|---:|---:|---:|")
+            for r in rows:
+                print(f"| {r['conns']} | {r['target']} | {r['rss_before_kib']} | {r['rss_after_kib']} | "
+                      f"{r['kib_per_conn']} |")
+            print("\nVmRSS of the server process (/proc/PID/status) before and with the connections open; each "
+                  "connection sent one PING and then stayed idle.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,186 +1,340 @@
 #!/usr/bin/env bash
-# Side-by-side throughput of the proxy, twemproxy (nutcracker) and Redis itself, in one interleaved session.
+# Side-by-side throughput of slotproxy, twemproxy and Redis itself in ONE interleaved session on this machine.
 #
-#   bench/run.sh [--quick]
+#   bench/run.sh [--quick] [--rounds N] [--n1 N] [--n16 N] [--targets "direct twem proxy3 proxy6"]
+#                [--base PORT] [--conns N] [--no-memory]
 #
-# Targets (all on this machine, same redis-benchmark flags -c 50 -r 100000 -d 64):
+# Targets:
 #   direct  one standalone redis-server
-#   twem    nutcracker over 3 standalone redis-servers (twemproxy cannot front a Redis Cluster)
-#   proxy3  the proxy over a 3-master cluster without replicas (the same backend work as twem)
-#   proxy6  the proxy over a 3-master/3-replica cluster
-# Each round runs every target once, in an order rotated per round (A B C D, B C D A, ...). The table gives
-# medians over rounds, ratios as the median of per-round ratios, the CPU seconds per million requests of the
-# proxy and nutcracker processes (/proc/PID/stat), and the RSS per idle client connection with 10,000 held.
+#   twem    nutcracker (twemproxy) over 3 standalone redis-servers (bench/nutcracker.yml; it cannot front a cluster)
+#   proxy3  slotproxy over a 3-master Redis Cluster without replicas (deploy/cluster.sh, own ports and dir)
+#   proxy6  slotproxy over a 3-master/3-replica Redis Cluster
+# Tests, every one with redis-benchmark -q -c 50 -r 100000 -d 64 -n N --csv: SET and GET at -P 1 (N = N1),
+# SET and GET at -P 16 (N = N16), MSET (-t mset, 10 keys) at -P 1 (N = NMSET). Each round runs every test on
+# every target, the target order rotated per round (A B C D, B C D A, ...). CPU: utime+stime of the proxy and
+# nutcracker processes from /proc/PID/stat before and after each run. Memory: VmRSS of each server process before
+# and while CONNS idle client connections are held open (bench/hold_conns.py), measured on fresh processes
+# before the rounds.
+# Output: a table on stdout and, in RESULTS_DIR (bench/results), STAMP.md plus the raw STAMP-raw.csv and
+# STAMP-mem.csv. Everything started is stopped on exit.
 #
-# Environment: ROUNDS (5), N1 (requests at -P 1, 100000), N16 (at -P 16, 1000000), NMSET (50000),
-# TARGETS ("direct twem proxy3 proxy6"), EVENT_LOOPS (proxy event_loops, 0 = one per CPU), CONNS (10000),
-# BASE (first port used, 17000).
+# Environment (flags win): ROUNDS (5), N1 (200000), N16 (1000000), NMSET (= N1), TARGETS (all four), BASE
+# (17000: ports BASE..BASE+29 and cluster bus ports +10000), CONNS (10000), MEMORY (1; 0 skips the memory probe),
+# EVENT_LOOPS (the proxy's event_loops; unset = its default), PROXY_BIN (a built binary instead of go build),
+# RESULTS_DIR, KEEP_RUN (1 keeps the temporary run dir with the servers' logs; it is kept on failure anyway).
+# --quick: ROUNDS=1 N1=20000 N16=100000 unless set explicitly; a smoke test, not a measurement.
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+shopt -s inherit_errexit
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-if ! command -v go >/dev/null && [[ -x /usr/local/go/bin/go ]]; then export PATH=$PATH:/usr/local/go/bin; fi
+# shellcheck source=deploy/lib.sh
+. deploy/lib.sh
 
-ROUNDS=${ROUNDS:-5} N1=${N1:-100000} N16=${N16:-1000000} NMSET=${NMSET:-50000} CONNS=${CONNS:-10000}
-TARGETS=${TARGETS:-direct twem proxy3 proxy6}
-EVENT_LOOPS=${EVENT_LOOPS:-0}
-BASE=${BASE:-17000}
-if [[ ${1:-} == --quick ]]; then ROUNDS=1 N1=20000 N16=200000 NMSET=10000 CONNS=1000; fi
-FLAGS=(-c 50 -r 100000 -d 64)
-
-RUN=$(mktemp -d /tmp/slotproxy-bench.XXXXXX)
-OUT=$ROOT/bench/results
-mkdir -p "$OUT"
-STAMP=$(date -u +%Y%m%dT%H%M%SZ)
-RAW=$OUT/raw-$STAMP.tsv
-PIDS=()
-CLUSTERS=()
-
-cleanup() {
-	for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-	for pid in "${PIDS[@]}"; do
-		for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-		kill -9 "$pid" 2>/dev/null || true
-	done
-	for base in "${CLUSTERS[@]}"; do
-		BASE_PORT=$base RUN_DIR=$RUN/cluster-$base deploy/cluster.sh stop >/dev/null 2>&1 || true
-	done
-	rm -rf "$RUN"
+usage() {
+	sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//' >&2
+	exit 2
 }
-trap cleanup EXIT
+quick=0
+while [[ $# -gt 0 ]]; do
+	case $1 in
+	--quick) quick=1; shift ;;
+	--rounds) ROUNDS=${2:?}; shift 2 ;;
+	--n1) N1=${2:?}; shift 2 ;;
+	--n16) N16=${2:?}; shift 2 ;;
+	--targets) TARGETS=${2:?}; shift 2 ;;
+	--base) BASE=${2:?}; shift 2 ;;
+	--conns) CONNS=${2:?}; shift 2 ;;
+	--no-memory) MEMORY=0; shift ;;
+	-h | --help) usage ;;
+	*) echo "unknown argument: $1" >&2; usage ;;
+	esac
+done
+if ((quick)); then
+	ROUNDS=${ROUNDS:-1} N1=${N1:-20000} N16=${N16:-100000}
+fi
+ROUNDS=${ROUNDS:-5} N1=${N1:-200000} N16=${N16:-1000000}
+NMSET=${NMSET:-$N1}
+TARGETS=${TARGETS:-direct twem proxy3 proxy6}
+BASE=${BASE:-17000} CONNS=${CONNS:-10000} MEMORY=${MEMORY:-1}
+RESULTS_DIR=${RESULTS_DIR:-$ROOT/bench/results}
+for v in ROUNDS N1 N16 NMSET BASE CONNS MEMORY; do
+	[[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a number, not '${!v}'"
+done
+((ROUNDS >= 1)) || die "ROUNDS must be at least 1"
+((BASE >= 1024 && BASE + 29 + 10000 <= 65535)) || die "BASE must leave BASE..BASE+29 and +10000 within 1024-65535"
+read -r -a T <<<"$TARGETS"
+((${#T[@]} > 0)) || die "no targets"
+declare -A WANT=()
+for t in "${T[@]}"; do
+	case $t in
+	direct | twem | proxy3 | proxy6) WANT[$t]=1 ;;
+	*) die "unknown target '$t' (direct, twem, proxy3, proxy6)" ;;
+	esac
+done
+[[ ${#WANT[@]} == "${#T[@]}" ]] || die "a target is listed twice: $TARGETS"
 
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for p in $(seq "$BASE" $((BASE + 10)) ) $((BASE + 100)) $((BASE + 200)) $((BASE + 300)); do
-	if port_busy "$p"; then echo "port $p is in use; set BASE to a free range" >&2; exit 1; fi
+# Ports (BASE=17000): cluster3 17000-17002, cluster6 17010-17015 (bus ports +10000), direct 17020,
+# twem backends 17021-17023, nutcracker 17024 (stats 17025), proxy3 17026 (metrics 17027),
+# proxy6 17028 (metrics 17029).
+C3=$BASE C6=$((BASE + 10)) DIRECT=$((BASE + 20))
+S1=$((BASE + 21)) S2=$((BASE + 22)) S3=$((BASE + 23)) TWEM=$((BASE + 24)) TWEM_STATS=$((BASE + 25))
+PROXY3=$((BASE + 26)) PROXY3_METRICS=$((BASE + 27)) PROXY6=$((BASE + 28)) PROXY6_METRICS=$((BASE + 29))
+need=()
+need_cluster() { # base nodes: the nodes' ports and their bus ports
+	local i
+	for ((i = $1; i < $1 + $2; i++)); do need+=("$i" $((i + 10000))); done
+}
+[[ -z ${WANT[direct]:-} ]] || need+=("$DIRECT")
+[[ -z ${WANT[twem]:-} ]] || need+=("$S1" "$S2" "$S3" "$TWEM" "$TWEM_STATS")
+[[ -z ${WANT[proxy3]:-} ]] || { need+=("$PROXY3" "$PROXY3_METRICS") && need_cluster "$C3" 3; }
+[[ -z ${WANT[proxy6]:-} ]] || { need+=("$PROXY6" "$PROXY6_METRICS") && need_cluster "$C6" 6; }
+for p in "${need[@]}"; do
+	if port_taken "$p"; then
+		who=$(who_listens "$p")
+		die "port $p is in use${who:+ by $who}; pick a free range with --base PORT (uses PORT..PORT+29 and +10000)"
+	fi
 done
 
-DIRECT=$((BASE + 0)) S1=$((BASE + 1)) S2=$((BASE + 2)) S3=$((BASE + 3))
-TWEM=$((BASE + 4)) PROXY3=$((BASE + 5)) PROXY6=$((BASE + 6))
-C3=$((BASE + 100)) C6=$((BASE + 200))
+pkgs=(redis-server redis-tools)
+[[ -z ${WANT[twem]:-} ]] || pkgs+=(nutcracker)
+install_missing "${pkgs[@]}"
+command -v python3 >/dev/null || die "python3 is needed (the report and the memory probe)"
 
-standalone() { # port
-	mkdir -p "$RUN/r$1"
-	redis-server --port "$1" --bind 127.0.0.1 --save "" --appendonly no --dir "$RUN/r$1" --daemonize no \
-		--logfile "$RUN/r$1/log" &
-	PIDS+=($!)
-}
-
-wait_ping() { # port
-	for _ in $(seq 100); do
-		[[ $(redis-cli -p "$1" ping 2>/dev/null) == PONG ]] && return 0
-		sleep 0.1
+RUN=$(mktemp -d "${TMPDIR:-/tmp}/slotproxy-bench.XXXXXX")
+PIDS=()         # processes started here (stopped in reverse order)
+CLUSTER_DIRS=() # clusters started with deploy/cluster.sh
+cleanup() {
+	local rc=$? i
+	trap - EXIT INT TERM
+	for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do kill "${PIDS[i]}" 2>/dev/null || true; done
+	for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+		stop_pid "${PIDS[i]}" 10 || true
+		wait "${PIDS[i]}" 2>/dev/null || true
 	done
-	echo "nothing answers PING on $1" >&2
-	exit 1
+	for d in "${CLUSTER_DIRS[@]}"; do deploy/cluster.sh stop --dir "$d" >/dev/null || true; done
+	if ((rc != 0 && rc != 130 && rc != 143)) || [[ ${KEEP_RUN:-0} == 1 ]]; then
+		echo "run dir kept (logs): $RUN" >&2
+	else
+		rm -rf "$RUN"
+	fi
+	exit "$rc"
 }
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
-start_proxy() { # listen-port seeds-base nodes -> pid in PROXY_PID
-	local seeds="" i
-	for i in $(seq 0 $(($3 - 1))); do seeds+="${seeds:+,}127.0.0.1:$(($2 + i))"; done
-	cat >"$RUN/proxy-$1.yaml" <<YAML
-listen: 127.0.0.1:$1
-metrics: ""
-event_loops: $EVENT_LOOPS
-max_clients: 100000
-log_level: warn
-seeds: [${seeds//,/, }]
-YAML
-	(ulimit -n "$(ulimit -Hn)" && exec bin/slotproxy -config "$RUN/proxy-$1.yaml" >"$RUN/proxy-$1.log" 2>&1) &
+# Servers run with the open-files limit raised to hold CONNS client connections, each in a session of its own
+# (setsid): a ^C at the terminal reaches this script and redis-benchmark only, and the trap stops the servers.
+NOFILE=$((CONNS + 1024))
+raise_nofile() { ulimit -n "$NOFILE" 2>/dev/null || ulimit -n "$(ulimit -Hn)"; }
+
+declare -A PID_OF=() PORT_OF=() # server process measured for CPU and memory; port clients use
+standalone() { # port
+	mkdir -p "$RUN/redis-$1"
+	(
+		raise_nofile
+		exec setsid redis-server --port "$1" --bind 127.0.0.1 --save "" --appendonly no --daemonize no \
+			--maxclients $((CONNS + 100)) --dir "$RUN/redis-$1" --logfile "$RUN/redis-$1/redis.log"
+	) &
 	PIDS+=($!)
-	PROXY_PID=$!
+	LAST_PID=$!
+}
+must_pong() { # port pid what
+	wait_pong 127.0.0.1 "$1" 30 "$2" && return 0
+	tail -20 "$4" >&2 2>/dev/null || true
+	die "$3 on port $1 does not answer PING (log: $4)"
+}
+# SET/GET/MSET through the target must work before it is measured (a proxy also needs its slot map).
+must_serve() { # port what
+	local i
+	for ((i = 0; i < 150; i++)); do
+		if [[ $(redis-cli -p "$1" set bench:probe 1 2>&1) == OK && $(redis-cli -p "$1" get bench:probe 2>&1) == 1 &&
+			$(redis-cli -p "$1" mset bench:a 1 bench:b 2 bench:c 3 2>&1) == OK ]]; then
+			return 0
+		fi
+		sleep 0.2
+	done
+	die "$2 on port $1 does not serve SET/GET/MSET: $(redis-cli -p "$1" mset bench:a 1 bench:b 2 bench:c 3 2>&1)"
 }
 
-echo "building the proxy"
-go build -o bin/slotproxy .
-deploy/install-deps.sh redis-server redis-tools nutcracker
+PROXY=
+if [[ -n ${WANT[proxy3]:-}${WANT[proxy6]:-} ]]; then
+	if [[ -n ${PROXY_BIN:-} ]]; then
+		PROXY=$PROXY_BIN
+		[[ -x $PROXY ]] || die "PROXY_BIN=$PROXY is not an executable"
+	else
+		require_go
+		PROXY=$RUN/slotproxy
+		echo "building the proxy: go build -o $PROXY ."
+		go build -o "$PROXY" . || die "building the proxy failed (output above); TARGETS=\"direct twem\" runs without it"
+	fi
+	PROXY_VERSION=$("$PROXY" -version 2>&1 | head -1)
+	{
+		echo "max_clients: 0"
+		echo "log_level: warn"
+		[[ -z ${EVENT_LOOPS:-} ]] || echo "event_loops: $EVENT_LOOPS"
+	} >"$RUN/proxy.yaml"
+fi
+start_proxy() { # target listen metrics cluster-base nodes
+	local seeds="" i
+	for ((i = 0; i < $5; i++)); do seeds+="${seeds:+,}127.0.0.1:$(($4 + i))"; done
+	(
+		raise_nofile
+		exec setsid "$PROXY" -config "$RUN/proxy.yaml" -listen "127.0.0.1:$2" -seeds "$seeds" -metrics "127.0.0.1:$3"
+	) >"$RUN/$1.log" 2>&1 &
+	PIDS+=($!)
+	PID_OF[$1]=$!
+	PORT_OF[$1]=$2
+	must_pong "$2" "$!" "the proxy ($1)" "$RUN/$1.log"
+	pid_is "${PID_OF[$1]}" "$(basename "$PROXY" | cut -c1-15)" || die "pid ${PID_OF[$1]} is not the proxy"
+	must_serve "$2" "the proxy ($1)"
+}
 
-declare -A PID_OF PORT_OF
-for t in $TARGETS; do
+for t in "${T[@]}"; do
 	case $t in
 	direct)
 		standalone "$DIRECT"
-		wait_ping "$DIRECT"
-		PORT_OF[direct]=$DIRECT
+		must_pong "$DIRECT" "$LAST_PID" "redis-server (direct)" "$RUN/redis-$DIRECT/redis.log"
+		PID_OF[direct]=$LAST_PID PORT_OF[direct]=$DIRECT
+		must_serve "$DIRECT" "redis-server (direct)"
 		;;
 	twem)
-		for p in "$S1" "$S2" "$S3"; do standalone "$p"; done
-		for p in "$S1" "$S2" "$S3"; do wait_ping "$p"; done
-		sed -e "s/@LISTEN@/127.0.0.1:$TWEM/" -e "s/@S1@/127.0.0.1:$S1/" -e "s/@S2@/127.0.0.1:$S2/" \
-			-e "s/@S3@/127.0.0.1:$S3/" bench/nutcracker.yml >"$RUN/nutcracker.yml"
-		(ulimit -n "$(ulimit -Hn)" && exec nutcracker -c "$RUN/nutcracker.yml" -o "$RUN/nutcracker.log" -s $((BASE + 7)) \
-			-a 127.0.0.1) &
+		for p in "$S1" "$S2" "$S3"; do
+			standalone "$p"
+			must_pong "$p" "$LAST_PID" "redis-server (twem backend)" "$RUN/redis-$p/redis.log"
+		done
+		sed -e "s/@LISTEN@/127.0.0.1:$TWEM/" -e "s/@SERVER1@/127.0.0.1:$S1/" -e "s/@SERVER2@/127.0.0.1:$S2/" \
+			-e "s/@SERVER3@/127.0.0.1:$S3/" bench/nutcracker.yml >"$RUN/nutcracker.yml"
+		nutcracker -t -c "$RUN/nutcracker.yml" >"$RUN/nutcracker-test.log" 2>&1 ||
+			{ cat "$RUN/nutcracker-test.log" >&2; die "nutcracker rejects $RUN/nutcracker.yml"; }
+		(
+			raise_nofile
+			exec setsid nutcracker -c "$RUN/nutcracker.yml" -o "$RUN/nutcracker.log" -s "$TWEM_STATS" -a 127.0.0.1
+		) &
 		PIDS+=($!)
-		PID_OF[twem]=$!
-		wait_ping "$TWEM"
-		PORT_OF[twem]=$TWEM
+		PID_OF[twem]=$! PORT_OF[twem]=$TWEM
+		must_pong "$TWEM" "$!" "nutcracker" "$RUN/nutcracker.log"
+		pid_is "${PID_OF[twem]}" nutcracker || die "pid ${PID_OF[twem]} is not nutcracker"
+		must_serve "$TWEM" "nutcracker"
 		;;
 	proxy3)
-		BASE_PORT=$C3 MASTERS=3 REPLICAS=0 RUN_DIR=$RUN/cluster-$C3 deploy/cluster.sh start
-		CLUSTERS+=("$C3")
-		start_proxy "$PROXY3" "$C3" 3
-		PID_OF[proxy3]=$PROXY_PID
-		wait_ping "$PROXY3"
-		PORT_OF[proxy3]=$PROXY3
+		CLUSTER_DIRS+=("$RUN/cluster3")
+		deploy/cluster.sh start --base-port "$C3" --masters 3 --replicas 0 --dir "$RUN/cluster3"
+		start_proxy proxy3 "$PROXY3" "$PROXY3_METRICS" "$C3" 3
 		;;
 	proxy6)
-		BASE_PORT=$C6 MASTERS=3 REPLICAS=1 RUN_DIR=$RUN/cluster-$C6 deploy/cluster.sh start
-		CLUSTERS+=("$C6")
-		start_proxy "$PROXY6" "$C6" 6
-		PID_OF[proxy6]=$PROXY_PID
-		wait_ping "$PROXY6"
-		PORT_OF[proxy6]=$PROXY6
+		CLUSTER_DIRS+=("$RUN/cluster6")
+		deploy/cluster.sh start --base-port "$C6" --masters 3 --replicas 1 --dir "$RUN/cluster6"
+		start_proxy proxy6 "$PROXY6" "$PROXY6_METRICS" "$C6" 6
 		;;
-	*) echo "unknown target $t" >&2; exit 2 ;;
 	esac
+	echo "$t: 127.0.0.1:${PORT_OF[$t]} (pid ${PID_OF[$t]})"
 done
 
+mkdir -p "$RESULTS_DIR"
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+RAW=$RESULTS_DIR/$STAMP-raw.csv
+MEM=$RESULTS_DIR/$STAMP-mem.csv
+REPORT=$RESULTS_DIR/$STAMP.md
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# Memory: RSS per idle client connection, on fresh processes.
+echo "target,conns,rss_before_kib,rss_after_kib,kib_per_conn" >"$MEM"
+rss() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+if ((MEMORY)) && ((CONNS > 0)); then
+	for t in "${T[@]}"; do
+		pid=${PID_OF[$t]}
+		ready=$RUN/held-$t
+		before=$(rss "$pid")
+		(
+			raise_nofile
+			exec setsid python3 bench/hold_conns.py 127.0.0.1 "${PORT_OF[$t]}" "$CONNS" "$ready"
+		) &
+		holder=$!
+		PIDS+=("$holder")
+		for ((i = 0; i < 1500; i++)); do
+			[[ -f $ready ]] && break
+			alive "$holder" || break
+			sleep 0.1
+		done
+		[[ -f $ready ]] || die "the connection holder for $t did not finish"
+		sleep 2 # let the server settle
+		after=$(rss "$pid")
+		read -r held failed <"$ready"
+		stop_pid "$holder" 10 || true
+		wait "$holder" 2>/dev/null || true
+		unset 'PIDS[${#PIDS[@]}-1]'
+		((failed == 0)) || echo "warning: $t: $failed of $CONNS connections failed" >&2
+		if ((held > 0)); then
+			kib=$(awk -v a="$after" -v b="$before" -v n="$held" 'BEGIN {printf "%.2f", (a - b) / n}')
+			echo "$t,$held,$before,$after,$kib" >>"$MEM"
+			echo "memory $t: VmRSS $before KiB -> $after KiB with $held idle connections: $kib KiB per connection"
+		fi
+		sleep 2 # let the server close them
+	done
+fi
+
+# Throughput rounds.
 TICK=$(getconf CLK_TCK)
-cpu_ticks() { # pid
-	[[ -n ${1:-} ]] || { echo 0; return; }
-	awk '{print $14 + $15}' "/proc/$1/stat"
+cpu_ticks() { # pid -> utime+stime in clock ticks (fields 14 and 15 of /proc/PID/stat)
+	local stat
+	stat=$(<"/proc/$1/stat")
+	stat=${stat##*) } # fields from 3 on: the command name may hold spaces
+	awk '{print $12 + $13}' <<<"$stat"
 }
-
-# bench target test pipeline n -> appends "round target test rps cpu_s_per_M" to RAW
-bench() {
-	local target=$1 test=$2 pipe=$3 n=$4 port=${PORT_OF[$1]} pid=${PID_OF[$1]:-} t0 t1 rps
+# Every server measured must still run (a target that died would leave redis-benchmark retrying forever).
+check_targets() {
+	local t
+	for t in "${T[@]}"; do
+		alive "${PID_OF[$t]}" || die "$t (pid ${PID_OF[$t]}) has exited; logs in $RUN"
+	done
+}
+TESTS=("set 1 $N1" "get 1 $N1" "set 16 $N16" "get 16 $N16" "mset 1 $NMSET")
+echo "round,target,test,requests,rps,p50_ms,p99_ms,cpu_s_per_M" >"$RAW"
+bench() { # round target test pipeline n
+	local round=$1 t=$2 test=$3 pipe=$4 n=$5 pid port t0 t1 line rps p50 p99 cpu=""
+	pid=${PID_OF[$t]} port=${PORT_OF[$t]}
+	check_targets
 	t0=$(cpu_ticks "$pid")
-	rps=$(redis-benchmark -p "$port" -q "${FLAGS[@]}" -n "$n" -P "$pipe" -t "$test" --csv 2>/dev/null |
-		awk -F'","' 'NR>1 {gsub(/"/,"",$2); print $2; exit}')
+	if ! redis-benchmark -h 127.0.0.1 -p "$port" -q -c 50 -r 100000 -d 64 -n "$n" -P "$pipe" -t "$test" --csv \
+		>"$RUN/bench.out" 2>"$RUN/bench.err"; then
+		echo "warning: redis-benchmark failed on $t ($test -P $pipe): $(tail -2 "$RUN/bench.err")" >&2
+	fi
+	check_targets
 	t1=$(cpu_ticks "$pid")
-	local cpu
-	cpu=$(awk -v a="$t0" -v b="$t1" -v hz="$TICK" -v n="$n" 'BEGIN {printf "%.3f", (b-a)/hz/n*1e6}')
-	printf '%s\t%s\t%s-P%s\t%s\t%s\n' "$ROUND" "$target" "$test" "$pipe" "$rps" "$cpu" >>"$RAW"
+	line=$(grep -m1 -E '^"[A-Z]' "$RUN/bench.out" | grep -v '^"test"' || true)
+	# "SET","48123.45","0.523","0.080","0.495","0.799","1.103","3.511": test, rps, avg, min, p50, p95, p99, max
+	IFS=, read -r _ rps _ _ p50 _ p99 _ <<<"${line//\"/}"
+	[[ -n ${rps:-} ]] || echo "warning: no result from redis-benchmark on $t ($test -P $pipe): $(head -c 300 "$RUN/bench.out" "$RUN/bench.err")" >&2
+	[[ $t == direct ]] || cpu=$(awk -v a="$t0" -v b="$t1" -v hz="$TICK" -v n="$n" 'BEGIN {printf "%.3f", (b - a) / hz / n * 1e6}')
+	echo "$round,$t,$test-P$pipe,$n,${rps:-},${p50:-},${p99:-},$cpu" >>"$RAW"
+	printf '  %-8s %-7s %12s req/s  p50 %6s ms  p99 %7s ms%s\n' "$test-P$pipe" "$t" "${rps:-FAILED}" \
+		"${p50:-?}" "${p99:-?}" "${cpu:+  CPU $cpu s/M}"
 }
-
-read -r -a T <<<"$TARGETS"
-printf 'round\ttarget\ttest\trps\tcpu_s_per_M\n' >"$RAW"
-for ((ROUND = 0; ROUND < ROUNDS; ROUND++)); do
+for ((r = 1; r <= ROUNDS; r++)); do
 	order=()
-	for ((i = 0; i < ${#T[@]}; i++)); do order+=("${T[$(((i + ROUND) % ${#T[@]}))]}"); done
-	echo "round $((ROUND + 1))/$ROUNDS: ${order[*]}"
-	for t in "${order[@]}"; do
-		bench "$t" set 1 "$N1"
-		bench "$t" get 1 "$N1"
-		bench "$t" set 16 "$N16"
-		bench "$t" get 16 "$N16"
-		bench "$t" mset 1 "$NMSET"
+	for ((i = 0; i < ${#T[@]}; i++)); do order+=("${T[(i + r - 1) % ${#T[@]}]}"); done
+	echo "round $r/$ROUNDS: ${order[*]}"
+	for spec in "${TESTS[@]}"; do
+		read -r test pipe n <<<"$spec"
+		for t in "${order[@]}"; do bench "$r" "$t" "$test" "$pipe" "$n"; done
 	done
 done
 
-# RSS per idle connection: hold CONNS connections open and compare VmRSS.
-MEM=$OUT/mem-$STAMP.tsv
-printf 'target\trss_before_kib\trss_after_kib\tkib_per_conn\n' >"$MEM"
-for t in twem proxy3; do
-	[[ -n ${PID_OF[$t]:-} ]] || continue
-	pid=${PID_OF[$t]}
-	before=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
-	(ulimit -n "$(ulimit -Hn)" && exec python3 bench/hold_conns.py "${PORT_OF[$t]}" "$CONNS" "$RUN/held-$t") &
-	holder=$!
-	for _ in $(seq 600); do [[ -f $RUN/held-$t ]] && break; sleep 0.1; done
-	sleep 1
-	after=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
-	kill "$holder" 2>/dev/null || true
-	wait "$holder" 2>/dev/null || true
-	awk -v t="$t" -v b="$before" -v a="$after" -v n="$CONNS" 'BEGIN {printf "%s\t%d\t%d\t%.2f\n", t, b, a, (a-b)/n}' >>"$MEM"
-done
-
-python3 bench/report.py "$RAW" "$MEM" | tee "$OUT/report-$STAMP.md"
+{
+	echo "# bench/run.sh $STAMP"
+	echo
+	echo "- targets: $TARGETS; rounds $ROUNDS; -P 1 n=$N1, -P 16 n=$N16, MSET n=$NMSET; idle connections $CONNS"
+	echo "- redis-benchmark -q -c 50 -r 100000 -d 64 -n N -P 1|16 --csv"
+	echo "- host: $(nproc) CPU(s), $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), Linux $(uname -r);" \
+		"load average before: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "- $(redis-server --version | cut -d' ' -f1-3)$([[ -z ${WANT[twem]:-} ]] || echo ", $(nutcracker --version 2>&1 | head -1)")$([[ -z $PROXY ]] || echo ", $PROXY_VERSION (commit $(git rev-parse --short HEAD 2>/dev/null || echo ?), event_loops ${EVENT_LOOPS:-default})")"
+	echo "- twem: nutcracker over 3 standalone redis-servers (it cannot front a Redis Cluster); proxy3: slotproxy over a" \
+		"3-master cluster without replicas; proxy6: over 3 masters + 3 replicas; direct: one redis-server"
+	echo
+	python3 bench/report.py "$RAW" "$MEM"
+} >"$REPORT"
+echo
+cat "$REPORT"
+echo
+echo "results: $REPORT (raw: $RAW, $MEM)"
