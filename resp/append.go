@@ -1,17 +1,21 @@
 package resp
 
-import "strconv"
+import (
+	"strconv"
+	"strings"
+)
 
-// The Append functions encode RESP into dst and return the extended slice, strconv style.
+// The Append functions encode RESP into dst and return the extended slice, strconv style, so a session can
+// gather a whole batch of replies in one reused buffer and write it once.
 
-// AppendArrayHeader appends "*n\r\n".
+// AppendArrayHeader appends "*<n>\r\n".
 func AppendArrayHeader(dst []byte, n int) []byte {
 	dst = append(dst, '*')
 	dst = strconv.AppendInt(dst, int64(n), 10)
 	return append(dst, '\r', '\n')
 }
 
-// AppendBulk appends a bulk string.
+// AppendBulk appends b as a bulk string.
 func AppendBulk(dst, b []byte) []byte {
 	dst = append(dst, '$')
 	dst = strconv.AppendInt(dst, int64(len(b)), 10)
@@ -20,7 +24,7 @@ func AppendBulk(dst, b []byte) []byte {
 	return append(dst, '\r', '\n')
 }
 
-// AppendBulkString appends a bulk string.
+// AppendBulkString appends s as a bulk string.
 func AppendBulkString(dst []byte, s string) []byte {
 	dst = append(dst, '$')
 	dst = strconv.AppendInt(dst, int64(len(s)), 10)
@@ -42,22 +46,31 @@ func AppendInt(dst []byte, n int64) []byte {
 	return append(dst, '\r', '\n')
 }
 
-// AppendSimple appends a simple string reply.
-func AppendSimple(dst []byte, s string) []byte {
-	dst = append(dst, '+')
-	dst = append(dst, s...)
-	return append(dst, '\r', '\n')
-}
-
 // AppendOK appends "+OK\r\n".
 func AppendOK(dst []byte) []byte { return append(dst, "+OK\r\n"...) }
 
-// AppendError appends an error reply; msg starts with the error code ("ERR ...", "CROSSSLOT ..."). Newlines in
-// msg become spaces, as Redis does, so the reply stays one line.
+// AppendSimple appends a simple string reply. A CR or LF in s becomes a space: one stray newline would put
+// the client out of step with every reply after it.
+func AppendSimple(dst []byte, s string) []byte {
+	dst = append(dst, '+')
+	return appendLine(dst, s)
+}
+
+// AppendError appends an error reply. msg starts with the error code ("ERR ...", "CROSSSLOT ..."); a CR or
+// LF in it becomes a space, as Redis does (addReplyErrorLength), so the reply stays one line.
 func AppendError(dst []byte, msg string) []byte {
 	dst = append(dst, '-')
-	for i := 0; i < len(msg); i++ {
-		c := msg[i]
+	return appendLine(dst, msg)
+}
+
+// appendLine appends s and "\r\n", with any CR or LF in s replaced by a space.
+func appendLine(dst []byte, s string) []byte {
+	if strings.IndexAny(s, "\r\n") < 0 {
+		dst = append(dst, s...)
+		return append(dst, '\r', '\n')
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
 		if c == '\r' || c == '\n' {
 			c = ' '
 		}
@@ -66,7 +79,7 @@ func AppendError(dst []byte, msg string) []byte {
 	return append(dst, '\r', '\n')
 }
 
-// AppendCommand appends a request as a multibulk.
+// AppendCommand appends a request as a multibulk, the only form a backend is sent.
 func AppendCommand(dst []byte, args ...[]byte) []byte {
 	dst = AppendArrayHeader(dst, len(args))
 	for _, a := range args {

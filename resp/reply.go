@@ -5,106 +5,141 @@ import (
 	"errors"
 )
 
-// maxDepth bounds the nesting of a reply.
-const maxDepth = 1024
+const (
+	// maxDepth bounds the nesting of a reply. Not 64: a Lua script can return tables nested up to the Lua C
+	// stack limit (EVAL of {{{...}}} 7,994 deep works on Redis 7.0.15), and rejecting a legitimate reply
+	// would close a backend connection shared by many clients. The stack costs 8 bytes a level and every
+	// level takes at least 4 bytes of input, so the bound is about memory, not safety.
+	maxDepth = 8192
+	// maxReplyLen bounds a declared bulk length or element count: far beyond anything real
+	// (proto-max-bulk-len is 512 MiB) but small enough that offsets cannot overflow.
+	maxReplyLen = 1 << 40
+)
 
-// ErrBadReply is a reply that is not valid RESP.
+// ErrBadReply is a reply that is not valid RESP. The backend connection is out of step and must be closed.
 var ErrBadReply = errors.New("resp: malformed reply")
 
-// ReplyScanner finds the end of each reply in a stream. Like CommandParser it keeps offsets between calls, so
-// a large reply arriving in pieces is scanned once.
+// ReplyScanner finds where each reply ends in a backend's stream without decoding it, so the proxy can pass
+// replies through as raw bytes. It understands RESP2 (+ - : $ *) and RESP3 (_ , # ( ! = % ~ > |); streamed
+// RESP3 aggregates ($? *? and the ; . parts) are rejected, as Redis never sends them. The zero value is ready
+// to use; it belongs to one connection.
 type ReplyScanner struct {
-	pos   int   // next byte to scan
-	stack []int // elements still expected by each open aggregate
-	need  int
+	pos   int   // offset of the next unscanned byte of the reply in progress
+	scan  int   // offset before which the current line is known to hold no '\n'
+	stack []int // values still expected by each open aggregate, innermost last; never sized from the wire
+	need  int   // len(buf) needed before another call can make progress
 }
 
-// Need is the buffer length at which Scan can make progress.
+// Need is the buffer length at which Scan can make progress; a caller may wait for that many bytes before
+// gathering them.
 func (s *ReplyScanner) Need() int { return s.need }
 
 // Reset forgets a partial reply.
 func (s *ReplyScanner) Reset() {
-	s.pos, s.need = 0, 0
+	s.pos, s.scan, s.need = 0, 0, 0
 	s.stack = s.stack[:0]
 }
 
-// Scan returns the length of the complete reply at the front of buf, or 0 when it is not complete yet. Until
-// it returns a length, each call must get a buf that starts with the same bytes.
+// Scan returns the length of the complete reply at the front of buf, or 0 if it is not complete yet. The
+// progress made is kept as offsets: until Scan returns a length, every call must get a buf that starts with
+// the same bytes (at any address, possibly longer), and it continues where the last one stopped, so a 100 MB
+// array arriving in pieces is scanned once.
 func (s *ReplyScanner) Scan(buf []byte) (int, error) {
+	var n int
+	var err error
+	*s, n, err = s.scan1(buf)
+	return n, err
+}
+
+// scan1 is Scan on a copy of the scanner, returned updated. Passing it by value keeps a caller's stack array
+// (valueLen's) off the heap.
+func (s ReplyScanner) scan1(buf []byte) (ReplyScanner, int, error) {
+	if s.pos > len(buf) { // the caller broke the contract; don't panic on its event loop
+		s.need = s.pos
+		return s, 0, nil
+	}
 	for {
-		rest := buf[s.pos:]
-		nl := bytes.IndexByte(rest, '\n')
-		if nl < 0 {
+		from := min(max(s.scan, s.pos), len(buf))
+		i := bytes.IndexByte(buf[from:], '\n')
+		if i < 0 {
+			s.scan = len(buf)
 			s.need = len(buf) + 1
-			return 0, nil
+			return s, 0, nil
 		}
-		if nl < 2 || rest[nl-1] != '\r' {
-			return 0, s.fail()
+		nl := from + i
+		if nl < s.pos+2 || buf[nl-1] != '\r' {
+			return s.fail()
 		}
-		line := rest[1 : nl-1]
-		switch rest[0] {
-		case '+', '-', ':', '_', ',', '#', '(':
-			s.pos += nl + 1
+		typ, line := buf[s.pos], buf[s.pos+1:nl-1]
+		next := nl + 1
+		switch typ {
+		case '+', '-', ':', ',', '(', '_', '#':
 		case '$', '!', '=':
 			n, ok := parseInt(line)
-			if !ok || n < -1 || (n == -1 && rest[0] != '$') || n > 1<<40 {
-				return 0, s.fail()
+			if !ok || n < -1 || n > maxReplyLen || (n == -1 && typ != '$') {
+				return s.fail()
 			}
-			end := s.pos + nl + 1
 			if n >= 0 {
-				end += int(n) + 2
+				end := next + int(n) + 2
+				if len(buf) < end {
+					s.scan = nl // resume at this header, known complete
+					s.need = end
+					return s, 0, nil
+				}
+				if buf[end-2] != '\r' || buf[end-1] != '\n' {
+					return s.fail()
+				}
+				next = end
 			}
-			if len(buf) < end {
-				s.need = end
-				return 0, nil
-			}
-			s.pos = end
-		case '*', '%', '~', '>':
+		case '*', '%', '~', '>', '|':
 			n, ok := parseInt(line)
-			if !ok || n < -1 || (n == -1 && rest[0] != '*') || n > 1<<40 {
-				return 0, s.fail()
+			if !ok || n < -1 || n > maxReplyLen || (n == -1 && typ != '*') {
+				return s.fail()
 			}
-			s.pos += nl + 1
-			if rest[0] == '%' {
-				n *= 2
+			switch typ {
+			case '%':
+				n *= 2 // key, value
+			case '|':
+				n = 2*n + 1 // an attribute map belongs to the value after it
 			}
+			s.pos, s.scan = next, next
 			if n > 0 {
 				if len(s.stack) >= maxDepth {
-					return 0, s.fail()
+					return s.fail()
 				}
 				s.stack = append(s.stack, int(n))
 				continue
 			}
 		default:
-			return 0, s.fail()
+			return s.fail()
 		}
-		// One value is complete: close the aggregates it completes.
+		s.pos, s.scan = next, next
+		// A value is complete: close the aggregates it completes.
 		for len(s.stack) > 0 {
 			top := len(s.stack) - 1
-			s.stack[top]--
-			if s.stack[top] > 0 {
+			if s.stack[top]--; s.stack[top] > 0 {
 				break
 			}
 			s.stack = s.stack[:top]
 		}
 		if len(s.stack) == 0 {
 			n := s.pos
-			s.pos, s.need = 0, 0
-			return n, nil
+			s.Reset()
+			return s, n, nil
 		}
 	}
 }
 
-func (s *ReplyScanner) fail() error {
+func (s ReplyScanner) fail() (ReplyScanner, int, error) {
 	s.Reset()
-	return ErrBadReply
+	return s, 0, ErrBadReply
 }
 
-// valueLen is the length of the complete value at the front of b, or 0.
+// valueLen is the length of the complete value at the front of b, or 0. Most values are not nested deeper
+// than the array on the stack, so it does not allocate.
 func valueLen(b []byte) int {
 	var st [16]int
-	s := ReplyScanner{stack: st[:0]}
-	n, err := s.Scan(b)
+	_, n, err := ReplyScanner{stack: st[:0]}.scan1(b)
 	if err != nil {
 		return 0
 	}
@@ -114,57 +149,76 @@ func valueLen(b []byte) int {
 // IsError tells whether reply is an error reply.
 func IsError(reply []byte) bool { return len(reply) > 0 && reply[0] == '-' }
 
-// ParseInt reads an integer reply.
+// ParseInt reads an integer reply, ":<n>\r\n", and nothing else.
 func ParseInt(reply []byte) (int64, bool) {
-	if len(reply) < 4 || reply[0] != ':' || reply[len(reply)-2] != '\r' {
+	if len(reply) < 4 || reply[0] != ':' || reply[len(reply)-2] != '\r' || reply[len(reply)-1] != '\n' {
 		return 0, false
 	}
 	return parseInt(reply[1 : len(reply)-2])
 }
 
-// BulkValue reads a bulk string reply; isNull for $-1.
-func BulkValue(reply []byte) (val []byte, isNull bool, ok bool) {
-	if len(reply) < 4 || reply[0] != '$' {
-		return nil, false, false
+// header splits off the "<typ><n>\r\n" header of a bulk or aggregate reply.
+func header(reply []byte, typ byte) (n int64, body []byte, ok bool) {
+	if len(reply) < 4 || reply[0] != typ {
+		return 0, nil, false
 	}
 	nl := bytes.IndexByte(reply, '\n')
-	if nl < 2 {
-		return nil, false, false
+	if nl < 3 || reply[nl-1] != '\r' {
+		return 0, nil, false
 	}
-	n, good := parseInt(reply[1 : nl-1])
-	if !good {
-		return nil, false, false
+	n, ok = parseInt(reply[1 : nl-1])
+	if !ok || n < -1 || n > maxReplyLen {
+		return 0, nil, false
 	}
-	if n == -1 {
-		return nil, true, true
-	}
-	if n < 0 || len(reply) != nl+1+int(n)+2 {
-		return nil, false, false
-	}
-	return reply[nl+1 : nl+1+int(n)], false, true
+	return n, reply[nl+1:], true
 }
 
-// ArrayElems appends the bytes of each element of an array reply to dst. A null array yields no elements.
-func ArrayElems(reply []byte, dst [][]byte) ([][]byte, bool) {
-	if len(reply) < 4 || reply[0] != '*' {
+// BulkValue reads a bulk string reply that spans all of reply; isNull for "$-1".
+func BulkValue(reply []byte) (val []byte, isNull bool, ok bool) {
+	n, body, ok := header(reply, '$')
+	switch {
+	case !ok:
+		return nil, false, false
+	case n == -1:
+		if len(body) != 0 {
+			return nil, false, false
+		}
+		return nil, true, true
+	case int64(len(body)) != n+2 || body[n] != '\r' || body[n+1] != '\n':
+		return nil, false, false
+	}
+	return body[:n:n], false, true
+}
+
+// ArrayLen reads the element count of an array reply; -1 for a null array ("*-1").
+func ArrayLen(reply []byte) (int, bool) {
+	n, _, ok := header(reply, '*')
+	return int(n), ok
+}
+
+// ArrayElems appends the raw bytes of each element of the array reply (each a complete RESP value) to dst,
+// for merging the replies of a fanned-out command without decoding them. A null array ("*-1") appends
+// nothing and is ok; ArrayLen tells it from "*0". dst grows only by elements actually present, whatever
+// count the header declares. ok is false if reply is not exactly one well-formed array.
+func ArrayElems(reply []byte, dst [][]byte) (elems [][]byte, ok bool) {
+	n, body, ok := header(reply, '*')
+	if !ok {
 		return dst, false
 	}
-	nl := bytes.IndexByte(reply, '\n')
-	if nl < 2 {
-		return dst, false
+	if n == -1 {
+		return dst, len(body) == 0
 	}
-	n, ok := parseInt(reply[1 : nl-1])
-	if !ok || n < -1 {
-		return dst, false
-	}
-	off := nl + 1
+	off, keep := len(reply)-len(body), len(dst)
 	for i := int64(0); i < n; i++ {
 		l := valueLen(reply[off:])
 		if l == 0 {
-			return dst, false
+			return dst[:keep], false
 		}
-		dst = append(dst, reply[off:off+l])
+		dst = append(dst, reply[off:off+l:off+l])
 		off += l
 	}
-	return dst, off == len(reply)
+	if off != len(reply) {
+		return dst[:keep], false
+	}
+	return dst, true
 }

@@ -1,64 +1,70 @@
-// Package resp reads and writes the Redis wire protocol (RESP2, plus the RESP3 reply types) from and into
-// byte slices. It knows nothing about commands or the network. Readers return sub-slices of their input and
-// are resumable, so a gnet event loop can feed them whatever has arrived so far.
+// Package resp reads and writes the Redis wire protocol (RESP2 requests; RESP2 and RESP3 replies) from and
+// into byte slices. It knows nothing about commands or the network. The readers return sub-slices of their
+// input and are resumable, so a gnet event loop can hand them whatever has arrived so far, and the writers
+// append to a caller-owned buffer, strconv style. Nothing on the hot path allocates in steady state, and
+// nothing is ever sized from a count or a length read off the wire.
 package resp
 
 import "bytes"
 
-// Limits, the same as Redis 7.0's defaults.
+// Scratch buffers larger than these are dropped after use, so one huge request does not pin its memory for
+// the life of the connection.
 const (
-	MaxBulkLen     = 512 << 20 // proto-max-bulk-len
-	MaxInlineSize  = 64 << 10  // PROTO_INLINE_MAX_SIZE: an inline request or a count line
-	MaxQueryBuffer = 1 << 30   // client-query-buffer-limit
-	maxMultibulk   = 1<<31 - 1 // INT_MAX
+	maxKeepArgs   = 1024 // Redis's argv starts at min(count, 1024)
+	maxKeepInline = MaxInlineSize
 )
 
-// ProtocolError is a malformed request; its text is Redis's. The connection is closed after the reply.
-type ProtocolError string
-
-func (e ProtocolError) Error() string { return "Protocol error: " + string(e) }
-
-var (
-	ErrInvalidMultibulkLength = ProtocolError("invalid multibulk length")
-	ErrInvalidBulkLength      = ProtocolError("invalid bulk length")
-	ErrTooBigMbulkCount       = ProtocolError("too big mbulk count string")
-	ErrTooBigBulkCount        = ProtocolError("too big bulk count string")
-	ErrTooBigInline           = ProtocolError("too big inline request")
-	ErrUnbalancedQuotes       = ProtocolError("unbalanced quotes in request")
-)
-
-// ExpectedDollar is the error for a multibulk element that is not a bulk string.
-func ExpectedDollar(c byte) error {
-	return ProtocolError("expected '$', got '" + string([]byte{c}) + "'")
-}
-
+// span is an argument as an offset into the caller's buffer (multibulk) or into unq (inline). Offsets, not
+// slices, survive the buffer moving between calls.
 type span struct{ off, n int }
 
-// CommandParser parses client requests. It keeps offsets, not pointers, between calls, so a request that
-// arrives in pieces is parsed once, whatever the buffer's address on the next call.
+// CommandParser parses client requests exactly as Redis 7.0.15 does (networking.c processMultibulkBuffer,
+// processInlineBuffer, sds.c sdssplitargs), including two quirks a proxy must copy to be transparent:
+//   - Redis finds the end of a line with strchr, so a NUL byte before the end hides it: the request never
+//     completes and fails with a "too big" error once more than MaxInlineSize bytes are buffered.
+//   - The "too big" errors are raised only when no line end is buffered yet. A longer line that arrives
+//     together with its end is accepted, so, as with Redis, lines over 64 KiB may succeed or fail depending
+//     on how the bytes are chunked. For any input of at most MaxInlineSize bytes the outcome does not
+//     depend on chunking.
+//
+// The zero value is ready to use. A CommandParser belongs to one connection and is not safe for concurrent
+// use.
 type CommandParser struct {
-	args    [][]byte // returned to the caller, reused
-	spans   []span   // elements of the multibulk in progress
-	argc    int      // declared element count; 0 when no multibulk is in progress
-	pos     int      // next byte to parse in the multibulk in progress
-	bulkLen int      // length of the element whose header was read, -1 if none
-	need    int      // len(buf) needed before another call can make progress
-	inline  []byte   // unquoted inline arguments
+	args  [][]byte // returned by Parse and reused by the next call
+	spans []span   // completed elements of the multibulk in progress; inline: the unquoted arguments in unq
+	unq   []byte   // unquoted inline arguments
+
+	argc    int  // elements declared by the multibulk in progress; 0 when none is in progress
+	pos     int  // offset in buf of the next unparsed byte of the multibulk in progress
+	bulkLen int  // length of the element whose header was read; -1 before its header
+	scan    int  // offset in buf before which the current line is known to hold no line end
+	nul     bool // the current line holds a NUL before its end, so it never ends
+	need    int  // len(buf) needed before another call can make progress
 }
 
-// Need is the buffer length at which calling Parse again can make progress.
+// Need is the buffer length at which calling Parse again can make progress. A caller may skip both the call
+// and gathering the bytes (gnet's Peek) until that many are buffered: while a 500 MB bulk arrives, each
+// read costs O(1) instead of a copy of everything so far.
 func (p *CommandParser) Need() int { return p.need }
 
-// Reset forgets a partial request.
+// Reset forgets a partial request, for a caller that throws away the bytes it was parsing. Parse resets the
+// parser itself after an error.
 func (p *CommandParser) Reset() {
 	p.spans = p.spans[:0]
-	p.argc, p.pos, p.bulkLen, p.need = 0, 0, -1, 0
+	p.argc, p.pos, p.bulkLen, p.scan, p.nul, p.need = 0, 0, -1, 0, false, 0
 }
 
-// Parse parses the request at the front of buf. It returns the arguments (sub-slices of buf, or of the
-// parser's own buffer for inline requests; valid until the next call) and the bytes consumed. An empty
-// request (an empty line, "*0") is consumed with no arguments. An incomplete request returns n == 0 and
-// leaves its progress in the parser: the next call must get a buf that starts with the same bytes.
+// Parse parses the request at the front of buf, which must start at the first byte not yet consumed. It
+// returns the arguments and the number of bytes the request took:
+//   - A complete request: args are sub-slices of buf (inline requests: of the parser's own buffer, since
+//     they are unquoted), valid until buf changes or the next call, and n > 0.
+//   - An empty request (an empty or blank inline line, "*0", "*-1"): args == nil and n > 0. Redis sends no
+//     reply for it.
+//   - An incomplete request: args == nil, n == 0, err == nil. The progress made is kept as offsets, so the
+//     next call must get a buf that starts with the same bytes (at any address, possibly longer); it resumes
+//     where this one stopped, and a request arriving in pieces is parsed once, not once per piece.
+//   - A malformed request: a ProtocolError. The caller replies "-ERR "+err.Error() and closes the
+//     connection, as Redis does. The parser is reset.
 func (p *CommandParser) Parse(buf []byte) (args [][]byte, n int, err error) {
 	if p.argc == 0 {
 		if len(buf) == 0 {
@@ -68,132 +74,183 @@ func (p *CommandParser) Parse(buf []byte) (args [][]byte, n int, err error) {
 		if buf[0] != '*' {
 			return p.parseInline(buf)
 		}
-		cr := bytes.IndexByte(buf, '\r')
+		cr, err := p.lineEnd(buf, 0, '\r', ErrTooBigMbulkCount)
 		if cr < 0 {
-			if len(buf) > MaxInlineSize {
-				return nil, 0, ErrTooBigMbulkCount
-			}
-			p.need = len(buf) + 1
-			return nil, 0, nil
+			return nil, 0, err
 		}
-		if cr+1 >= len(buf) {
+		if cr+1 >= len(buf) { // Redis wants one more byte after the '\r' and never looks at it
 			p.need = cr + 2
 			return nil, 0, nil
 		}
 		count, ok := parseInt(buf[1:cr])
 		if !ok || count > maxMultibulk {
+			p.Reset()
 			return nil, 0, ErrInvalidMultibulkLength
 		}
 		if count <= 0 {
-			p.need = 0
+			p.Reset()
 			return nil, cr + 2, nil
 		}
-		p.argc = int(count)
+		p.Reset()
+		p.argc = int(count) // only a counter: spans grows as elements arrive, never from count
 		p.pos = cr + 2
-		p.bulkLen = -1
-		p.spans = p.spans[:0]
+	}
+	if p.pos > len(buf) { // the caller broke the contract; don't panic on its event loop
+		p.need = p.pos
+		return nil, 0, nil
 	}
 	for len(p.spans) < p.argc {
 		if p.bulkLen < 0 {
-			rest := buf[p.pos:]
-			cr := bytes.IndexByte(rest, '\r')
+			cr, err := p.lineEnd(buf, p.pos, '\r', ErrTooBigBulkCount)
 			if cr < 0 {
-				if len(rest) > MaxInlineSize {
-					return nil, 0, p.fail(ErrTooBigBulkCount)
-				}
-				p.need = len(buf) + 1
+				return nil, 0, err
+			}
+			if cr+1 >= len(buf) {
+				p.need = cr + 2
 				return nil, 0, nil
 			}
-			if cr+1 >= len(rest) {
-				p.need = p.pos + cr + 2
-				return nil, 0, nil
+			if c := buf[p.pos]; c != '$' {
+				p.Reset()
+				return nil, 0, ExpectedDollar(c)
 			}
-			if rest[0] != '$' {
-				return nil, 0, p.fail(ExpectedDollar(rest[0]))
-			}
-			l, ok := parseInt(rest[1:cr])
+			l, ok := parseInt(buf[p.pos+1 : cr])
 			if !ok || l < 0 || l > MaxBulkLen {
-				return nil, 0, p.fail(ErrInvalidBulkLength)
+				p.Reset()
+				return nil, 0, ErrInvalidBulkLength
 			}
-			p.pos += cr + 2
+			p.pos = cr + 2
 			p.bulkLen = int(l)
 		}
-		if end := p.pos + p.bulkLen + 2; len(buf) < end {
+		end := p.pos + p.bulkLen + 2 // Redis skips the two bytes after the data without looking at them
+		if len(buf) < end {
 			p.need = end
 			return nil, 0, nil
 		}
 		p.spans = append(p.spans, span{p.pos, p.bulkLen})
-		p.pos += p.bulkLen + 2 // Redis skips the two bytes after the data without looking at them
+		p.pos = end
 		p.bulkLen = -1
 	}
-	args = p.args[:0]
-	for _, s := range p.spans {
-		args = append(args, buf[s.off:s.off+s.n:s.off+s.n])
-	}
-	p.args = args
+	args = p.collect(buf)
 	n = p.pos
-	p.argc, p.pos, p.need = 0, 0, 0
-	if cap(p.spans) > 1024 {
-		p.spans = nil // one huge request must not pin its offsets
-	}
+	p.Reset()
 	return args, n, nil
 }
 
-func (p *CommandParser) fail(err error) error {
-	p.Reset()
-	return err
+// collect turns spans over src into p.args.
+func (p *CommandParser) collect(src []byte) [][]byte {
+	args := p.args[:0]
+	for _, s := range p.spans {
+		args = append(args, src[s.off:s.off+s.n:s.off+s.n])
+	}
+	if cap(args) > maxKeepArgs {
+		p.args = nil // args stays valid for the caller; only the parser lets go of it
+	} else {
+		p.args = args
+	}
+	if cap(p.spans) > maxKeepArgs {
+		p.spans = nil
+	}
+	return args
+}
+
+// lineEnd returns the offset of the first term at or after start, or -1 if the line is not complete (with
+// p.need set) or too long (with tooBig). Like Redis's strchr it stops at a NUL. It resumes at p.scan, so a
+// line arriving one byte at a time is searched once, not once per byte.
+func (p *CommandParser) lineEnd(buf []byte, start int, term byte, tooBig error) (int, error) {
+	if !p.nul {
+		i := min(max(p.scan, start), len(buf))
+		// Most lines are a few bytes ("$3\r"): look at them directly before paying for IndexByte calls.
+		for end := min(i+16, len(buf)); i < end && buf[i] != term && buf[i] != 0; i++ {
+		}
+		if i < len(buf) && buf[i] != term && buf[i] != 0 {
+			seg := buf[i:]
+			k := bytes.IndexByte(seg, term)
+			if k >= 0 {
+				seg = seg[:k]
+			}
+			if z := bytes.IndexByte(seg, 0); z >= 0 {
+				i += z
+			} else if k >= 0 {
+				i += k
+			} else {
+				i = len(buf)
+			}
+		}
+		switch {
+		case i == len(buf):
+			p.scan = i
+		case buf[i] == term:
+			p.scan = i
+			return i, nil
+		default:
+			p.nul = true
+		}
+	}
+	if len(buf)-start > MaxInlineSize {
+		p.Reset()
+		return -1, tooBig
+	}
+	if p.nul {
+		p.need = start + MaxInlineSize + 1 // nothing can happen before the line is too big
+	} else {
+		p.need = len(buf) + 1
+	}
+	return -1, nil
 }
 
 func (p *CommandParser) parseInline(buf []byte) ([][]byte, int, error) {
-	nl := bytes.IndexByte(buf, '\n')
+	nl, err := p.lineEnd(buf, 0, '\n', ErrTooBigInline)
 	if nl < 0 {
-		if len(buf) > MaxInlineSize {
-			return nil, 0, ErrTooBigInline
-		}
-		p.need = len(buf) + 1
-		return nil, 0, nil
+		return nil, 0, err
 	}
 	line := buf[:nl]
-	if len(line) > 0 && line[len(line)-1] == '\r' {
-		line = line[:len(line)-1]
+	if nl > 0 && line[nl-1] == '\r' {
+		line = line[:nl-1]
 	}
-	args, ok := p.splitArgs(line)
-	if !ok {
+	if !p.splitArgs(line) {
+		p.Reset()
 		return nil, 0, ErrUnbalancedQuotes
 	}
-	p.need = 0
+	var args [][]byte
+	if len(p.spans) > 0 {
+		args = p.collect(p.unq)
+	}
+	if cap(p.unq) > maxKeepInline {
+		p.unq = nil
+	}
+	p.Reset()
 	return args, nl + 1, nil
 }
 
-// splitArgs splits an inline request like Redis's sdssplitargs: blanks separate arguments, "..." supports
-// \xHH, \n, \r, \t, \b, \a and \<c>; '...' supports \'; a closing quote must be followed by a blank or the end.
-func (p *CommandParser) splitArgs(line []byte) ([][]byte, bool) {
-	out := p.inline[:0]
-	var ends []int // end offset of each argument in out; small, on the stack for the usual case
-	var endsBuf [16]int
-	ends = endsBuf[:0]
+// splitArgs is sdssplitargs over line (which holds no NUL): blanks separate arguments; "..." understands
+// \xHH, \n, \r, \t, \b, \a and \<any>; '...' understands \'; a closing quote must be followed by a blank or
+// the end. The arguments go to p.unq, their positions to p.spans. at() returns 0 past the end, standing in
+// for C's terminating NUL, so the code can follow the C line by line.
+func (p *CommandParser) splitArgs(line []byte) bool {
+	out := p.unq[:0]
+	spans := p.spans[:0]
+	ok := true
 	i := 0
-	for {
+	for ok {
 		for i < len(line) && isSpace(line[i]) {
 			i++
 		}
 		if i >= len(line) {
 			break
 		}
+		start := len(out)
 		inq, insq := false, false
-		for done := false; !done; {
+		for done := false; !done && ok; {
+			c := at(line, i)
 			switch {
 			case inq:
-				if i >= len(line) {
-					return nil, false
-				}
-				c := line[i]
-				if c == '\\' && i+3 < len(line) && line[i+1] == 'x' && isHex(line[i+2]) && isHex(line[i+3]) {
+				switch {
+				case c == '\\' && at(line, i+1) == 'x' && isHex(at(line, i+2)) && isHex(at(line, i+3)):
 					out = append(out, unhex(line[i+2])<<4|unhex(line[i+3]))
 					i += 3
-				} else if c == '\\' && i+1 < len(line) {
+				case c == '\\' && at(line, i+1) != 0:
 					i++
-					switch line[i] {
+					switch e := line[i]; e {
 					case 'n':
 						out = append(out, '\n')
 					case 'r':
@@ -205,39 +262,32 @@ func (p *CommandParser) splitArgs(line []byte) ([][]byte, bool) {
 					case 'a':
 						out = append(out, '\a')
 					default:
-						out = append(out, line[i])
+						out = append(out, e)
 					}
-				} else if c == '"' {
-					if i+1 < len(line) && !isSpace(line[i+1]) {
-						return nil, false
-					}
+				case c == '"':
+					ok = at(line, i+1) == 0 || isSpace(at(line, i+1))
 					done = true
-				} else {
+				case c == 0:
+					ok = false
+				default:
 					out = append(out, c)
 				}
 			case insq:
-				if i >= len(line) {
-					return nil, false
-				}
-				c := line[i]
-				if c == '\\' && i+1 < len(line) && line[i+1] == '\'' {
+				switch {
+				case c == '\\' && at(line, i+1) == '\'':
 					i++
 					out = append(out, '\'')
-				} else if c == '\'' {
-					if i+1 < len(line) && !isSpace(line[i+1]) {
-						return nil, false
-					}
+				case c == '\'':
+					ok = at(line, i+1) == 0 || isSpace(at(line, i+1))
 					done = true
-				} else {
+				case c == 0:
+					ok = false
+				default:
 					out = append(out, c)
 				}
 			default:
-				if i >= len(line) {
-					done = true
-					break
-				}
-				switch c := line[i]; c {
-				case ' ', '\n', '\r', '\t', 0:
+				switch c {
+				case ' ', '\n', '\r', '\t', 0: // not \v or \f: isspace() skips them between arguments only
 					done = true
 				case '"':
 					inq = true
@@ -251,19 +301,20 @@ func (p *CommandParser) splitArgs(line []byte) ([][]byte, bool) {
 				i++
 			}
 		}
-		ends = append(ends, len(out))
+		spans = append(spans, span{start, len(out) - start})
 	}
-	p.inline = out
-	args := p.args[:0]
-	start := 0
-	for _, e := range ends {
-		args = append(args, out[start:e:e])
-		start = e
-	}
-	p.args = args
-	return args, true
+	p.unq, p.spans = out, spans
+	return ok
 }
 
+func at(b []byte, i int) byte {
+	if i < len(b) {
+		return b[i]
+	}
+	return 0
+}
+
+// isSpace is C's isspace in the C locale.
 func isSpace(c byte) bool {
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'
 }
@@ -281,46 +332,4 @@ func unhex(c byte) byte {
 	default:
 		return c - 'A' + 10
 	}
-}
-
-// parseInt is Redis's string2ll: optional '-', no '+', no leading zeros, no blanks, at most 20 bytes.
-func parseInt(b []byte) (int64, bool) {
-	if len(b) == 0 || len(b) >= 21 {
-		return 0, false
-	}
-	if len(b) == 1 && b[0] == '0' {
-		return 0, true
-	}
-	neg := false
-	if b[0] == '-' {
-		neg = true
-		b = b[1:]
-		if len(b) == 0 {
-			return 0, false
-		}
-	}
-	if b[0] < '1' || b[0] > '9' {
-		return 0, false
-	}
-	var v uint64
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		d := uint64(c - '0')
-		if v > (1<<64-1-d)/10 {
-			return 0, false
-		}
-		v = v*10 + d
-	}
-	if neg {
-		if v > 1<<63 {
-			return 0, false
-		}
-		return -int64(v), true
-	}
-	if v > 1<<63-1 {
-		return 0, false
-	}
-	return int64(v), true
 }
