@@ -31,9 +31,10 @@ func ExpectedDollar(c byte) error {
 	return ProtocolError("expected '$', got '" + string([]byte{c}) + "'")
 }
 
-// parseInt is Redis's string2ll: an optional '-', no '+', no leading zeros (so no "-0"), no blanks, fewer
-// than 21 bytes, within int64.
-func parseInt(b []byte) (int64, bool) {
+// ParseDecimal is Redis's string2ll (util.c): an optional '-', no '+', no leading zeros (so no "-0"), no
+// blanks, fewer than 21 bytes, within int64. The wire's lengths and counts, and commands' key counts, are
+// read this way.
+func ParseDecimal(b []byte) (int64, bool) {
 	if len(b) == 0 || len(b) >= 21 {
 		return 0, false
 	}

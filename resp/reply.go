@@ -75,7 +75,7 @@ func (s ReplyScanner) scan1(buf []byte) (ReplyScanner, int, error) {
 		switch typ {
 		case '+', '-', ':', ',', '(', '_', '#':
 		case '$', '!', '=':
-			n, ok := parseInt(line)
+			n, ok := ParseDecimal(line)
 			if !ok || n < -1 || n > maxReplyLen || (n == -1 && typ != '$') {
 				return s.fail()
 			}
@@ -92,7 +92,7 @@ func (s ReplyScanner) scan1(buf []byte) (ReplyScanner, int, error) {
 				next = end
 			}
 		case '*', '%', '~', '>', '|':
-			n, ok := parseInt(line)
+			n, ok := ParseDecimal(line)
 			if !ok || n < -1 || n > maxReplyLen || (n == -1 && typ != '*') {
 				return s.fail()
 			}
@@ -154,7 +154,7 @@ func ParseInt(reply []byte) (int64, bool) {
 	if len(reply) < 4 || reply[0] != ':' || reply[len(reply)-2] != '\r' || reply[len(reply)-1] != '\n' {
 		return 0, false
 	}
-	return parseInt(reply[1 : len(reply)-2])
+	return ParseDecimal(reply[1 : len(reply)-2])
 }
 
 // header splits off the "<typ><n>\r\n" header of a bulk or aggregate reply.
@@ -166,7 +166,7 @@ func header(reply []byte, typ byte) (n int64, body []byte, ok bool) {
 	if nl < 3 || reply[nl-1] != '\r' {
 		return 0, nil, false
 	}
-	n, ok = parseInt(reply[1 : nl-1])
+	n, ok = ParseDecimal(reply[1 : nl-1])
 	if !ok || n < -1 || n > maxReplyLen {
 		return 0, nil, false
 	}

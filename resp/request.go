@@ -82,7 +82,7 @@ func (p *CommandParser) Parse(buf []byte) (args [][]byte, n int, err error) {
 			p.need = cr + 2
 			return nil, 0, nil
 		}
-		count, ok := parseInt(buf[1:cr])
+		count, ok := ParseDecimal(buf[1:cr])
 		if !ok || count > maxMultibulk {
 			p.Reset()
 			return nil, 0, ErrInvalidMultibulkLength
@@ -113,7 +113,7 @@ func (p *CommandParser) Parse(buf []byte) (args [][]byte, n int, err error) {
 				p.Reset()
 				return nil, 0, ExpectedDollar(c)
 			}
-			l, ok := parseInt(buf[p.pos+1 : cr])
+			l, ok := ParseDecimal(buf[p.pos+1 : cr])
 			if !ok || l < 0 || l > MaxBulkLen {
 				p.Reset()
 				return nil, 0, ErrInvalidBulkLength

@@ -1,5 +1,7 @@
 package command
 
+import "github.com/slotproxy/slotproxy/resp"
+
 // Finding the keys of a request, as Redis 7.0's COMMAND GETKEYS does (getKeysFromCommandWithSpecs in db.c):
 //
 //  1. If the command has a key spec that is a real key (not not_key) and none with variable_flags, walk the
@@ -150,7 +152,7 @@ func specKeys(c *Command, args [][]byte, dst []int) ([]int, specResult) {
 			if s.KeyNumIdx >= argc || first+s.KeyNumIdx >= argc {
 				return dst, specFailed
 			}
-			n, valid := string2ll(args[first+s.KeyNumIdx])
+			n, valid := resp.ParseDecimal(args[first+s.KeyNumIdx])
 			if !valid || n < 0 {
 				return dst, specFailed
 			}
@@ -357,52 +359,6 @@ func cstrEqualFold(arg []byte, word string) bool {
 		}
 	}
 	return true
-}
-
-// string2ll is Redis's string2ll (util.c): a whole argument in canonical decimal form ("0", "-12", no
-// leading zeros, no '+', no spaces) that fits an int64.
-func string2ll(b []byte) (int64, bool) {
-	if len(b) == 0 || len(b) >= 21 {
-		return 0, false
-	}
-	if len(b) == 1 && b[0] == '0' {
-		return 0, true
-	}
-	neg := false
-	if b[0] == '-' {
-		neg = true
-		b = b[1:]
-		if len(b) == 0 {
-			return 0, false
-		}
-	}
-	if b[0] < '1' || b[0] > '9' {
-		return 0, false
-	}
-	var v uint64
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		if v > (1<<64-1)/10 {
-			return 0, false
-		}
-		v *= 10
-		if v > 1<<64-1-uint64(c-'0') {
-			return 0, false
-		}
-		v += uint64(c - '0')
-	}
-	if neg {
-		if v > 1<<63 {
-			return 0, false
-		}
-		return -int64(v), true
-	}
-	if v > 1<<63-1 {
-		return 0, false
-	}
-	return int64(v), true
 }
 
 // atoi is glibc's atoi: (int)strtol(s, NULL, 10) on the argument as a C string. Leading white space and a
