@@ -214,7 +214,9 @@ func (c *Conn) OnTraffic(gc gnet.Conn) {
 		}
 		c.handle(c.fifo.Pop(), reply)
 	}
-	_, _ = gc.Discard(off)
+	if off > 0 { // gnet reads Discard(0) as "discard everything"
+		_, _ = gc.Discard(off)
+	}
 	if c.unsent > 0 && c.state == stateOpen {
 		c.pool.markDirty(c)
 	}

@@ -100,7 +100,9 @@ func (s *session) onTraffic() {
 			break
 		}
 	}
-	_, _ = c.Discard(off)
+	if off > 0 { // gnet reads Discard(0) as "discard everything"
+		_, _ = c.Discard(off)
+	}
 	s.l.touch(s)
 }
 
