@@ -2,15 +2,16 @@ package backend
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
 
+	"github.com/slotproxy/slotproxy/internal/inbox"
 	"github.com/slotproxy/slotproxy/internal/ring"
 	"github.com/slotproxy/slotproxy/resp"
 )
@@ -30,6 +31,12 @@ var askingMarker = &Request{}
 
 var askingCmd = []byte("*1\r\n$6\r\nASKING\r\n")
 
+const (
+	// bigWrite is the request size from which a flush writes the request's own bytes rather than a copy.
+	bigWrite = 64 << 10
+	maxIOV   = 256 // well under the kernel's IOV_MAX (1024)
+)
+
 // Conn is one pipelined connection to a node, owned by its Pool's event loop. Requests are answered in the
 // order they were written, so the fifo matches each reply to its request. A nil fifo entry is a request that
 // already got its answer (deadline passed): its late reply is dropped.
@@ -41,11 +48,14 @@ type Conn struct {
 	state    connState
 	dirty    bool                // in pool.dirty
 	out      []byte              // bytes queued for the next flush (open state only)
+	iov      [][]byte            // with large requests queued: runs of out and the requests' own bytes
+	mark     int                 // start in out of the run not yet in iov
 	fifo     ring.Ring[*Request] // requests written or queued, oldest first
 	unsent   int                 // how many fifo entries at the tail are not written yet
 	scanner  resp.ReplyScanner
-	failures int   // consecutive failed dials
-	redialAt int64 // unix ns; no dial before it while down
+	in       inbox.Inbox // bytes of a reply that spans reads
+	failures int         // consecutive failed dials
+	redialAt int64       // unix ns; no dial before it while down
 }
 
 // Pool returns the pool the connection belongs to.
@@ -69,14 +79,14 @@ func (c *Conn) enqueue(r *Request) {
 		c.fifo.Push(askingMarker)
 		c.unsent++
 		if c.state == stateOpen {
-			c.out = append(c.out, askingCmd...)
+			c.queue(askingCmd)
 		}
 		r.ask = ""
 	}
 	c.fifo.Push(r)
 	c.unsent++
 	if c.state == stateOpen {
-		c.out = append(c.out, r.Raw...)
+		c.queue(r.Raw)
 		// Reply-clocked batching: with nothing in flight the request goes out at the end of this callback;
 		// otherwise it waits for the replies in flight and leaves with everything queued meanwhile.
 		if c.fifo.Len() == c.unsent {
@@ -85,18 +95,40 @@ func (c *Conn) enqueue(r *Request) {
 	}
 }
 
-func (c *Conn) flush() {
-	c.dirty = false
-	if c.state != stateOpen || len(c.out) == 0 {
+// queue adds b to the next flush. A large request is written from its own memory (the request keeps it until
+// its reply) instead of being copied into out.
+func (c *Conn) queue(b []byte) {
+	if len(b) < bigWrite || len(c.iov) >= maxIOV {
+		c.out = append(c.out, b...)
 		return
 	}
-	out := c.out
-	c.out = c.out[:0]
-	c.unsent = 0
-	if cap(c.out) > 1<<20 {
-		c.out = nil // one huge value must not pin its buffer
+	if len(c.out) > c.mark {
+		c.iov = append(c.iov, c.out[c.mark:len(c.out):len(c.out)])
+		c.mark = len(c.out)
 	}
-	_, _ = c.gc.Write(out) // on error gnet closes the conn and OnClose retries the fifo
+	c.iov = append(c.iov, b)
+}
+
+func (c *Conn) flush() {
+	c.dirty = false
+	if c.state != stateOpen || (len(c.out) == 0 && len(c.iov) == 0) {
+		return
+	}
+	c.unsent = 0
+	if len(c.iov) == 0 {
+		_, _ = c.gc.Write(c.out) // on error gnet closes the conn and OnClose retries the fifo
+	} else {
+		if len(c.out) > c.mark {
+			c.iov = append(c.iov, c.out[c.mark:])
+		}
+		_, _ = c.gc.Writev(c.iov) // gnet copies what the socket does not take at once
+		clear(c.iov)
+		c.iov, c.mark = c.iov[:0], 0
+	}
+	c.out = c.out[:0]
+	if cap(c.out) > 1<<20 {
+		c.out = nil // one huge batch must not pin its buffer
+	}
 }
 
 func (c *Conn) unreachable() string {
@@ -133,17 +165,20 @@ func (c *Conn) dial() {
 // net.Conn with deadlines.
 func handshake(nc net.Conn, cfg *Config) error {
 	var cmd []byte
+	replies := 0
 	if cfg.Password != "" {
 		if cfg.Username != "" {
 			cmd = resp.AppendCommandStrings(cmd, "AUTH", cfg.Username, cfg.Password)
 		} else {
 			cmd = resp.AppendCommandStrings(cmd, "AUTH", cfg.Password)
 		}
+		replies++
 	}
 	if cfg.ReadFrom != ReadMaster {
 		cmd = resp.AppendCommandStrings(cmd, "READONLY")
+		replies++
 	}
-	if len(cmd) == 0 {
+	if replies == 0 {
 		return nil
 	}
 	_ = nc.SetDeadline(time.Now().Add(cfg.DialTimeout))
@@ -151,14 +186,15 @@ func handshake(nc net.Conn, cfg *Config) error {
 	if _, err := nc.Write(cmd); err != nil {
 		return err
 	}
+	// Both commands answer one line: +OK or an error.
 	r := bufio.NewReader(nc)
-	for range bytes.Count(cmd, []byte("*")) {
+	for range replies {
 		line, err := r.ReadString('\n')
 		if err != nil {
 			return err
 		}
 		if len(line) > 0 && line[0] == '-' {
-			return errors.New("handshake: " + line[1:len(line)-2])
+			return errors.New("handshake: " + strings.TrimRight(line[1:], "\r\n"))
 		}
 	}
 	return nil
@@ -174,31 +210,39 @@ func (c *Conn) OnOpen(gc gnet.Conn) []byte {
 	c.gc = gc
 	c.state = stateOpen
 	c.failures = 0
-	var out []byte
-	for i := 0; i < c.fifo.Len(); i++ {
-		switch r := c.fifo.At(i); r {
+	// Requests that expired while the dial was under way are dropped here: left in the fifo unwritten, each
+	// would be matched to the reply of the request after it.
+	for n := c.fifo.Len(); n > 0; n-- {
+		switch r := c.fifo.Pop(); r {
 		case nil:
 		case askingMarker:
-			out = append(out, askingCmd...)
+			if n > 1 && c.fifo.At(0) != nil { // an ASKING whose request expired must not apply to the next one
+				c.fifo.Push(r)
+				c.queue(askingCmd)
+			}
 		default:
-			out = append(out, r.Raw...)
+			c.fifo.Push(r)
+			c.queue(r.Raw)
 		}
 	}
-	c.unsent = 0
-	return out
+	c.unsent = c.fifo.Len()
+	c.flush()
+	return nil
 }
 
 // OnTraffic matches every complete reply to the oldest request in the fifo.
 func (c *Conn) OnTraffic(gc gnet.Conn) {
-	if gc.InboundBuffered() < c.scanner.Need() {
-		return // the reply in progress is large and still arriving: don't gather it yet
+	buf, ok := c.in.Bytes(gc, c.scanner.Need())
+	if !ok {
+		return // the reply in progress is still arriving
 	}
-	buf, _ := gc.Peek(-1)
 	off := 0
 	for off < len(buf) {
 		n, err := c.scanner.Scan(buf[off:])
 		if err != nil {
 			c.pool.log.Warn("closing backend connection: bad reply", "node", c.addr, "err", err)
+			c.in.Reset()
+			_, _ = gc.Discard(-1)
 			_ = c.pool.el.Close(gc)
 			return
 		}
@@ -209,14 +253,14 @@ func (c *Conn) OnTraffic(gc gnet.Conn) {
 		off += n
 		if c.fifo.Len()-c.unsent <= 0 {
 			c.pool.log.Warn("closing backend connection: reply without request", "node", c.addr)
+			c.in.Reset()
+			_, _ = gc.Discard(-1)
 			_ = c.pool.el.Close(gc)
 			return
 		}
 		c.handle(c.fifo.Pop(), reply)
 	}
-	if off > 0 { // gnet reads Discard(0) as "discard everything"
-		_, _ = gc.Discard(off)
-	}
+	c.in.Done(gc, buf, off)
 	if c.unsent > 0 && c.state == stateOpen {
 		c.pool.markDirty(c)
 	}
@@ -274,7 +318,10 @@ func (c *Conn) OnClose(err error) {
 	}
 	c.unsent = 0
 	c.out = c.out[:0]
+	clear(c.iov)
+	c.iov, c.mark = c.iov[:0], 0
 	c.scanner.Reset()
+	c.in.Reset()
 	if wasOpen && c.state != stateShut && err != nil { // nil: closed here, or the engine stops
 		p.Stats.ConnsLost.Add(1)
 		p.markUnhealthy(c.addr, time.Second)

@@ -28,16 +28,14 @@ var handlerNames = map[string]handler{
 	"auth":   cmdAuth,
 	"reset":  cmdReset,
 
-	"client|setname": cmdClientSetname,
-	"client|getname": cmdClientGetname,
-	"client|id":      cmdClientID,
-	"client|info":    cmdClientInfo,
-	"client|list":    cmdClientList,
-	"client|no-evict": func(s *session, _ *command.Command, _ [][]byte, _ []byte, _ int64) {
-		s.local(resp.AppendOK(nil))
-	},
-	"readonly":  cmdOK,
-	"readwrite": cmdOK,
+	"client|setname":  cmdClientSetname,
+	"client|getname":  cmdClientGetname,
+	"client|id":       cmdClientID,
+	"client|info":     cmdClientInfo,
+	"client|list":     cmdClientList,
+	"client|no-evict": cmdClientNoEvict,
+	"readonly":        cmdOK,
+	"readwrite":       cmdOK,
 
 	"info":         cmdInfo,
 	"dbsize":       fanOutMasters(mergeSum),
@@ -197,7 +195,11 @@ var errCrossSlot = resp.AppendError(nil, "CROSSSLOT Keys in request don't hash t
 
 func (s *session) forwardSlot(cmd *command.Command, args [][]byte, raw []byte, slot int, now int64) {
 	r := s.l.newRequest(s)
-	r.be.Raw = appendRaw(r.be.Raw, args, raw)
+	if s.ownRaw && raw[0] == '*' && s.in.Take() {
+		r.be.Raw = raw[:len(raw):len(raw)]
+	} else {
+		r.be.Raw = appendRaw(r.be.Raw, args, raw)
+	}
 	s.prepare(r, cmd, slot, now)
 	s.send(r)
 }

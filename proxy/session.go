@@ -6,6 +6,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 
 	"github.com/slotproxy/slotproxy/backend"
+	"github.com/slotproxy/slotproxy/internal/inbox"
 	"github.com/slotproxy/slotproxy/internal/ring"
 	"github.com/slotproxy/slotproxy/resp"
 )
@@ -17,6 +18,10 @@ const (
 	resumeQueued = 1024
 	// maxOutbound pauses parsing while this many reply bytes wait for a client that is not reading.
 	maxOutbound = 32 << 20
+	// donateMin is the request size from which a forward keeps the bytes it was parsed from instead of a copy.
+	donateMin = 64 << 10
+	// bigReply is the reply size from which a reply is written from where it lies rather than copied.
+	bigReply = 64 << 10
 )
 
 // session is one client connection. Owned by its loop.
@@ -25,6 +30,8 @@ type session struct {
 	c      gnet.Conn
 	id     int64
 	parser resp.CommandParser
+	in     inbox.Inbox         // bytes of a request that spans reads
+	ownRaw bool                // the request being dispatched lies in in's memory, which it may take
 	queue  ring.Ring[*request] // requests in arrival order; replies leave from the front only
 	out    []byte              // replies ready to write at the end of the callback
 	keys   []int               // scratch for key positions
@@ -56,21 +63,24 @@ func newSession(l *loop, c gnet.Conn, id int64) *session {
 func (s *session) onTraffic() {
 	c := s.c
 	if s.closing {
+		s.in.Reset()
 		_, _ = c.Discard(-1)
 		return
 	}
-	buffered := c.InboundBuffered()
-	if buffered > resp.MaxQueryBuffer {
+	if buffered := s.in.Buffered(c); buffered > resp.MaxQueryBuffer {
 		s.l.srv.stats.QueryBufferClosed.Add(1)
 		s.l.srv.log.Warn("closing client that reached max query buffer length", "client", s.raddr, "bytes", buffered)
 		_ = c.Close()
 		s.closing = true
 		return
 	}
-	if buffered < s.parser.Need() || s.paused {
+	if s.paused {
 		return
 	}
-	buf, _ := c.Peek(-1)
+	buf, ok := s.in.Bytes(c, s.parser.Need())
+	if !ok {
+		return
+	}
 	now := time.Now().UnixNano()
 	off := 0
 	for off < len(buf) {
@@ -94,15 +104,16 @@ func (s *session) onTraffic() {
 		if len(args) == 0 {
 			continue
 		}
+		// A request that spanned reads is in memory of its own: a forward may keep it instead of a copy.
+		s.ownRaw = n >= donateMin && s.in.Len() > 0
 		s.dispatch(args, raw, now)
+		s.ownRaw = false
 		if s.closing {
 			off = len(buf)
 			break
 		}
 	}
-	if off > 0 { // gnet reads Discard(0) as "discard everything"
-		_, _ = c.Discard(off)
-	}
+	s.in.Done(c, buf, off)
 	s.l.touch(s)
 }
 
@@ -145,6 +156,22 @@ func (s *session) flush() {
 		s.paused = false
 		_ = s.c.Wake(nil)
 	}
+}
+
+// emit adds a reply to this callback's output. A large reply is written at once, with what precedes it, from
+// where it lies (gnet copies what the socket does not take), instead of being copied into out first.
+func (s *session) emit(reply []byte) {
+	if len(reply) < bigReply {
+		s.out = append(s.out, reply...)
+		return
+	}
+	if len(s.out) == 0 {
+		_, _ = s.c.Write(reply)
+		return
+	}
+	iov := [2][]byte{s.out, reply}
+	_, _ = s.c.Writev(iov[:])
+	s.out = s.out[:0]
 }
 
 // local queues a reply computed by the proxy itself, in order with the forwarded ones.
@@ -209,12 +236,12 @@ func (r *request) finish(reply []byte) {
 		r.done = true
 		return
 	}
-	s.out = append(s.out, reply...)
+	s.emit(reply)
 	s.queue.Pop()
 	l.release(r)
 	for s.queue.Len() > 0 && s.queue.At(0).done {
 		h := s.queue.Pop()
-		s.out = append(s.out, h.reply...)
+		s.emit(h.reply)
 		l.release(h)
 	}
 	l.touch(s)
