@@ -20,6 +20,27 @@ const (
 	errMasterDown                   // -MASTERDOWN: a replica lost its master; retry (on the master)
 )
 
+// String is the reply's error code, for messages.
+func (k errorKind) String() string {
+	switch k {
+	case errMoved:
+		return "MOVED"
+	case errAsk:
+		return "ASK"
+	case errTryAgain:
+		return "TRYAGAIN"
+	case errClusterDown:
+		return "CLUSTERDOWN"
+	case errLoading:
+		return "LOADING"
+	case errReadOnly:
+		return "READONLY"
+	case errMasterDown:
+		return "MASTERDOWN"
+	}
+	return "error"
+}
+
 var (
 	prefixMoved       = []byte("-MOVED ")
 	prefixAsk         = []byte("-ASK ")

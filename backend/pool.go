@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"bytes"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -19,7 +20,7 @@ type Config struct {
 	DialTimeout     time.Duration // connect plus AUTH handshake
 	RetryBackoffMin time.Duration // first retry delay after TRYAGAIN, CLUSTERDOWN or a lost node
 	RetryBackoffMax time.Duration // cap of the doubling retry delay
-	MaxRedirects    int           // MOVED/ASK hops per request before the redirect is returned as is
+	MaxRedirects    int           // MOVED/ASK hops per request; past them the request fails with an error naming the loop
 	Username        string        // ACL user for AUTH; empty means the default user
 	Password        string        // AUTH password; empty means no AUTH
 	ReadFrom        ReadPolicy    // where read-only commands go
@@ -298,8 +299,14 @@ func (p *Pool) markDirty(c *Conn) {
 // redirect follows a MOVED or ASK reply.
 func (p *Pool) redirect(r *Request, reply []byte, kind errorKind, from string) {
 	addr, ok := redirectTarget(reply, from)
-	if !ok || r.redirects >= p.cfg.MaxRedirects {
-		p.deliver(r, reply)
+	if !ok {
+		p.fail(r, fmt.Sprintf("ERR unreadable redirect from %s: %s", from, bytes.TrimRight(reply[1:], "\r\n")))
+		return
+	}
+	if r.redirects >= p.cfg.MaxRedirects {
+		// A raw MOVED would tell a cluster-unaware client nothing it can act on.
+		p.fail(r, fmt.Sprintf("ERR too many redirects (%d) for slot %d: last %s from %s to %s",
+			r.redirects, r.Slot, kind, from, addr))
 		return
 	}
 	r.redirects++

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/slotproxy/slotproxy/proxy/command"
@@ -18,12 +19,15 @@ func cmdOK(s *session, _ *command.Command, _ [][]byte, _ []byte, _ int64) {
 	s.local(resp.AppendOK(nil))
 }
 
-func cmdPing(s *session, _ *command.Command, args [][]byte, _ []byte, _ int64) {
-	if len(args) == 1 {
+func cmdPing(s *session, cmd *command.Command, args [][]byte, _ []byte, _ int64) {
+	switch len(args) {
+	case 1:
 		s.local(replyPong)
-		return
+	case 2:
+		s.local(resp.AppendBulk(nil, args[1]))
+	default:
+		s.local(resp.AppendError(nil, command.ArityError(cmd)))
 	}
-	s.local(resp.AppendBulk(nil, args[1]))
 }
 
 var replyPong = []byte("+PONG\r\n")
@@ -122,7 +126,7 @@ func cmdAuth(s *session, _ *command.Command, args [][]byte, _ []byte, _ int64) {
 	case len(args) == 3:
 		s.local(errWrongPass)
 	default:
-		s.local(resp.AppendError(nil, "ERR syntax error"))
+		s.local(errSyntax)
 	}
 }
 
@@ -168,9 +172,50 @@ func cmdClientInfo(s *session, _ *command.Command, _ [][]byte, _ []byte, _ int64
 	s.local(resp.AppendBulk(nil, s.appendInfoLine(nil)))
 }
 
-// cmdClientList lists this connection only: other clients live on other loops and other proxies.
-func cmdClientList(s *session, _ *command.Command, _ [][]byte, _ []byte, _ int64) {
-	s.local(resp.AppendBulk(nil, s.appendInfoLine(nil)))
+// cmdClientList lists this connection only: other clients live on other loops and other proxies. The filters
+// are Redis's: TYPE normal|master|replica|slave|pubsub, or ID followed by client ids.
+func cmdClientList(s *session, _ *command.Command, args [][]byte, _ []byte, _ int64) {
+	listed := true
+	switch {
+	case len(args) == 2:
+	case len(args) == 4 && bytes.EqualFold(args[2], []byte("type")):
+		switch strings.ToLower(string(args[3])) {
+		case "normal":
+		case "master", "replica", "slave", "pubsub":
+			listed = false
+		default:
+			s.local(resp.AppendError(nil, "ERR Unknown client type '"+string(args[3])+"'"))
+			return
+		}
+	case len(args) > 3 && bytes.EqualFold(args[2], []byte("id")):
+		listed = false
+		for _, a := range args[3:] {
+			id, ok := resp.ParseDecimal(a)
+			if !ok {
+				s.local(resp.AppendError(nil, "ERR Invalid client ID"))
+				return
+			}
+			listed = listed || id == s.id
+		}
+	default:
+		s.local(errSyntax)
+		return
+	}
+	var line []byte
+	if listed {
+		line = s.appendInfoLine(nil)
+	}
+	s.local(resp.AppendBulk(nil, line))
+}
+
+var errSyntax = resp.AppendError(nil, "ERR syntax error")
+
+func cmdClientNoEvict(s *session, _ *command.Command, args [][]byte, _ []byte, _ int64) {
+	if !bytes.EqualFold(args[2], []byte("on")) && !bytes.EqualFold(args[2], []byte("off")) {
+		s.local(errSyntax)
+		return
+	}
+	s.local(resp.AppendOK(nil))
 }
 
 func (s *session) appendInfoLine(b []byte) []byte {

@@ -525,3 +525,54 @@ func TestRedisBenchmarkNoErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestLocalCommandArgsLikeRedis: every command the proxy answers itself checks its arguments as Redis does,
+// beyond the table's arity (PING a b, CLIENT LIST filters, CLIENT NO-EVICT values, AUTH shapes).
+func TestLocalCommandArgsLikeRedis(t *testing.T) {
+	differential(t, split(`
+		PING
+		PING a
+		PING a b
+		ECHO
+		ECHO a b
+		SELECT
+		SELECT 0 1
+		SELECT x
+		HELLO 2 foo
+		HELLO 1
+		HELLO 2 setname
+		AUTH
+		AUTH a b c
+		RESET a
+		CLIENT SETNAME
+		CLIENT SETNAME a b
+		CLIENT GETNAME x
+		CLIENT ID x
+		CLIENT INFO x
+		CLIENT LIST foo
+		CLIENT LIST type foo
+		CLIENT LIST type pubsub
+		CLIENT LIST type master
+		CLIENT LIST id x
+		CLIENT LIST id 0
+		CLIENT LIST id -1
+		CLIENT LIST id 0 x
+		CLIENT LIST id 999999999
+		CLIENT LIST id
+		CLIENT NO-EVICT
+		CLIENT NO-EVICT maybe
+		CLIENT NO-EVICT on
+		CLIENT NO-EVICT OFF
+		READONLY x
+		READWRITE x
+		DBSIZE x
+		FLUSHALL foo
+		KEYS
+		SCAN
+		SCAN x
+		SCAN 0 count 0
+		SCAN 0 foo
+		CONFIG GET
+		QUIT a
+	`))
+}
