@@ -56,6 +56,10 @@ type Conn struct {
 	in       inbox.Inbox // bytes of a reply that spans reads
 	failures int         // consecutive failed dials
 	redialAt int64       // unix ns; no dial before it while down
+
+	reads      uint64 // read events, a progress count for stall detection
+	readsSeen  uint64 // reads at the last Tick
+	quietSince int64  // unix ns since the connection awaits replies with nothing received
 }
 
 // Pool returns the pool the connection belongs to.
@@ -210,6 +214,7 @@ func (c *Conn) OnOpen(gc gnet.Conn) []byte {
 	c.gc = gc
 	c.state = stateOpen
 	c.failures = 0
+	c.quietSince = 0 // a fresh connection has been quiet for no time
 	// Requests that expired while the dial was under way are dropped here: left in the fifo unwritten, each
 	// would be matched to the reply of the request after it.
 	for n := c.fifo.Len(); n > 0; n-- {
@@ -232,6 +237,7 @@ func (c *Conn) OnOpen(gc gnet.Conn) []byte {
 
 // OnTraffic matches every complete reply to the oldest request in the fifo.
 func (c *Conn) OnTraffic(gc gnet.Conn) {
+	c.reads++
 	buf, ok := c.in.Bytes(gc, c.scanner.Need())
 	if !ok {
 		return // the reply in progress is still arriving
@@ -355,21 +361,32 @@ func (c *Conn) dialFailed(err error) {
 
 // expire answers every request past its deadline. A connection that kept a written request unanswered past
 // its deadline is treated as dead.
+//
+// The connection itself is closed (and its requests follow OnClose's rules) only when it is stuck: requests
+// written and nothing at all received for StallTimeout. A request that is merely slow (a long script, a large
+// reply on its way, a queue behind one) fails alone at its deadline, and its late reply is dropped: closing
+// would fail every other client's request in flight on the connection.
 func (c *Conn) expire(now int64) {
-	written := c.fifo.Len() - c.unsent
-	stuck := false
+	if len(c.iov) > 0 {
+		// Queued large requests are written from their own memory, which their sinks may reuse once they are
+		// answered: send them before any is.
+		c.flush()
+	}
 	for i := 0; i < c.fifo.Len(); i++ {
 		r := c.fifo.At(i)
 		if r == nil || r == askingMarker || r.Deadline > now {
 			continue
 		}
 		c.fifo.Set(i, nil)
-		if i < written {
-			stuck = true
-		}
 		c.pool.fail(r, fmt.Sprintf("ERR proxy timeout: no reply from %s in time", c.addr))
 	}
-	if stuck && c.gc != nil {
+	if c.reads != c.readsSeen || c.fifo.Len() == c.unsent || c.quietSince == 0 {
+		c.readsSeen, c.quietSince = c.reads, now // progress, or nothing awaited
+		return
+	}
+	if stall := int64(c.pool.cfg.StallTimeout); stall > 0 && now-c.quietSince >= stall && c.gc != nil {
+		c.pool.log.Warn("closing backend connection: no reply for too long", "node", c.addr,
+			"silent", time.Duration(now-c.quietSince).String(), "awaiting", c.fifo.Len()-c.unsent)
 		_ = c.pool.el.Close(c.gc)
 	}
 }

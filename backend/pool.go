@@ -21,6 +21,7 @@ type Config struct {
 	RetryBackoffMin time.Duration // first retry delay after TRYAGAIN, CLUSTERDOWN or a lost node
 	RetryBackoffMax time.Duration // cap of the doubling retry delay
 	MaxRedirects    int           // MOVED/ASK hops per request; past them the request fails with an error naming the loop
+	StallTimeout    time.Duration // close a connection that awaits replies and received nothing this long; 0: never
 	Username        string        // ACL user for AUTH; empty means the default user
 	Password        string        // AUTH password; empty means no AUTH
 	ReadFrom        ReadPolicy    // where read-only commands go

@@ -68,8 +68,10 @@ func (x *Inbox) fill(src Source, need int) {
 	}
 	want := len(x.b) + avail
 	if want > cap(x.b) {
-		// Towards the frame's end, but never more than double what has arrived.
-		c := max(want, min(need, 2*cap(x.b)), minGrow)
+		// Towards the frame's end, at least by half (a reply of many elements needs one more byte at a time,
+		// and growing to exactly what arrived would copy everything on every read), but never to more than
+		// twice what has arrived.
+		c := max(want, min(max(need, want+want/2), 2*want), minGrow)
 		nb := make([]byte, len(x.b), c)
 		copy(nb, x.b)
 		x.b = nb
