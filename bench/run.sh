@@ -2,7 +2,8 @@
 # Side-by-side throughput of slotproxy, twemproxy and Redis itself in ONE interleaved session on this machine.
 #
 #   bench/run.sh [--quick] [--rounds N] [--n1 N] [--n16 N] [--targets "direct twem proxy3 proxy6"]
-#                [--base PORT] [--conns N] [--no-memory]
+#                [--base PORT] [--conns N] [--no-memory] [--data BYTES] [--clients N] [--keyspace N]
+#                [--tests "set 1 N,get 1 N,..."]
 #
 # Targets:
 #   direct  one standalone redis-server
@@ -10,7 +11,9 @@
 #   proxy3  slotproxy over a 3-master Redis Cluster without replicas (deploy/cluster.sh, own ports and dir)
 #   proxy6  slotproxy over a 3-master/3-replica Redis Cluster
 # Tests, every one with redis-benchmark -q -c 50 -r 100000 -d 64 -n N --csv: SET and GET at -P 1 (N = N1),
-# SET and GET at -P 16 (N = N16), MSET (-t mset, 10 keys) at -P 1 (N = NMSET). Each round runs every test on
+# SET and GET at -P 16 (N = N16), MSET (-t mset, 10 keys) at -P 1 (N = NMSET). --data, --clients and --keyspace
+# set -d, -c and -r; --tests replaces the list with "test pipeline requests" items separated by commas (large
+# values: --data 100000 --clients 20 --tests "set 1 20000,get 1 20000"). Each round runs every test on
 # every target, the target order rotated per round (A B C D, B C D A, ...). CPU: utime+stime of the proxy and
 # nutcracker processes from /proc/PID/stat before and after each run. Memory: VmRSS of each server process before
 # and while CONNS idle client connections are held open (bench/hold_conns.py), measured on fresh processes
@@ -45,6 +48,10 @@ while [[ $# -gt 0 ]]; do
 	--base) BASE=${2:?}; shift 2 ;;
 	--conns) CONNS=${2:?}; shift 2 ;;
 	--no-memory) MEMORY=0; shift ;;
+	--data) DATA=${2:?}; shift 2 ;;
+	--clients) CLIENTS=${2:?}; shift 2 ;;
+	--keyspace) KEYSPACE=${2:?}; shift 2 ;;
+	--tests) TESTS_SPEC=${2:?}; shift 2 ;;
 	-h | --help) usage ;;
 	*) echo "unknown argument: $1" >&2; usage ;;
 	esac
@@ -57,7 +64,8 @@ NMSET=${NMSET:-$N1}
 TARGETS=${TARGETS:-direct twem proxy3 proxy6}
 BASE=${BASE:-17000} CONNS=${CONNS:-10000} MEMORY=${MEMORY:-1}
 RESULTS_DIR=${RESULTS_DIR:-$ROOT/bench/results}
-for v in ROUNDS N1 N16 NMSET BASE CONNS MEMORY; do
+DATA=${DATA:-64} CLIENTS=${CLIENTS:-50} KEYSPACE=${KEYSPACE:-100000}
+for v in ROUNDS N1 N16 NMSET BASE CONNS MEMORY DATA CLIENTS KEYSPACE; do
 	[[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a number, not '${!v}'"
 done
 ((ROUNDS >= 1)) || die "ROUNDS must be at least 1"
@@ -290,13 +298,19 @@ check_targets() {
 	done
 }
 TESTS=("set 1 $N1" "get 1 $N1" "set 16 $N16" "get 16 $N16" "mset 1 $NMSET")
+if [[ -n ${TESTS_SPEC:-} ]]; then
+	IFS=, read -r -a TESTS <<<"$TESTS_SPEC"
+	for spec in "${TESTS[@]}"; do
+		[[ $spec =~ ^\ *[a-z]+\ +[0-9]+\ +[0-9]+\ *$ ]] || die "--tests: '$spec' is not 'test pipeline requests'"
+	done
+fi
 echo "round,target,test,requests,rps,p50_ms,p99_ms,cpu_s_per_M" >"$RAW"
 bench() { # round target test pipeline n
 	local round=$1 t=$2 test=$3 pipe=$4 n=$5 pid port t0 t1 line rps p50 p99 cpu=""
 	pid=${PID_OF[$t]} port=${PORT_OF[$t]}
 	check_targets
 	t0=$(cpu_ticks "$pid")
-	if ! redis-benchmark -h 127.0.0.1 -p "$port" -q -c 50 -r 100000 -d 64 -n "$n" -P "$pipe" -t "$test" --csv \
+	if ! redis-benchmark -h 127.0.0.1 -p "$port" -q -c "$CLIENTS" -r "$KEYSPACE" -d "$DATA" -n "$n" -P "$pipe" -t "$test" --csv \
 		>"$RUN/bench.out" 2>"$RUN/bench.err"; then
 		echo "warning: redis-benchmark failed on $t ($test -P $pipe): $(tail -2 "$RUN/bench.err")" >&2
 	fi
@@ -324,8 +338,8 @@ done
 {
 	echo "# bench/run.sh $STAMP"
 	echo
-	echo "- targets: $TARGETS; rounds $ROUNDS; -P 1 n=$N1, -P 16 n=$N16, MSET n=$NMSET; idle connections $CONNS"
-	echo "- redis-benchmark -q -c 50 -r 100000 -d 64 -n N -P 1|16 --csv"
+	echo "- targets: $TARGETS; rounds $ROUNDS; tests (test pipeline n): $(IFS=,; echo "${TESTS[*]}"); idle connections $CONNS"
+	echo "- redis-benchmark -q -c $CLIENTS -r $KEYSPACE -d $DATA -n N -P 1|16 --csv"
 	echo "- host: $(nproc) CPU(s), $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), Linux $(uname -r);" \
 		"load average before: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "- $(redis-server --version | cut -d' ' -f1-3)$([[ -z ${WANT[twem]:-} ]] || echo ", $(nutcracker --version 2>&1 | head -1)")$([[ -z $PROXY ]] || echo ", $PROXY_VERSION (commit $(git rev-parse --short HEAD 2>/dev/null || echo ?), event_loops ${EVENT_LOOPS:-default})")"

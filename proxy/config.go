@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -17,21 +20,32 @@ import (
 // Config is the whole proxy configuration, as in proxy.yaml. Default() gives the values used for keys the
 // file leaves out.
 type Config struct {
-	Listen          string   `yaml:"listen"`           // client address
-	Metrics         string   `yaml:"metrics"`          // Prometheus /metrics address; "" disables
-	Seeds           []string `yaml:"seeds"`            // cluster nodes to learn the slot map from
-	EventLoops      int      `yaml:"event_loops"`      // 0: one per CPU
-	MaxClients      int      `yaml:"max_clients"`      // like Redis maxclients; 0: no limit
-	Timeout         Duration `yaml:"timeout"`          // deadline of each request, retries included
-	DialTimeout     Duration `yaml:"dial_timeout"`     // connect + AUTH to a node
-	ConnsPerNode    int      `yaml:"conns_per_node"`   // pipelined connections per node per event loop
-	MaxRedirects    int      `yaml:"max_redirects"`    // MOVED/ASK hops per request
-	RefreshInterval Duration `yaml:"refresh_interval"` // periodic slot map refresh
-	Retry           Retry    `yaml:"retry"`
-	ReadFrom        string   `yaml:"read_from"` // master, prefer-replica or replica
-	Username        string   `yaml:"username"`  // backend ACL user
-	Password        string   `yaml:"password"`  // backend password
-	LogLevel        string   `yaml:"log_level"`
+	Listen          string      `yaml:"listen"`        // client address
+	Metrics         string      `yaml:"metrics"`       // Prometheus /metrics address; "" disables
+	Seeds           []string    `yaml:"seeds"`         // cluster nodes to learn the slot map from
+	EventLoops      int         `yaml:"event_loops"`   // 0: one per CPU
+	MaxClients      int         `yaml:"max_clients"`   // like Redis maxclients; 0: no limit
+	IdleTimeout     Duration    `yaml:"idle_timeout"`  // Redis's timeout: close clients idle this long; 0: never
+	TCPKeepalive    Duration    `yaml:"tcp_keepalive"` // Redis's tcp-keepalive; 0: off
+	OutputLimit     OutputLimit `yaml:"client_output_buffer_limit"`
+	Timeout         Duration    `yaml:"timeout"`          // deadline of each request, retries included
+	DialTimeout     Duration    `yaml:"dial_timeout"`     // connect + AUTH to a node
+	ConnsPerNode    int         `yaml:"conns_per_node"`   // pipelined connections per node per event loop
+	MaxRedirects    int         `yaml:"max_redirects"`    // MOVED/ASK hops per request
+	RefreshInterval Duration    `yaml:"refresh_interval"` // periodic slot map refresh
+	Retry           Retry       `yaml:"retry"`
+	ReadFrom        string      `yaml:"read_from"` // master, prefer-replica or replica
+	Username        string      `yaml:"username"`  // backend ACL user
+	Password        string      `yaml:"password"`  // backend password
+	LogLevel        string      `yaml:"log_level"`
+}
+
+// OutputLimit is Redis's client-output-buffer-limit for normal clients: a client whose unread replies pass
+// Hard, or stay over Soft for SoftSeconds, is closed. 0 disables a limit.
+type OutputLimit struct {
+	Hard        Size     `yaml:"hard"`
+	Soft        Size     `yaml:"soft"`
+	SoftSeconds Duration `yaml:"soft_seconds"`
 }
 
 // Retry is the backoff for TRYAGAIN, CLUSTERDOWN and lost nodes.
@@ -48,6 +62,8 @@ func Default() *Config {
 		Seeds: []string{"127.0.0.1:7000", "127.0.0.1:7001", "127.0.0.1:7002",
 			"127.0.0.1:7003", "127.0.0.1:7004", "127.0.0.1:7005"},
 		MaxClients:      10000,
+		TCPKeepalive:    Duration(300 * time.Second),
+		OutputLimit:     OutputLimit{Hard: 1 << 30},
 		Timeout:         Duration(20 * time.Second),
 		DialTimeout:     Duration(time.Second),
 		ConnsPerNode:    1,
@@ -102,6 +118,9 @@ func (c *Config) Validate() error {
 	}{
 		{c.EventLoops >= 0, "event_loops", "must be >= 0"},
 		{c.MaxClients >= 0, "max_clients", "must be >= 0"},
+		{c.IdleTimeout >= 0, "idle_timeout", "must be >= 0"},
+		{c.TCPKeepalive >= 0, "tcp_keepalive", "must be >= 0"},
+		{c.OutputLimit.SoftSeconds >= 0, "client_output_buffer_limit.soft_seconds", "must be >= 0"},
 		{c.Timeout > 0, "timeout", "must be > 0"},
 		{c.DialTimeout > 0, "dial_timeout", "must be > 0"},
 		{c.ConnsPerNode >= 1 && c.ConnsPerNode <= 64, "conns_per_node", "must be 1..64"},
@@ -145,3 +164,37 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 }
 
 func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// Size is a byte count written as in redis.conf: 1048576, 64kb, 256mb, 1gb (k, m, g are powers of 1000; kb,
+// mb, gb of 1024; case does not matter).
+type Size int64
+
+func (s *Size) UnmarshalYAML(n *yaml.Node) error {
+	v, ok := parseSize(n.Value)
+	if n.Kind != yaml.ScalarNode || !ok {
+		return fmt.Errorf("line %d: %q is not a size like 1048576, 64kb or 256mb", n.Line, n.Value)
+	}
+	*s = Size(v)
+	return nil
+}
+
+func (s Size) MarshalYAML() (any, error) { return int64(s), nil }
+
+func parseSize(s string) (int64, bool) {
+	s = strings.ToLower(strings.TrimSpace(s))
+	mul := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mul    int64
+	}{{"kb", 1 << 10}, {"mb", 1 << 20}, {"gb", 1 << 30}, {"k", 1000}, {"m", 1000 * 1000}, {"g", 1000 * 1000 * 1000}, {"b", 1}} {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mul = strings.TrimSuffix(s, u.suffix), u.mul
+			break
+		}
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || v < 0 || v > math.MaxInt64/mul {
+		return 0, false
+	}
+	return v * mul, true
+}

@@ -33,6 +33,19 @@ func TestLoadConfig(t *testing.T) {
 		{name: "conns", yaml: "conns_per_node: 0\n", wantErr: "conns_per_node"},
 		{name: "backoff order", yaml: "retry: {backoff_min: 1s, backoff_max: 1ms}\n", wantErr: "retry.backoff_max"},
 		{name: "log level", yaml: "log_level: loud\n", wantErr: "log_level"},
+		{name: "output limit sizes", yaml: "client_output_buffer_limit: {hard: 256mb, soft: 64MB, soft_seconds: 60s}\n",
+			check: func(c *Config) bool {
+				return c.OutputLimit.Hard == 256<<20 && c.OutputLimit.Soft == 64<<20 &&
+					c.OutputLimit.SoftSeconds.D() == time.Minute
+			}},
+		{name: "output limit units", yaml: "client_output_buffer_limit: {hard: 2k, soft: 1048576}\n",
+			check: func(c *Config) bool { return c.OutputLimit.Hard == 2000 && c.OutputLimit.Soft == 1<<20 }},
+		{name: "bad size", yaml: "client_output_buffer_limit: {hard: lots}\n", wantErr: `"lots" is not a size`},
+		{name: "negative size", yaml: "client_output_buffer_limit: {hard: -1mb}\n", wantErr: "is not a size"},
+		{name: "timeouts", yaml: "idle_timeout: 30s\ntcp_keepalive: 0s\n", check: func(c *Config) bool {
+			return c.IdleTimeout.D() == 30*time.Second && c.TCPKeepalive == 0
+		}},
+		{name: "negative idle", yaml: "idle_timeout: -1s\n", wantErr: "idle_timeout"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

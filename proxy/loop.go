@@ -21,6 +21,9 @@ type loop struct {
 
 	touched   []*session // sessions with replies to write at the end of this callback
 	paused    []*session // sessions that stopped reading at a limit; retried on every tick
+	epfd      int        // the loop's epoll descriptor, for pausing reads; -1 if unknown
+	sessions  []*session // every open client of the loop
+	idleCheck int64      // unix ns of the next idle_timeout sweep
 	free      []*request // recycled requests
 	slotChild []*request // fan-out scratch: slot → child request being built (nil between commands)
 	rng       *rand.PCG
@@ -37,7 +40,8 @@ type loop struct {
 }
 
 func newLoop(s *Server, el gnet.EventLoop) *loop {
-	l := &loop{srv: s, el: el, slotChild: make([]*request, topology.NumSlots), timeout: int64(s.cfg.Timeout.D())}
+	l := &loop{srv: s, el: el, slotChild: make([]*request, topology.NumSlots), timeout: int64(s.cfg.Timeout.D()),
+		epfd: epollFD(el)}
 	l.rng = rand.NewPCG(uint64(time.Now().UnixNano()), uint64(s.nextClientID.Load()))
 	l.pool = backend.NewPool(el, &s.bcfg, s.topo, s.log, l.wakeAfter)
 	l.pool.Owner = l
@@ -64,19 +68,55 @@ func (l *loop) wakeNow() {
 // Run is the loop's timer work (gnet.Runnable): retries, deadlines, paused clients.
 func (l *loop) Run(context.Context) error {
 	l.wakePending.Store(false)
-	l.pool.Tick(time.Now().UnixNano())
+	now := time.Now().UnixNano()
+	l.pool.Tick(now)
+	if idle := int64(l.srv.cfg.IdleTimeout.D()); idle > 0 && now >= l.idleCheck {
+		l.idleCheck = now + int64(time.Second)
+		l.closeIdle(now, idle)
+	}
 	if len(l.paused) > 0 {
-		paused := l.paused
-		l.paused = nil
-		for _, s := range paused {
-			s.paused = false
-			if !s.closed {
-				_ = s.c.Wake(nil)
+		keep := l.paused[:0]
+		for _, s := range l.paused {
+			if s.paused && !s.tryResume() && !s.checkOutputLimits() {
+				keep = append(keep, s)
+			} else {
+				s.listed = false
 			}
 		}
+		clear(l.paused[len(keep):])
+		l.paused = keep
 	}
 	l.flush()
 	return nil
+}
+
+// adopt and forget keep l.sessions, for the idle sweep.
+func (l *loop) adopt(s *session) {
+	s.idx = len(l.sessions)
+	l.sessions = append(l.sessions, s)
+}
+
+func (l *loop) forget(s *session) {
+	last := len(l.sessions) - 1
+	if s.idx > last || l.sessions[s.idx] != s {
+		return
+	}
+	l.sessions[s.idx] = l.sessions[last]
+	l.sessions[s.idx].idx = s.idx
+	l.sessions[last] = nil
+	l.sessions = l.sessions[:last]
+}
+
+// closeIdle closes the clients that sent nothing for idle ns and wait for no reply, as Redis's timeout does.
+func (l *loop) closeIdle(now, idle int64) {
+	for _, s := range l.sessions {
+		if now-s.lastActive > idle && s.queue.Len() == 0 && s.c.OutboundBuffered() == 0 && !s.closing {
+			l.srv.stats.IdleClosed.Add(1)
+			l.srv.log.Debug("closing idle client", "client", s.raddr)
+			s.closing = true
+			_ = s.c.Close()
+		}
+	}
 }
 
 func (l *loop) touch(s *session) {

@@ -12,12 +12,8 @@ import (
 )
 
 const (
-	// maxQueued bounds the requests one client may have in flight; past it the session stops parsing (the
-	// bytes wait in the socket and gnet's buffer) until replies drain below resumeQueued.
-	maxQueued    = 4096
-	resumeQueued = 1024
-	// maxOutbound pauses parsing while this many reply bytes wait for a client that is not reading.
-	maxOutbound = 32 << 20
+	// maxQueued bounds the requests one client may have in flight (see window in backpressure.go).
+	maxQueued = 4096
 	// donateMin is the request size from which a forward keeps the bytes it was parsed from instead of a copy.
 	donateMin = 64 << 10
 	// bigReply is the reply size from which a reply is written from where it lies rather than copied.
@@ -36,8 +32,16 @@ type session struct {
 	out    []byte              // replies ready to write at the end of the callback
 	keys   []int               // scratch for key positions
 
+	idx        int   // position in l.sessions
+	lastActive int64 // unix ns of the last bytes from the client, for idle_timeout
+	queued     int   // bytes of finished replies waiting in queue behind an unfinished request
+	avgReply   int   // running mean of the client's reply sizes
+	softSince  int64 // unix ns since output has been over the soft limit; 0 when under
+
 	touched bool // in l.touched
-	paused  bool // stopped parsing at a limit
+	paused  bool // stopped parsing at a limit (backpressure.go)
+	readOff bool // read interest taken out of the loop's epoll set while paused
+	listed  bool // in l.paused
 	closed  bool // OnClose ran; late replies are dropped
 	closing bool // QUIT or a protocol error: close once the queue drained
 
@@ -51,6 +55,8 @@ type session struct {
 
 func newSession(l *loop, c gnet.Conn, id int64) *session {
 	s := &session{l: l, c: c, id: id, created: time.Now()}
+	s.lastActive = s.created.UnixNano()
+	s.avgReply = firstReplyGuess
 	if a := c.RemoteAddr(); a != nil {
 		s.raddr = a.String()
 	}
@@ -74,17 +80,19 @@ func (s *session) onTraffic() {
 		s.closing = true
 		return
 	}
+	now := time.Now().UnixNano()
+	s.lastActive = now
 	if s.paused {
+		s.stopReading() // gnet re-armed reading
 		return
 	}
 	buf, ok := s.in.Bytes(c, s.parser.Need())
 	if !ok {
 		return
 	}
-	now := time.Now().UnixNano()
 	off := 0
 	for off < len(buf) {
-		if s.queue.Len() >= maxQueued || c.OutboundBuffered() > maxOutbound {
+		if s.overLimits() {
 			s.pause()
 			break
 		}
@@ -117,15 +125,9 @@ func (s *session) onTraffic() {
 	s.l.touch(s)
 }
 
-func (s *session) pause() {
-	if !s.paused {
-		s.paused = true
-		s.l.paused = append(s.l.paused, s)
-	}
-}
-
 func (s *session) onClose() {
 	s.closed = true
+	s.l.forget(s)
 	// Requests still at backends come back through request.finish, which sees closed and recycles them.
 	for s.queue.Len() > 0 {
 		r := s.queue.Pop()
@@ -152,9 +154,11 @@ func (s *session) flush() {
 	if s.closing && s.queue.Len() == 0 {
 		_ = s.c.Close()
 	}
-	if s.paused && s.queue.Len() < resumeQueued && s.c.OutboundBuffered() <= maxOutbound {
-		s.paused = false
-		_ = s.c.Wake(nil)
+	if s.checkOutputLimits() {
+		return
+	}
+	if s.paused {
+		s.tryResume()
 	}
 }
 
@@ -184,6 +188,7 @@ func (s *session) local(reply []byte) {
 	r := s.l.newRequest(s)
 	r.reply = append(r.reply[:0], reply...)
 	r.done = true
+	s.queued += len(reply)
 	s.queue.Push(r)
 }
 
@@ -231,9 +236,11 @@ func (r *request) finish(reply []byte) {
 		return
 	}
 	l.srv.stats.Commands.Add(1)
+	s.avgReply += (len(reply) - s.avgReply) / 8
 	if s.queue.Len() == 0 || s.queue.At(0) != r {
 		r.reply = append(r.reply[:0], reply...)
 		r.done = true
+		s.queued += len(reply)
 		return
 	}
 	s.emit(reply)
@@ -241,6 +248,7 @@ func (r *request) finish(reply []byte) {
 	l.release(r)
 	for s.queue.Len() > 0 && s.queue.At(0).done {
 		h := s.queue.Pop()
+		s.queued -= len(h.reply)
 		s.emit(h.reply)
 		l.release(h)
 	}

@@ -211,12 +211,13 @@ func runScript(c *bulkConn, script [][][]byte, pipelined bool, timeout time.Dura
 	return replies, nil
 }
 
-// TestSizeMatrix sends values of every size around the proxy's buffer boundaries (16 KiB, gnet's 64 KiB read
-// and write buffers) and up to 100 MiB, in requests and in replies, single and pipelined, from several clients
-// at once, and wants every reply byte-equal to a standalone Redis's.
+// TestSizeMatrix sends values of every size around the buffer boundaries (16 KiB, gnet's 64 KiB write ring,
+// the proxy's 1 MiB read buffer) and up to 100 MiB, in requests and in replies, single and pipelined, from
+// several clients at once, and wants every reply byte-equal to a standalone Redis's.
 func TestSizeMatrix(t *testing.T) {
 	addr, standalone, cl := shared(t)
-	sizes := []int{0, 1, 16<<10 - 1, 16 << 10, 16<<10 + 1, 64<<10 - 1, 64 << 10, 64<<10 + 1, 1 << 20, 16 << 20, 100 << 20}
+	sizes := []int{0, 1, 16<<10 - 1, 16 << 10, 16<<10 + 1, 64<<10 - 1, 64 << 10, 64<<10 + 1, 1<<20 - 1, 1 << 20, 1<<20 + 1,
+		16 << 20, 100 << 20}
 	for _, size := range sizes {
 		t.Run(fmt.Sprint(size), func(t *testing.T) {
 			v := patterned(size)
