@@ -11,6 +11,7 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
+	"github.com/slotproxy/slotproxy/internal/inbox"
 	"github.com/slotproxy/slotproxy/topology"
 )
 
@@ -59,7 +60,8 @@ type Topology interface {
 // Pool is the set of backend connections of one event loop. All methods must run on that loop, except where
 // noted.
 type Pool struct {
-	Owner any // the loop state of whoever made the pool; backend never looks at it
+	Owner   any            // the loop state of whoever made the pool; backend never looks at it
+	Buffers *inbox.Buffers // the loop's large buffers, for replies that span reads; nil allocates
 
 	el   gnet.EventLoop
 	cfg  *Config
@@ -139,6 +141,7 @@ func (p *Pool) node(addr string) *node {
 		n = &node{addr: addr, conns: make([]*Conn, p.cfg.ConnsPerNode)}
 		for i := range n.conns {
 			n.conns[i] = &Conn{pool: p, addr: addr}
+			n.conns[i].in.Buffers = p.Buffers
 		}
 		p.nodes[addr] = n
 	}

@@ -196,7 +196,12 @@ var errCrossSlot = resp.AppendError(nil, "CROSSSLOT Keys in request don't hash t
 func (s *session) forwardSlot(cmd *command.Command, args [][]byte, raw []byte, slot int, now int64) {
 	r := s.l.newRequest(s)
 	if s.ownRaw && raw[0] == '*' && s.in.Take() {
+		// The whole buffer's capacity when the request starts it (it usually does: the Inbox holds a
+		// request from its first byte), so release can recycle the buffer; appending is never done to it.
 		r.be.Raw = raw[:len(raw):len(raw)]
+		if s.rawAtStart {
+			r.be.Raw = raw
+		}
 	} else {
 		r.be.Raw = appendRaw(r.be.Raw, args, raw)
 	}

@@ -65,7 +65,18 @@ func fanOutKeys(kind mergeKind, step int) handler {
 		for _, ch := range p.children {
 			l.slotChild[ch.be.Slot] = nil
 			ch.pending = 0
-			raw := resp.AppendArrayHeader(ch.be.Raw[:0], 1+len(ch.order)*step)
+			size := 16 + len(args[0])
+			for _, i := range ch.order {
+				size += 16 + len(args[i])
+				if step == 2 {
+					size += 16 + len(args[i+1])
+				}
+			}
+			raw := ch.be.Raw[:0]
+			if cap(raw) < size {
+				raw = make([]byte, 0, size)
+			}
+			raw = resp.AppendArrayHeader(raw, 1+len(ch.order)*step)
 			raw = resp.AppendBulk(raw, args[0])
 			for _, i := range ch.order {
 				raw = resp.AppendBulk(raw, args[i])

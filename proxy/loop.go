@@ -9,6 +9,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 
 	"github.com/slotproxy/slotproxy/backend"
+	"github.com/slotproxy/slotproxy/internal/inbox"
 	"github.com/slotproxy/slotproxy/topology"
 )
 
@@ -19,13 +20,14 @@ type loop struct {
 	el   gnet.EventLoop
 	pool *backend.Pool
 
-	touched   []*session // sessions with replies to write at the end of this callback
-	paused    []*session // sessions that stopped reading at a limit; retried on every tick
-	epfd      int        // the loop's epoll descriptor, for pausing reads; -1 if unknown
-	sessions  []*session // every open client of the loop
-	idleCheck int64      // unix ns of the next idle_timeout sweep
-	free      []*request // recycled requests
-	slotChild []*request // fan-out scratch: slot → child request being built (nil between commands)
+	touched   []*session    // sessions with replies to write at the end of this callback
+	paused    []*session    // sessions that stopped reading at a limit; retried on every tick
+	epfd      int           // the loop's epoll descriptor, for pausing reads; -1 if unknown
+	bufs      inbox.Buffers // large buffers of the loop's sessions and backend connections
+	sessions  []*session    // every open client of the loop
+	idleCheck int64         // unix ns of the next idle_timeout sweep
+	free      []*request    // recycled requests
+	slotChild []*request    // fan-out scratch: slot → child request being built (nil between commands)
 	rng       *rand.PCG
 	elems     [][]byte // merge scratch
 	starts    []int    // merge scratch
@@ -44,6 +46,7 @@ func newLoop(s *Server, el gnet.EventLoop) *loop {
 		epfd: epollFD(el)}
 	l.rng = rand.NewPCG(uint64(time.Now().UnixNano()), uint64(s.nextClientID.Load()))
 	l.pool = backend.NewPool(el, &s.bcfg, s.topo, s.log, l.wakeAfter)
+	l.pool.Buffers = &l.bufs
 	l.pool.Owner = l
 	return l
 }
@@ -170,6 +173,7 @@ func (l *loop) release(r *request) {
 	}
 	raw := r.be.Raw[:0]
 	if cap(raw) > 64<<10 {
+		l.bufs.Put(raw) // ignored unless it is a whole buffer of l.bufs (a request that took its Inbox's)
 		raw = nil
 	}
 	order := r.order[:0]

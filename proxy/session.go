@@ -26,11 +26,13 @@ type session struct {
 	c      gnet.Conn
 	id     int64
 	parser resp.CommandParser
-	in     inbox.Inbox         // bytes of a request that spans reads
-	ownRaw bool                // the request being dispatched lies in in's memory, which it may take
-	queue  ring.Ring[*request] // requests in arrival order; replies leave from the front only
-	out    []byte              // replies ready to write at the end of the callback
-	keys   []int               // scratch for key positions
+	in     inbox.Inbox // bytes of a request that spans reads
+	ownRaw bool        // the request being dispatched lies in in's memory, which it may take
+	// rawAtStart: and it starts that memory, so it can go back to l.bufs when done
+	rawAtStart bool
+	queue      ring.Ring[*request] // requests in arrival order; replies leave from the front only
+	out        []byte              // replies ready to write at the end of the callback
+	keys       []int               // scratch for key positions
 
 	idx        int   // position in l.sessions
 	lastActive int64 // unix ns of the last bytes from the client, for idle_timeout
@@ -56,6 +58,7 @@ type session struct {
 func newSession(l *loop, c gnet.Conn, id int64) *session {
 	s := &session{l: l, c: c, id: id, created: time.Now()}
 	s.lastActive = s.created.UnixNano()
+	s.in.Buffers = &l.bufs
 	s.avgReply = firstReplyGuess
 	if a := c.RemoteAddr(); a != nil {
 		s.raddr = a.String()
@@ -108,6 +111,7 @@ func (s *session) onTraffic() {
 			break
 		}
 		raw := buf[off : off+n]
+		s.rawAtStart = off == 0
 		off += n
 		if len(args) == 0 {
 			continue

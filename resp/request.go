@@ -16,7 +16,7 @@ const (
 
 // span is an argument as an offset into the caller's buffer (multibulk) or into unq (inline). Offsets, not
 // slices, survive the buffer moving between calls.
-type span struct{ off, n int }
+type span struct{ off, n uint32 } // a query buffer is at most 1 GiB (MaxQueryBuffer), so offsets fit
 
 // CommandParser parses client requests exactly as Redis 7.0.15 does (networking.c processMultibulkBuffer,
 // processInlineBuffer, sds.c sdssplitargs), including two quirks a proxy must copy to be transparent:
@@ -126,7 +126,12 @@ func (p *CommandParser) Parse(buf []byte) (args [][]byte, n int, err error) {
 			p.need = end
 			return nil, 0, nil
 		}
-		p.spans = append(p.spans, span{p.pos, p.bulkLen})
+		if len(p.spans) == cap(p.spans) {
+			// Redis's growth (min(count, 1024), then doubling up to the count), not append's 1.25: a request
+			// of a million arguments would allocate five times its spans.
+			p.spans = append(make([]span, 0, min(max(2*cap(p.spans), 16), p.argc)), p.spans...)
+		}
+		p.spans = append(p.spans, span{uint32(p.pos), uint32(p.bulkLen)})
 		p.pos = end
 		p.bulkLen = -1
 	}
@@ -139,8 +144,12 @@ func (p *CommandParser) Parse(buf []byte) (args [][]byte, n int, err error) {
 // collect turns spans over src into p.args.
 func (p *CommandParser) collect(src []byte) [][]byte {
 	args := p.args[:0]
+	if cap(args) < len(p.spans) {
+		args = make([][]byte, 0, len(p.spans))
+	}
 	for _, s := range p.spans {
-		args = append(args, src[s.off:s.off+s.n:s.off+s.n])
+		off, end := int(s.off), int(s.off)+int(s.n)
+		args = append(args, src[off:end:end])
 	}
 	if cap(args) > maxKeepArgs {
 		p.args = nil // args stays valid for the caller; only the parser lets go of it
@@ -301,7 +310,7 @@ func (p *CommandParser) splitArgs(line []byte) bool {
 				i++
 			}
 		}
-		spans = append(spans, span{start, len(out) - start})
+		spans = append(spans, span{uint32(start), uint32(len(out) - start)})
 	}
 	p.unq, p.spans = out, spans
 	return ok

@@ -28,6 +28,8 @@ const (
 
 // Inbox holds the unconsumed bytes of a connection, oldest first.
 type Inbox struct {
+	Buffers *Buffers // where large buffers come from; nil allocates
+
 	b       []byte
 	fromBox bool // the slice returned by Bytes is b (not gnet's buffer)
 	taken   bool // the caller took b's memory: Done must not reuse it
@@ -68,20 +70,25 @@ func (x *Inbox) fill(src Source, need int) {
 	}
 	want := len(x.b) + avail
 	if want > cap(x.b) {
-		// Towards the frame's end, at least by half (a reply of many elements needs one more byte at a time,
-		// and growing to exactly what arrived would copy everything on every read), but never to more than
-		// twice what has arrived.
-		c := max(want, min(max(need, want+want/2), 2*want), minGrow)
-		nb := make([]byte, len(x.b), c)
-		copy(nb, x.b)
+		// To the frame's end when that is less than double what has arrived, else double (a reply of many
+		// elements needs one more byte at a time: growing to what arrived would copy everything on every
+		// read); never more than twice what has arrived.
+		c := 2 * want
+		if need > want && need < c {
+			c = need
+		}
+		c = max(c, minGrow)
+		nb := append(x.Buffers.Get(c), x.b...)
+		x.Buffers.Put(x.b) // only the Inbox uses it: Bytes has not handed it out, or Done took it back
 		x.b = nb
 	}
 	n, _ := src.Read(x.b[len(x.b):want])
 	x.b = x.b[:len(x.b)+n]
 }
 
-// Take hands the memory of the slice Bytes returned to the caller, who may keep sub-slices of it for good.
-// It is a no-op, returning false, when that slice was gnet's buffer (valid only in the callback).
+// Take hands the memory of the slice Bytes returned to the caller, who may keep sub-slices of it for good
+// (and give a sub-slice that starts at its first byte back to Buffers.Put when done). It is a no-op,
+// returning false, when that slice was gnet's buffer (valid only in the callback).
 func (x *Inbox) Take() bool {
 	if x.fromBox {
 		x.taken = true
@@ -100,8 +107,12 @@ func (x *Inbox) Done(src Source, buf []byte, off int) {
 		return
 	}
 	switch {
-	case x.taken || (cap(x.b) > keepMax && len(tail) <= keepMax/4):
+	case x.taken:
 		x.b = append(make([]byte, 0, max(len(tail), minGrow)), tail...)
+	case cap(x.b) > keepMax && len(tail) <= keepMax/4:
+		old := x.b
+		x.b = append(make([]byte, 0, max(len(tail), minGrow)), tail...)
+		x.Buffers.Put(old)
 	default:
 		x.b = x.b[:copy(x.b, tail)]
 	}
@@ -111,6 +122,9 @@ func (x *Inbox) Done(src Source, buf []byte, off int) {
 // Reset drops every byte held.
 func (x *Inbox) Reset() {
 	if cap(x.b) > keepMax {
+		if !x.taken {
+			x.Buffers.Put(x.b)
+		}
 		x.b = nil
 	}
 	x.b = x.b[:0]
