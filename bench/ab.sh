@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Before/after: two proxy binaries over the same 3-master cluster, measured in ONE interleaved session (A B,
+# B A, ...), so a change can be shown not to slow the shared fast path.
+#
+#   bench/ab.sh OLD_BIN NEW_BIN [ROUNDS (5)]
+#
+# Environment: BASE (17300: cluster BASE..BASE+2, bus +10000, proxies BASE+10 and BASE+11), TESTS (default
+# "set 1 200000,get 1 200000,set 16 1000000,get 16 1000000"), DATA (64), CLIENTS (50), EVENT_LOOPS (1).
+# Prints one line per run and the median requests/s of each binary per test with the ratio new/old.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+# shellcheck source=deploy/lib.sh
+. deploy/lib.sh
+[[ $# -ge 2 ]] || { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//' >&2; exit 2; }
+OLD=$1 NEW=$2 ROUNDS=${3:-5}
+BASE=${BASE:-17300} DATA=${DATA:-64} CLIENTS=${CLIENTS:-50} EVENT_LOOPS=${EVENT_LOOPS:-1}
+TESTS=${TESTS:-set 1 200000,get 1 200000,set 16 1000000,get 16 1000000}
+for b in "$OLD" "$NEW"; do [[ -x $b ]] || die "$b is not an executable"; done
+RUN=$(mktemp -d "${TMPDIR:-/tmp}/slotproxy-ab.XXXXXX")
+PIDS=()
+cleanup() {
+	local p
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+	deploy/cluster.sh stop --dir "$RUN/cluster" >/dev/null 2>&1 || true
+	rm -rf "$RUN"
+}
+trap cleanup EXIT
+deploy/cluster.sh start --base-port "$BASE" --masters 3 --replicas 0 --dir "$RUN/cluster" >/dev/null
+printf 'max_clients: 0\nlog_level: warn\nevent_loops: %s\n' "$EVENT_LOOPS" >"$RUN/proxy.yaml"
+seeds=127.0.0.1:$BASE,127.0.0.1:$((BASE + 1)),127.0.0.1:$((BASE + 2))
+declare -A PORT=([old]=$((BASE + 10)) [new]=$((BASE + 11)))
+declare -A BIN=([old]=$OLD [new]=$NEW)
+for w in old new; do
+	"${BIN[$w]}" -config "$RUN/proxy.yaml" -listen "127.0.0.1:${PORT[$w]}" -seeds "$seeds" -metrics off \
+		>"$RUN/$w.log" 2>&1 &
+	PIDS+=($!)
+	wait_pong 127.0.0.1 "${PORT[$w]}" 30 "$!" || die "the $w proxy does not answer: $(tail -5 "$RUN/$w.log")"
+done
+sleep 1
+IFS=, read -r -a T <<<"$TESTS"
+: >"$RUN/results"
+for ((r = 1; r <= ROUNDS; r++)); do
+	order=(old new)
+	((r % 2)) || order=(new old)
+	for spec in "${T[@]}"; do
+		read -r test pipe n <<<"$spec"
+		for w in "${order[@]}"; do
+			rps=$(redis-benchmark -p "${PORT[$w]}" -q -c "$CLIENTS" -r 100000 -d "$DATA" -n "$n" -P "$pipe" -t "$test" --csv |
+				grep -m1 -E '^"[A-Z]' | cut -d, -f2 | tr -d '"')
+			echo "$test-P$pipe $w $rps" | tee -a "$RUN/results"
+		done
+	done
+done
+echo
+python3 - "$RUN/results" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+tests = list(dict.fromkeys(r[0] for r in rows))
+print(f"{'test':<10} {'old req/s':>12} {'new req/s':>12} {'new/old':>8}")
+for t in tests:
+    old = statistics.median(float(r[2]) for r in rows if r[0] == t and r[1] == "old")
+    new = statistics.median(float(r[2]) for r in rows if r[0] == t and r[1] == "new")
+    print(f"{t:<10} {old:>12,.0f} {new:>12,.0f} {new / old:>8.2f}")
+PY
