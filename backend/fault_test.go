@@ -438,3 +438,39 @@ func (r recycler) Reply(req *Request, reply []byte) {
 		req.Raw[i] = 'X'
 	}
 }
+
+// TestDeadlineMidReply: a request whose deadline passes while its large reply is still arriving fails alone;
+// the connection is not closed (bytes keep coming), the requests written behind it get their own replies, and
+// the late reply is matched and dropped.
+func TestDeadlineMidReply(t *testing.T) {
+	big := strings.Repeat("r", 4<<20)
+	srv := fakeredis.Start(t, func(c *fakeredis.Conn, args [][]byte) {
+		if string(args[1]) == "big" {
+			// 4 MiB in 64 KiB pieces 10 ms apart: about 650 ms, well past the 200 ms deadline.
+			c.WriteChunks(resp.AppendBulkString(nil, big), func() int { return 64 << 10 }, 10*time.Millisecond)
+			return
+		}
+		fakeredis.Default(c, args)
+	})
+	srv.Set("after1", "a1")
+	srv.Set("after2", "a2")
+	h := newHarness(t, testConfig(), srv)
+	h.warm(t, 0)
+	slow := newCall(0, "GET", "big").timeout(200 * time.Millisecond)
+	a1 := newCall(0, "GET", "after1")
+	a2 := newCall(0, "GET", "after2")
+	h.send(slow, a1, a2)
+	got, at := slow.wait(t, 2*time.Second)
+	if !bytes.HasPrefix(got, []byte("-ERR proxy timeout")) {
+		t.Errorf("the request past its deadline mid-reply: %q", show(got))
+	}
+	checkAtDeadline(t, slow, at)
+	a1.expect(t, bulk("a1"))
+	a2.expect(t, bulk("a2"))
+	if n := slow.count(); n != 1 {
+		t.Errorf("the timed-out request got %d replies, want 1", n)
+	}
+	if srv.Accepted() != 1 {
+		t.Errorf("%d connections, want 1: a slow reply must not close the connection", srv.Accepted())
+	}
+}

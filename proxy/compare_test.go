@@ -36,7 +36,11 @@ func clientsFor(tg target, proxyAddr string, cl *redistest.Cluster) func() redis
 
 func startLoadWith(t *testing.T, newClient func() redis.Cmdable, prefix string) func() *loadgen.Result {
 	t.Helper()
-	stop := loadgen.Run(loadgen.Config{Clients: loadClients, KeysPerWorker: 50, Prefix: prefix, NewClient: newClient})
+	stop := sync.OnceValue(loadgen.Run(loadgen.Config{Clients: loadClients, KeysPerWorker: 50, Prefix: prefix,
+		NewClient: newClient}))
+	// A test that fails before it stops its load must not leave 50 clients retrying dead nodes for the rest of
+	// the run (they starve every later test of CPU and memory).
+	t.Cleanup(func() { stop() })
 	time.Sleep(time.Second)
 	return stop
 }

@@ -30,10 +30,7 @@ func plainClients(addr string) func() redis.Cmdable {
 
 func startLoad(t *testing.T, addr, prefix string) func() *loadgen.Result {
 	t.Helper()
-	stop := loadgen.Run(loadgen.Config{Clients: loadClients, KeysPerWorker: 50, Prefix: prefix,
-		NewClient: plainClients(addr)})
-	time.Sleep(time.Second) // steady state before the event
-	return stop
+	return startLoadWith(t, plainClients(addr), prefix)
 }
 
 // eventually polls cond every 5 ms until it holds or timeout passes; it returns when cond first held.

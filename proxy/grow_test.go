@@ -75,6 +75,7 @@ func growAndShrink(t *testing.T, tg target) {
 	})
 	cli("rebalance", seed, "--cluster-use-empty-masters", "--cluster-pipeline", "100")
 	grown := time.Now()
+	agree(t, seed)
 	eventually(t, 15*time.Second, "the proxy connects to the new master", func() bool {
 		if !tg.proxy {
 			return true
@@ -103,6 +104,7 @@ func growAndShrink(t *testing.T, tg target) {
 	otherID, _ := cl.Node(other).Client(t).Do(ctx, "CLUSTER", "MYID").Text()
 	cli("reshard", seed, "--cluster-from", masterID, "--cluster-to", otherID, "--cluster-slots",
 		strconv.Itoa(owned), "--cluster-yes", "--cluster-pipeline", "100")
+	agree(t, seed)
 	replicaID, _ := replica.Client(t).Do(ctx, "CLUSTER", "MYID").Text()
 	cli("del-node", seed, replicaID)
 	cli("del-node", seed, masterID)
@@ -132,6 +134,15 @@ func growAndShrink(t *testing.T, tg target) {
 	if res.LostWrites != 0 || res.CounterMismatch != 0 || len(res.CheckErrors) != 0 {
 		t.Errorf("lost writes %d, counter mismatches %d: %v", res.LostWrites, res.CounterMismatch, res.CheckErrors)
 	}
+}
+
+// agree waits until every node has the same view of the slots: redis-cli refuses to reshard ("Nodes don't
+// agree about configuration!") while the last SETSLOTs are still being gossiped.
+func agree(t *testing.T, seed string) {
+	t.Helper()
+	eventually(t, 20*time.Second, "every node agrees on the slots", func() bool {
+		return exec.Command("redis-cli", "--cluster", "check", seed).Run() == nil
+	})
 }
 
 func containsAll(s string, subs ...string) bool {
