@@ -21,10 +21,10 @@ func RegisterMetrics(reg prometheus.Registerer, s *Server) {
 		func() float64 { return float64(st.ProtocolErrors.Load()) })
 	metrics.CounterFunc(reg, "query_buffer_closed_total", "Client connections closed at the query buffer limit.",
 		func() float64 { return float64(st.QueryBufferClosed.Load()) })
-	metrics.CounterFunc(reg, "clients_output_limit_closed_total",
+	metrics.CounterFunc(reg, "client_output_limit_closed_total",
 		"Client connections closed at client_output_buffer_limit.",
 		func() float64 { return float64(st.OutputLimitClosed.Load()) })
-	metrics.CounterFunc(reg, "clients_idle_closed_total", "Client connections closed by idle_timeout.",
+	metrics.CounterFunc(reg, "client_idle_closed_total", "Client connections closed by idle_timeout.",
 		func() float64 { return float64(st.IdleClosed.Load()) })
 	for _, m := range []struct {
 		name, help string

@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"context"
+	"io"
 	"net"
 	"sort"
 	"strings"
@@ -9,7 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/slotproxy/slotproxy/metrics"
+	"github.com/slotproxy/slotproxy/proxy"
+	"github.com/slotproxy/slotproxy/resp"
 )
 
 // p99 of a latency sample.
@@ -141,4 +147,47 @@ func TestSlowReader(t *testing.T) {
 func isTimeout(err error) bool {
 	ne, ok := err.(net.Error)
 	return ok && ne.Timeout()
+}
+
+// TestOutputLimitCloses: a single reply larger than client_output_buffer_limit's hard limit, to a client that
+// does not read, closes that client (counted in the metric), as Redis does; others go on.
+func TestOutputLimitCloses(t *testing.T) {
+	_, _, cl := shared(t)
+	addr, srv := startProxyOpt(t, cl.Addrs(), false, func(c *proxy.Config) { c.OutputLimit.Hard = 4 << 20 })
+	reg := metrics.NewRegistry()
+	proxy.RegisterMetrics(reg, srv)
+	ctx := context.Background()
+	other := newClient(addr)
+	defer other.Close()
+	if err := other.Set(ctx, "ol:big", strings.Repeat("o", 32<<20), 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	slow := dialRaw(t, addr)
+	slow.send(resp.AppendCommandStrings(nil, "GET", "ol:big"))
+	eventually(t, 5*time.Second, "the client over the hard limit is closed", func() bool {
+		return counterValue(t, reg, "slotproxy_client_output_limit_closed_total") == 1
+	})
+	// What the kernel had buffered may still arrive, then the connection ends short of the reply.
+	_ = slow.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, err := io.Copy(io.Discard, slow.c)
+	if err != nil || n >= 32<<20 {
+		t.Errorf("the closed client read %d bytes (%v), want the connection to end short of the 32 MiB reply", n, err)
+	}
+	if v, err := other.StrLen(ctx, "ol:big").Result(); err != nil || v != 32<<20 {
+		t.Errorf("another client after the close: %d %v", v, err)
+	}
+}
+
+func counterValue(t *testing.T, g prometheus.Gatherer, name string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) > 0 {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	return -1
 }
