@@ -206,3 +206,19 @@ func (rc *rawConn) closed() bool {
 	_, err := rc.r.ReadByte()
 	return err == io.EOF
 }
+
+// checkServes makes c SET and GET a key on every master of the shared cluster (the ranges redis-cli --cluster
+// create gives): a client that still goes on after someone else's fault must get backend answers, not only
+// PING or ECHO, which the proxy answers itself.
+func checkServes(t testing.TB, c *rawConn, tag string) {
+	t.Helper()
+	for _, r := range [][2]int{{0, 5460}, {5461, 10922}, {10923, 16383}} {
+		k := keyInRange("serves:"+tag+":", r[0], r[1])
+		if got := string(c.do("SET", k, tag)); got != "+OK\r\n" {
+			t.Fatalf("SET %s after %s: %q", k, tag, got)
+		}
+		if got, want := string(c.do("GET", k)), string(resp.AppendBulkString(nil, tag)); got != want {
+			t.Fatalf("GET %s after %s: %q, want %q", k, tag, got, want)
+		}
+	}
+}

@@ -37,9 +37,7 @@ func TestHugeBulkHeader(t *testing.T) {
 		big.send([]byte(strings.Repeat("x", 1024)))
 	}
 	time.Sleep(200 * time.Millisecond)
-	if r := other.do("PING"); string(r) != "+PONG\r\n" {
-		t.Fatalf("another client got %q while a 512 MiB value was arriving", r)
-	}
+	checkServes(t, other, "a 512 MiB value arriving")
 	runtime.ReadMemStats(&after)
 	if grown := int64(after.TotalAlloc - before.TotalAlloc); grown > 32<<20 {
 		t.Errorf("a 512 MiB bulk header with 100 KiB sent made the proxy allocate %d MiB", grown>>20)
@@ -124,10 +122,9 @@ func TestDisconnectWithRequestsInFlight(t *testing.T) {
 		c.send(req)
 		c.c.Close()
 	}
-	for i := 0; i < 100; i++ {
-		if r := other.do("ECHO", "still here"); string(r) != "$10\r\nstill here\r\n" {
-			t.Fatalf("other client got %q", r)
-		}
+	// The aborted clients' requests shared backend connections with this client's: they must still answer.
+	for i := 0; i < 20; i++ {
+		checkServes(t, other, fmt.Sprint("disconnects ", i))
 	}
 }
 
