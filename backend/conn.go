@@ -118,6 +118,12 @@ func (c *Conn) queue(b []byte) {
 	c.iov = append(c.iov, b)
 }
 
+// dropIOV forgets the queued large requests' bytes (written, or never to be).
+func (c *Conn) dropIOV() {
+	clear(c.iov)
+	c.iov, c.mark = c.iov[:0], 0
+}
+
 func (c *Conn) flush() {
 	c.dirty = false
 	if c.state != stateOpen || (len(c.out) == 0 && len(c.iov) == 0) {
@@ -131,8 +137,7 @@ func (c *Conn) flush() {
 			c.iov = append(c.iov, c.out[c.mark:])
 		}
 		_, _ = c.gc.Writev(c.iov) // gnet copies what the socket does not take at once
-		clear(c.iov)
-		c.iov, c.mark = c.iov[:0], 0
+		c.dropIOV()
 	}
 	c.out = c.out[:0]
 	if cap(c.out) > 1<<20 {
@@ -251,10 +256,7 @@ func (c *Conn) OnTraffic(gc gnet.Conn) {
 	for off < len(buf) {
 		n, err := c.scanner.Scan(buf[off:])
 		if err != nil {
-			c.pool.log.Warn("closing backend connection: bad reply", "node", c.addr, "err", err)
-			c.in.Reset()
-			_, _ = gc.Discard(-1)
-			_ = c.pool.el.Close(gc)
+			c.outOfStep(gc, "bad reply", "err", err)
 			return
 		}
 		if n == 0 {
@@ -263,10 +265,7 @@ func (c *Conn) OnTraffic(gc gnet.Conn) {
 		reply := buf[off : off+n]
 		off += n
 		if c.fifo.Len()-c.unsent <= 0 {
-			c.pool.log.Warn("closing backend connection: reply without request", "node", c.addr)
-			c.in.Reset()
-			_, _ = gc.Discard(-1)
-			_ = c.pool.el.Close(gc)
+			c.outOfStep(gc, "reply without request")
 			return
 		}
 		c.handle(c.fifo.Pop(), reply)
@@ -275,6 +274,15 @@ func (c *Conn) OnTraffic(gc gnet.Conn) {
 	if c.unsent > 0 && c.state == stateOpen {
 		c.pool.markDirty(c)
 	}
+}
+
+// outOfStep closes a connection whose replies can no longer be matched to its requests; nothing more it
+// sent is scanned, and OnClose applies the resend rules to what it held.
+func (c *Conn) outOfStep(gc gnet.Conn, why string, args ...any) {
+	c.pool.log.Warn("closing backend connection: "+why, append([]any{"node", c.addr}, args...)...)
+	c.in.Reset()
+	_, _ = gc.Discard(-1)
+	_ = c.pool.el.Close(gc)
 }
 
 func (c *Conn) handle(r *Request, reply []byte) {
@@ -329,8 +337,7 @@ func (c *Conn) OnClose(err error) {
 	}
 	c.unsent = 0
 	c.out = c.out[:0]
-	clear(c.iov)
-	c.iov, c.mark = c.iov[:0], 0
+	c.dropIOV()
 	c.scanner.Reset()
 	c.in.Reset()
 	if wasOpen && c.state != stateShut && err != nil { // nil: closed here, or the engine stops
