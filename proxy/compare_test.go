@@ -96,3 +96,43 @@ func report(t *testing.T, scenario, client string, event loadgen.Summary, res *l
 			scenario, p.errors, p.lost, c.errors, c.lost)
 	}
 }
+
+// latencyWithin fails t if the requests that started during an event were slower than the bounds. The bounds
+// are several times what a quiet run measures (the README's table), so that they hold on a loaded 2-core
+// machine, and far below what a stalled connection or a missed redirect costs.
+func latencyWithin(t *testing.T, event loadgen.Summary, p99, worst time.Duration) {
+	t.Helper()
+	if event.P99 > p99 || event.Max > worst {
+		t.Errorf("during the event p99 %v, max %v; want at most %v and %v", event.P99, event.Max, p99, worst)
+	}
+}
+
+// requireIntact fails t for every lost write, impossible reply and failed check read the load found. allowed,
+// if not nil, excuses the losses the scenario's semantics allow (Redis's asynchronous replication loses writes
+// acknowledged by a master just before it was killed); a failed read of the final check is never excused: it
+// would hide a lost write.
+func requireIntact(t *testing.T, res *loadgen.Result, allowed func(loadgen.Loss) bool) {
+	t.Helper()
+	var problems []string
+	excused := 0
+	for _, l := range res.Losses {
+		if allowed != nil && allowed(l) {
+			excused++
+			continue
+		}
+		problems = append(problems, "lost write: "+l.String())
+	}
+	for _, b := range res.BadReplies {
+		problems = append(problems, "bad reply: "+b)
+	}
+	for _, e := range res.CheckErrors {
+		problems = append(problems, "check read failed: "+e)
+	}
+	if excused > 0 {
+		t.Logf("%d losses the scenario allows", excused)
+	}
+	if len(problems) > 0 {
+		t.Errorf("%d problems in the load's data; the first: %s", len(problems),
+			strings.Join(problems[:min(len(problems), 10)], "\n"))
+	}
+}

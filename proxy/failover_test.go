@@ -93,9 +93,12 @@ func TestManualFailover(t *testing.T) {
 	if all := res.Window(time.Time{}, time.Time{}); all.Errors != 0 {
 		t.Errorf("%d errors: %v", all.Errors, all.ErrorSamples)
 	}
-	if res.LostWrites != 0 || res.CounterMismatch != 0 || len(res.CheckErrors) != 0 {
-		t.Errorf("lost writes %d, counter mismatches %d, check: %v", res.LostWrites, res.CounterMismatch, res.CheckErrors)
+	requireIntact(t, res, nil)
+	// The first MOVED from the old master makes the proxy refresh at once (README: ~40 ms).
+	if d := learned.Sub(promoted); d > time.Second {
+		t.Errorf("the proxy learnt the new master %v after the promotion, want <= 1s", d)
 	}
+	latencyWithin(t, during, 100*time.Millisecond, time.Second)
 }
 
 // firstSlot is a slot of the given shard of the map a test started with.
@@ -163,9 +166,16 @@ func masterKilled(t *testing.T, tg target) {
 	if !tg.proxy {
 		return
 	}
+	// Only what the dead master acknowledged before it died may be missing: Redis replicates asynchronously.
+	requireIntact(t, res, func(l loadgen.Loss) bool {
+		return snap.Slots[topology.Slot([]byte(l.Key))] == 0 && l.AckedAt.Before(killed)
+	})
 	if d := learned.Sub(promoted); d > 500*time.Millisecond {
 		t.Errorf("the proxy learnt the new master %v after the promotion, want <= 500ms", d)
 	}
+	// Requests for the dead master's slots wait for the promotion, and no longer than it plus 2 s; the others
+	// go on (README table: p99 7 ms, max 3.6 s).
+	latencyWithin(t, during, 100*time.Millisecond, promoted.Sub(killed)+2*time.Second)
 	for kind, n := range all.ErrorsByKind {
 		if kind != "INCR" {
 			t.Errorf("%d %s errors: only non-idempotent writes may fail (%v)", n, kind, all.ErrorSamples)
@@ -259,10 +269,10 @@ func TestReplicaDown(t *testing.T) {
 			}
 			t.Logf("replica %s: reads again %v after the stop; while down: %v, reads max %v, writes max %v; "+
 				"whole run %v; lost writes %d", how.name, back.Sub(down), event, readMax, writeMax, all, res.LostWrites)
-			if all.Errors != 0 || res.LostWrites != 0 || res.CounterMismatch != 0 {
-				t.Errorf("errors %d (%v), lost writes %d, counters %d", all.Errors, all.ErrorSamples, res.LostWrites,
-					res.CounterMismatch)
+			if all.Errors != 0 {
+				t.Errorf("%d errors: %v", all.Errors, all.ErrorSamples)
 			}
+			requireIntact(t, res, nil)
 			if readMax > time.Second {
 				t.Errorf("a read took %v while the replica was down, want < 1s", readMax)
 			}
@@ -337,6 +347,11 @@ func TestWholeShardLost(t *testing.T) {
 	if after.Errors != 0 {
 		t.Errorf("%d errors after the shard came back: %v", after.Errors, after.ErrorSamples)
 	}
+	// The test's nodes keep no data on disk: the lost shard comes back empty. Every write to the other shards,
+	// and every write the returned shard acknowledged, must read back.
+	requireIntact(t, res, func(l loadgen.Loss) bool {
+		return snap.Slots[topology.Slot([]byte(l.Key))] == 0 && l.AckedAt.Before(healed)
+	})
 }
 
 func keyInShard(s *topology.Snapshot, shard int) string {

@@ -42,10 +42,11 @@ func main() {
 	fmt.Println(res.Window(time.Time{}, time.Time{}))
 	fmt.Printf("lost writes %d, counter mismatches %d, INCRs with unknown outcome %d\n",
 		res.LostWrites, res.CounterMismatch, res.UnknownIncrs)
-	for _, e := range res.CheckErrors {
-		fmt.Println("check:", e)
+	problems := res.Problems()
+	for _, p := range problems {
+		fmt.Println(p)
 	}
-	if len(res.CheckErrors) > 0 {
+	if len(problems) > 0 {
 		os.Exit(1)
 	}
 }

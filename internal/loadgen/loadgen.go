@@ -42,10 +42,46 @@ type Op struct {
 type Result struct {
 	Ops []Op
 
-	LostWrites      int // acknowledged writes that did not read back (during the run or at the check)
-	CounterMismatch int // counters whose value is outside [acked, acked+unknown]
+	// Losses are acknowledged writes that did not read back (during the run or at the check) and counters
+	// below their acknowledged INCRs. Redis's asynchronous replication can lose writes acknowledged by a master
+	// just before it died; nothing else may.
+	Losses []Loss
+	// BadReplies are replies no Redis could have given this client: a write not answered OK, an MGET of the
+	// wrong length, a DEL count other than 0 or 1, a counter above what was sent (an INCR that ran twice).
+	BadReplies []string
+	// CheckErrors are reads of the final check that failed: each hides whether a write was lost.
+	CheckErrors []string
+
+	LostWrites      int // acknowledged values that did not read back
+	CounterMismatch int // counters found outside what the acknowledged and unknown INCRs allow
 	UnknownIncrs    int // INCRs that failed: their outcome is unknown
-	CheckErrors     []string
+}
+
+// Loss is one acknowledged write that did not read back.
+type Loss struct {
+	Key       string
+	Want, Got string    // values ("" = absent); for a counter, the least value it may have and the one found
+	AckedAt   time.Time // when the last write of the key was acknowledged (zero: the key was never written)
+}
+
+func (l Loss) String() string {
+	return fmt.Sprintf("%s: want %q, got %q (last write acknowledged %s)", l.Key, l.Want, l.Got,
+		l.AckedAt.Format("15:04:05.000"))
+}
+
+// Problems lists every loss, impossible reply and failed check read: what a test that allows none reports.
+func (r *Result) Problems() []string {
+	var out []string
+	for _, l := range r.Losses {
+		out = append(out, "lost write: "+l.String())
+	}
+	for _, b := range r.BadReplies {
+		out = append(out, "bad reply: "+b)
+	}
+	for _, e := range r.CheckErrors {
+		out = append(out, "check read failed: "+e)
+	}
+	return out
 }
 
 // Run starts the workers and returns a stop function that ends them, checks the data and returns the result.
@@ -55,7 +91,7 @@ func Run(cfg Config) (stop func() *Result) {
 	var wg sync.WaitGroup
 	for i := range workers {
 		w := &worker{id: i, cfg: &cfg, c: cfg.NewClient(), rng: rand.New(rand.NewPCG(uint64(i), 7)),
-			values: map[string]string{}}
+			values: map[string]string{}, unsure: map[string]bool{}, ackedAt: map[string]time.Time{}}
 		workers[i] = w
 		wg.Add(1)
 		go func() {
@@ -68,15 +104,12 @@ func Run(cfg Config) (stop func() *Result) {
 		wg.Wait()
 		if cfg.StaleReads {
 			time.Sleep(500 * time.Millisecond) // let the replicas catch up
-			for _, w := range workers {
-				w.lost = 0
-			}
 		}
 		res := &Result{}
 		for _, w := range workers {
-			w.check(res)
+			w.res = res
+			w.check()
 			res.Ops = append(res.Ops, w.ops...)
-			res.LostWrites += w.lost
 			res.UnknownIncrs += w.unknownIncr
 		}
 		slices.SortFunc(res.Ops, func(a, b Op) int { return a.Start.Compare(b.Start) })
@@ -85,18 +118,23 @@ func Run(cfg Config) (stop func() *Result) {
 }
 
 type worker struct {
-	id          int
-	cfg         *Config
-	c           redis.Cmdable
-	rng         *rand.Rand
-	seq         int
-	values      map[string]string // last acknowledged value per key ("" = deleted); keys with an unknown write are absent
-	unsure      map[string]bool   // keys whose last write failed: either value may be there
-	acked       int               // acknowledged INCRs
+	id      int
+	cfg     *Config
+	c       redis.Cmdable
+	rng     *rand.Rand
+	seq     int
+	values  map[string]string    // last acknowledged value per key ("" = deleted or never written)
+	unsure  map[string]bool      // keys whose last write failed: either value may be there
+	ackedAt map[string]time.Time // when the last write of a key was acknowledged
+	// The counter is in [lo, hi]: lo counts the INCRs known to have run, hi adds those whose outcome is unknown.
+	lo, hi      int
+	incrAckedAt time.Time
 	unknownIncr int
-	lost        int
 	checking    bool // in check: reads count even with StaleReads
 	ops         []Op
+	lost        []Loss
+	bad         []string
+	res         *Result // set for the check; the run keeps its findings in lost and bad
 }
 
 func (w *worker) key(i int) string {
@@ -114,10 +152,11 @@ func (w *worker) record(kind string, start time.Time, err error, keys ...string)
 	w.ops = append(w.ops, op)
 }
 
+func (w *worker) badReply(format string, args ...any) {
+	w.bad = append(w.bad, fmt.Sprintf(format, args...))
+}
+
 func (w *worker) run(ctx context.Context) {
-	if w.unsure == nil {
-		w.unsure = map[string]bool{}
-	}
 	n := w.cfg.KeysPerWorker
 	for ctx.Err() == nil {
 		w.seq++
@@ -128,8 +167,9 @@ func (w *worker) run(ctx context.Context) {
 		opctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		switch p := w.rng.IntN(100); {
 		case p < 25:
-			err := w.c.Set(opctx, k, val, 0).Err()
+			ok, err := w.c.Set(opctx, k, val, 0).Result()
 			w.record("SET", start, err, k)
+			w.wroteOK("SET "+k, ok, err)
 			w.wrote(err, k, val)
 		case p < 55:
 			got, err := w.c.Get(opctx, k).Result()
@@ -141,44 +181,32 @@ func (w *worker) run(ctx context.Context) {
 				w.read(k, got)
 			}
 		case p < 70:
-			err := w.c.Incr(opctx, w.counter()).Err()
+			got, err := w.c.Incr(opctx, w.counter()).Result()
 			w.record("INCR", start, err, w.counter())
-			if err == nil {
-				w.acked++
-			} else {
-				w.unknownIncr++
-			}
+			w.incremented(int(got), err)
 		case p < 80:
 			vals, err := w.c.MGet(opctx, k, k2).Result()
 			w.record("MGET", start, err, k, k2)
-			if err == nil && len(vals) == 2 {
-				for i, kk := range []string{k, k2} {
-					s, _ := vals[i].(string)
-					w.read(kk, s)
-				}
-			}
+			w.mgot(err, vals, k, k2)
 		case p < 86:
 			// Two keys of one slot (hash tag): during a migration this is the request Redis answers TRYAGAIN.
 			a, b := w.tagged(k, "a"), w.tagged(k, "b")
 			if w.rng.IntN(2) == 0 {
-				err := w.c.MSet(opctx, a, val, b, val).Err()
+				ok, err := w.c.MSet(opctx, a, val, b, val).Result()
 				w.record("MSET", start, err, a, b)
+				w.wroteOK("MSET "+a+" "+b, ok, err)
 				w.wrote(err, a, val)
 				w.wrote(err, b, val)
 			} else {
 				vals, err := w.c.MGet(opctx, a, b).Result()
 				w.record("MGET", start, err, a, b)
-				if err == nil && len(vals) == 2 {
-					for i, kk := range []string{a, b} {
-						s, _ := vals[i].(string)
-						w.read(kk, s)
-					}
-				}
+				w.mgot(err, vals, a, b)
 			}
 		case p < 92:
 			v2 := val + "b"
-			err := w.c.MSet(opctx, k, val, k2, v2).Err()
+			ok, err := w.c.MSet(opctx, k, val, k2, v2).Result()
 			w.record("MSET", start, err, k, k2)
+			w.wroteOK("MSET "+k+" "+k2, ok, err)
 			if k == k2 {
 				w.wrote(err, k, v2)
 			} else {
@@ -186,11 +214,20 @@ func (w *worker) run(ctx context.Context) {
 				w.wrote(err, k2, v2)
 			}
 		default:
-			err := w.c.Del(opctx, k).Err()
+			n, err := w.c.Del(opctx, k).Result()
 			w.record("DEL", start, err, k)
+			if err == nil {
+				w.deleted(k, n)
+			}
 			w.wrote(err, k, "")
 		}
 		cancel()
+	}
+}
+
+func (w *worker) wroteOK(what, reply string, err error) {
+	if err == nil && reply != "OK" {
+		w.badReply("%s answered %q, not OK", what, reply)
 	}
 }
 
@@ -202,25 +239,97 @@ func (w *worker) wrote(err error, k, v string) {
 	}
 	delete(w.unsure, k)
 	w.values[k] = v
+	w.ackedAt[k] = time.Now()
+}
+
+// deleted checks a DEL's count against what the key should hold: 1 if it had a value, 0 if not.
+func (w *worker) deleted(k string, n int64) {
+	if n != 0 && n != 1 {
+		w.badReply("DEL %s answered %d", k, n)
+		return
+	}
+	if w.unsure[k] {
+		return
+	}
+	if had := w.values[k] != ""; had != (n == 1) {
+		got := ""
+		if n == 1 {
+			got = "(a value)"
+		}
+		w.lost = append(w.lost, Loss{Key: k, Want: w.values[k], Got: got, AckedAt: w.ackedAt[k]})
+	}
+}
+
+// incremented checks an INCR's reply: only this worker increments its counter, so the reply is one more
+// than the value before, which the INCRs known and unknown bound.
+func (w *worker) incremented(got int, err error) {
+	if err != nil {
+		w.unknownIncr++
+		w.hi++
+		return
+	}
+	switch {
+	case got < w.lo+1:
+		w.lost = append(w.lost, Loss{Key: w.counter(), Want: strconv.Itoa(w.lo + 1), Got: strconv.Itoa(got),
+			AckedAt: w.incrAckedAt})
+	case got > w.hi+1:
+		w.badReply("INCR %s answered %d, at most %d INCRs were sent: one ran twice", w.counter(), got, w.hi+1)
+	}
+	w.lo, w.hi = got, got
+	w.incrAckedAt = time.Now()
+}
+
+// mgot checks an MGET's reply: one value or nil per key, each compared with the last write.
+func (w *worker) mgot(err error, vals []any, keys ...string) {
+	if err != nil {
+		return
+	}
+	if len(vals) != len(keys) {
+		w.badReply("MGET %v answered %d values", keys, len(vals))
+		return
+	}
+	for i, k := range keys {
+		switch v := vals[i].(type) {
+		case string:
+			w.read(k, v)
+		case nil:
+			w.read(k, "")
+		default:
+			w.badReply("MGET %v answered %T %v for %s", keys, v, v, k)
+		}
+	}
 }
 
 // read compares a value read with the last acknowledged write of the key.
 func (w *worker) read(k, got string) {
-	if w.unsure[k] || (w.cfg.StaleReads && !w.checking) {
+	if w.cfg.StaleReads && !w.checking {
 		return
 	}
-	want, known := w.values[k]
-	if !known {
-		want = ""
+	if w.unsure[k] { // the read settles which write took effect
+		delete(w.unsure, k)
+		w.values[k] = got
+		return
 	}
-	if got != want {
-		w.lost++
+	if want := w.values[k]; got != want {
+		w.lost = append(w.lost, Loss{Key: k, Want: want, Got: got, AckedAt: w.ackedAt[k]})
 		w.values[k] = got // count each loss once
 	}
 }
 
-// check reads every key and the counter back after the run.
-func (w *worker) check(res *Result) {
+// check reads every key and the counter back after the run and adds the worker's findings to res.
+func (w *worker) check() {
+	res := w.res
+	defer func() {
+		for _, l := range w.lost {
+			if l.Key == w.counter() {
+				res.CounterMismatch++
+			} else {
+				res.LostWrites++
+			}
+		}
+		res.Losses = append(res.Losses, w.lost...)
+		res.BadReplies = append(res.BadReplies, w.bad...)
+	}()
 	w.checking = true
 	ctx := context.Background()
 	var keys []string
@@ -246,10 +355,14 @@ func (w *worker) check(res *Result) {
 		res.CheckErrors = append(res.CheckErrors, fmt.Sprintf("GET %s: %v", w.counter(), err))
 		return
 	}
-	if n < w.acked || n > w.acked+w.unknownIncr {
+	switch {
+	case n < w.lo:
+		w.lost = append(w.lost, Loss{Key: w.counter(), Want: strconv.Itoa(w.lo), Got: strconv.Itoa(n),
+			AckedAt: w.incrAckedAt})
+	case n > w.hi:
 		res.CounterMismatch++
-		res.CheckErrors = append(res.CheckErrors,
-			fmt.Sprintf("%s = %d, acknowledged INCRs %d, unknown %d", w.counter(), n, w.acked, w.unknownIncr))
+		w.badReply("%s = %d, but only %d INCRs were sent (%d of them unknown): one ran twice", w.counter(), n,
+			w.hi, w.hi-w.lo)
 	}
 }
 
