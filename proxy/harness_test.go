@@ -2,11 +2,15 @@ package proxy_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -34,8 +38,26 @@ var sharedT = &sharedTB{}
 func TestMain(m *testing.M) {
 	code := m.Run()
 	sharedT.cleanup()
+	// An error the proxy logged fails the run even when it came after its test ended (the shared proxy).
+	if errs := proxyErrors.all(); len(errs) > 0 {
+		fmt.Fprintf(os.Stderr, "FAIL: the proxy logged %d errors:\n%s", len(errs), strings.Join(errs, ""))
+		code = 1
+	}
 	os.Exit(code)
 }
+
+// proxyErrors collects the ERROR lines of every proxy the tests ran: a panic in a callback, a stopped metrics
+// server. Warnings (a lost backend connection) are part of the scenarios and only logged.
+var proxyErrors errorLines
+
+type errorLines struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (e *errorLines) add(s string) { e.mu.Lock(); e.lines = append(e.lines, s); e.mu.Unlock() }
+
+func (e *errorLines) all() []string { e.mu.Lock(); defer e.mu.Unlock(); return slices.Clone(e.lines) }
 
 // sharedTB lets the shared processes outlive one test and be stopped when the package's tests end.
 type sharedTB struct {
@@ -133,7 +155,12 @@ type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	defer func() { _ = recover() }() // a log line after the test ended must not panic
-	w.t.Log(string(p))
+	if bytes.Contains(p, []byte("level=ERROR")) {
+		proxyErrors.add(string(p))
+		w.t.Errorf("the proxy logged an error: %s", p)
+	} else {
+		w.t.Log(string(p))
+	}
 	return len(p), nil
 }
 

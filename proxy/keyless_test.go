@@ -1,0 +1,187 @@
+package proxy_test
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// TestScanLarge: SCAN through the proxy walks every master; each of 30,000 keys spread over all of them is
+// returned at least once and no other key is, whatever COUNT, with the cursor continued on another
+// connection (a cursor is the client's, not the connection's), and TYPE filters as Redis does.
+func TestScanLarge(t *testing.T) {
+	addr, _, cluster := shared(t)
+	ctx := context.Background()
+	c := newClient(addr)
+	defer c.Close()
+	const n = 30000
+	want := map[string]bool{}
+	pipe := c.Pipeline()
+	for i := 0; i < n; i++ {
+		k := fmt.Sprintf("scanlarge:%d", i)
+		want[k] = true
+		pipe.Set(ctx, k, i, 0)
+	}
+	for i := 0; i < 100; i++ {
+		pipe.HSet(ctx, fmt.Sprintf("scanlarge:h:%d", i), "f", i)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	onMaster := 0
+	for _, m := range cluster.Masters() {
+		keys, err := m.Client(t).Keys(ctx, "scanlarge:*").Result()
+		if err != nil || len(keys) < n/4 {
+			t.Fatalf("a master holds %d of the keys (%v): the test would not cross masters", len(keys), err)
+		}
+		onMaster += len(keys)
+	}
+	if onMaster != n+100 {
+		t.Fatalf("the masters hold %d keys, want %d", onMaster, n+100)
+	}
+
+	other := newClient(addr)
+	defer other.Close()
+	for _, count := range []int64{1, 10, 1000, 100000} {
+		seen := map[string]int{}
+		var cursor uint64
+		calls := 0
+		for {
+			cl := c
+			if calls%2 == 1 {
+				cl = other
+			}
+			keys, next, err := cl.ScanType(ctx, cursor, "scanlarge:*", count, "string").Result()
+			if err != nil {
+				t.Fatalf("SCAN %d COUNT %d: %v", cursor, count, err)
+			}
+			for _, k := range keys {
+				seen[k]++
+			}
+			calls++
+			if cursor = next; cursor == 0 {
+				break
+			}
+			if calls > 2*n {
+				t.Fatalf("COUNT %d: SCAN did not end after %d calls", count, calls)
+			}
+		}
+		missing, extra, dup := 0, 0, 0
+		for k := range want {
+			if seen[k] == 0 {
+				missing++
+			}
+		}
+		for k, times := range seen {
+			if !want[k] {
+				extra++
+			}
+			dup += times - 1
+		}
+		t.Logf("COUNT %d: %d calls, %d keys, %d returned twice", count, calls, len(seen), dup)
+		// Redis may return a key twice while a table rehashes, never miss one that stayed.
+		if missing != 0 || extra != 0 || dup > n/10 {
+			t.Errorf("COUNT %d: %d keys missing, %d not asked for (hashes included), %d duplicates", count, missing,
+				extra, dup)
+		}
+	}
+	hashes, _, err := c.ScanType(ctx, 0, "scanlarge:*", 100000, "hash").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One call returns the first master's hashes; walk on for the rest.
+	var all []string
+	for cursor := uint64(0); ; {
+		keys, next, err := c.ScanType(ctx, cursor, "scanlarge:h:*", 100000, "hash").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, keys...)
+		if cursor = next; cursor == 0 {
+			break
+		}
+	}
+	slices.Sort(all)
+	all = slices.Compact(all)
+	if len(all) != 100 || len(hashes) == 0 || len(hashes) >= 100 {
+		t.Errorf("SCAN TYPE hash: %d distinct hashes over the walk (want 100), %d in the first call (want one "+
+			"master's share)", len(all), len(hashes))
+	}
+}
+
+// TestInfoLikeStandalone: INFO through the proxy has a standalone server's sections, says it is standalone,
+// and adds a # Proxy section whose figures are exact.
+func TestInfoLikeStandalone(t *testing.T) {
+	_, standalone, cluster := shared(t)
+	addr := startProxy(t, cluster.Addrs())
+	ctx := context.Background()
+	px := dialRaw(t, addr)
+	info := func(args ...string) string {
+		t.Helper()
+		return string(px.do(append([]string{"INFO"}, args...)...))
+	}
+	headers := func(text string) []string {
+		return regexp.MustCompile(`(?m)^# (\w+)\r$`).FindAllString(text, -1)
+	}
+	alone, err := newClient(standalone.Addr).Info(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := info()
+	if h, w := headers(got), append(headers(alone), "# Proxy\r"); !slices.Equal(h, w) {
+		t.Errorf("INFO sections %q, want a standalone server's and # Proxy: %q", h, w)
+	}
+	for _, line := range []string{"redis_mode:standalone\r\n", "cluster_enabled:0\r\n"} {
+		if !strings.Contains(got, line) {
+			t.Errorf("INFO lacks %q", line)
+		}
+	}
+	for _, line := range []string{"redis_mode:cluster", "cluster_enabled:1"} {
+		if strings.Contains(got, line) {
+			t.Errorf("INFO has %q: clients would switch to cluster mode", line)
+		}
+	}
+	if h := headers(info("server")); !slices.Equal(h, []string{"# Server\r"}) {
+		t.Errorf("INFO server has sections %q", h)
+	}
+	if h := headers(info("everything")); !slices.Contains(h, "# Proxy\r") {
+		t.Errorf("INFO everything has no # Proxy: %q", h)
+	}
+
+	field := func(text, name string) int {
+		t.Helper()
+		m := regexp.MustCompile(`(?m)^` + name + `:(\d+)\r$`).FindStringSubmatch(text)
+		if m == nil {
+			t.Fatalf("no %s in %q", name, text)
+		}
+		v, _ := strconv.Atoi(m[1])
+		return v
+	}
+	held := []*rawConn{dialRaw(t, addr), dialRaw(t, addr)}
+	for _, h := range held {
+		if got := string(h.do("PING")); got != "+PONG\r\n" {
+			t.Fatal(got)
+		}
+	}
+	p := info("proxy")
+	if h := headers(p); !slices.Equal(h, []string{"# Proxy\r"}) {
+		t.Errorf("INFO proxy has sections %q", h)
+	}
+	for name, want := range map[string]int{"proxy_cluster_nodes": 6, "proxy_cluster_shards": 3,
+		"proxy_event_loops": 2, "proxy_connected_clients": 3, "proxy_total_connections_received": 3} {
+		if got := field(p, name); got != want {
+			t.Errorf("%s:%d, want %d", name, got, want)
+		}
+	}
+	before := field(p, "proxy_total_commands_processed")
+	for i := 0; i < 10; i++ {
+		px.do("GET", "info:k")
+	}
+	if d := field(info("proxy"), "proxy_total_commands_processed") - before; d != 11 {
+		t.Errorf("10 GETs and an INFO counted as %d commands", d)
+	}
+}
