@@ -2,7 +2,7 @@ package command_test
 
 import (
 	"fmt"
-	"os/exec"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -62,22 +62,12 @@ BITFIELD %k GET u8 0
 // serves every slot but one. Each request is sent (inside MULTI, so that nothing runs, then DISCARD) once
 // with every free name in a served slot and once more for every free name moved to the unserved slot;
 // the server's answers (QUEUED, CROSSSLOT, or CLUSTERDOWN when the first key's slot is not served) must be
-// the ones predicted from ClusterKeyIndexes's positions, in their order.
+// the ones predicted from ClusterKeyIndexes's positions, in their order. On a server of another version than
+// the table's, requests to commands it does not have are left out.
 func TestClusterKeyIndexesMatchServer(t *testing.T) {
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Skip("redis-server is not in PATH")
-	}
-	srv, err := liveredis.Start("redis-server", t.TempDir(), "--cluster-enabled", "yes",
-		"--cluster-require-full-coverage", "no", "--cluster-node-timeout", "5000")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
-	c, err := liveredis.Dial(srv.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	srv := startServer(t, "--cluster-enabled", "yes", "--cluster-require-full-coverage", "no",
+		"--cluster-node-timeout", "5000")
+	c := srv.Conn
 
 	const served, unserved = "a", "b" // hash tags
 	if slot(unserved) == slot(served) {
@@ -137,10 +127,15 @@ func TestClusterKeyIndexesMatchServer(t *testing.T) {
 		keys []int
 	}
 	var variants []variant
+	skipped := map[string]bool{}
 	for _, r := range reqs {
 		cmd, st := command.Lookup(r.args)
 		if st != command.LookupOK {
 			t.Errorf("%q: Lookup: %v", r.args, st)
+			continue
+		}
+		if !srv.pinned && !srv.has(cmd) {
+			skipped[cmd.Name] = true
 			continue
 		}
 		if cmd.Has(command.NoMulti) || cmd.Name == "watch" {
@@ -162,6 +157,7 @@ func TestClusterKeyIndexesMatchServer(t *testing.T) {
 
 	const batch = 1000
 	failures, checked := 0, 0
+	refused := map[string]string{} // command name: an error reply
 	for start := 0; start < len(variants); start += batch {
 		vs := variants[start:min(start+batch, len(variants))]
 		var cmds [][][]byte
@@ -173,6 +169,12 @@ func TestClusterKeyIndexesMatchServer(t *testing.T) {
 			switch got {
 			case "QUEUED", "CROSSSLOT", "CLUSTERDOWN":
 			default:
+				if _, isErr := reply.(liveredis.Error); isErr && !srv.pinned {
+					// Refused before the slot check for a reason of its version (Valkey 8.0 refuses
+					// SUNSUBSCRIBE outside subscribed mode with NOSUB): nothing to compare.
+					refused[strings.ToLower(string(vs[i].args[0]))] = fmt.Sprint(reply)
+					continue
+				}
 				t.Errorf("%q: unexpected reply %v", vs[i].args, reply)
 				continue
 			}
@@ -186,6 +188,13 @@ func TestClusterKeyIndexesMatchServer(t *testing.T) {
 		}
 	}
 	t.Logf("%d variants of %d requests checked", checked, len(reqs))
+	if len(skipped) > 0 {
+		t.Logf("requests to %d commands of the table that %s does not have were not sent: %s",
+			len(skipped), srv.version, strings.Join(slices.Sorted(maps.Keys(skipped)), " "))
+	}
+	for _, name := range slices.Sorted(maps.Keys(refused)) {
+		t.Logf("%s refuses %s in MULTI before routing (not compared): %s", srv.version, name, refused[name])
+	}
 }
 
 // predict is getNodeByQuery's verdict for keys on a node that serves every slot but unserved.

@@ -174,8 +174,8 @@ func TestFlagStrings(t *testing.T) {
 	}
 }
 
-// keyCases are requests with the key positions Redis 7.0.15's COMMAND GETKEYS gives (the live test checks
-// them against a server too). ok is KeyIndexes's second result.
+// keyCases are requests with the key positions COMMAND GETKEYS gives on the table's Redis version,
+// command.RedisVersion (the live test checks them against a server too). ok is KeyIndexes's second result.
 var keyCases = []struct {
 	args []string
 	keys []int

@@ -1,8 +1,11 @@
 package command_test
 
 import (
+	"bytes"
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"os"
 	"os/exec"
 	"reflect"
 	"slices"
@@ -13,14 +16,72 @@ import (
 	"github.com/slotproxy/slotproxy/proxy/command/internal/liveredis"
 )
 
-// startServer starts a throwaway redis-server (free port, no persistence), killed by PID when the test
-// ends, and connects to it.
-func startServer(t *testing.T) *liveredis.Conn {
-	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Skip("redis-server is not in PATH")
+// The live tests run the server binary named by $SLOTPROXY_REDIS_SERVER (a path, or a name looked up in
+// PATH), redis-server by default. They adapt to the version they find:
+//
+//   - A Redis whose redis_version is command.RedisVersion (the server the table was generated from) is
+//     compared exactly: every field of COMMAND, every command, every error text.
+//   - Any other server (newer, older, or Valkey, which reports the Redis version it is compatible with as
+//     redis_version and its own as valkey_version) is compared where the table must agree with it for the
+//     proxy to route correctly: for every command both know, arity, the legacy key range, the key specs
+//     with the flags that key finding reads (routingSpecFlags), the command flags routing reads
+//     (routingFlags), COMMAND GETKEYS's keys, the cluster's slot checks, and the kinds of the errors the
+//     proxy answers itself. ACL categories, tips, other command and key spec flags, error texts and the
+//     commands only one side has are logged (go test -v shows them), not failed.
+const serverEnv = "SLOTPROXY_REDIS_SERVER"
+
+// routingFlags are the command flags that the proxy and this package read, and so must match any server
+// the proxy fronts: ReadOnly (a request may go to a replica, and may be resent: proxy/dispatch.go and
+// backend/pool.go), Blocking (blocking commands are refused), Admin (an admin command without keys is
+// refused), MovableKeys (Redis finds the keys with a getkeys procedure, which the table must have: keys.go),
+// NoMandatoryKeys (KeyIndexes's ok for a command that may have no keys).
+const routingFlags = command.ReadOnly | command.Blocking | command.Admin | command.MovableKeys | command.NoMandatoryKeys
+
+// routingSpecFlags are the key spec flags that key finding reads (keys.go, and useSpecs in command.go); the
+// others (RO, RW, OW, RM, access, update, insert, delete) say what the command does with the key.
+const routingSpecFlags = command.KeyNotKey | command.KeyIncomplete | command.KeyVariableFlags
+
+// keyFinding is specs with only routingSpecFlags: what finds the keys.
+func keyFinding(specs []command.KeySpec) []command.KeySpec {
+	out := slices.Clone(specs)
+	for i := range out {
+		out[i].Flags &= routingSpecFlags
 	}
-	srv, err := liveredis.Start("redis-server", t.TempDir())
+	return out
+}
+
+// liveServer is a throwaway server (free port, no persistence), killed by PID when the test ends, with a
+// connection to it and what INFO and COMMAND say about it.
+type liveServer struct {
+	*liveredis.Conn
+	version string           // "redis 7.2.4", or "valkey 8.0.1 (redis_version 7.2.4)"
+	pinned  bool             // a Redis of command.RedisVersion: compare exactly
+	cmds    map[string][]any // COMMAND's entries by full name ("get", "client|setname")
+	names   []string         // the keys of cmds, sorted
+}
+
+// serverBin is $SLOTPROXY_REDIS_SERVER, or redis-server. The test is skipped if redis-server is not in PATH,
+// and fails if a binary named by the variable cannot be found.
+func serverBin(t *testing.T) string {
+	t.Helper()
+	bin := os.Getenv(serverEnv)
+	if bin == "" {
+		if _, err := exec.LookPath("redis-server"); err != nil {
+			t.Skip("redis-server is not in PATH (" + serverEnv + " names another server binary)")
+		}
+		return "redis-server"
+	}
+	if _, err := exec.LookPath(bin); err != nil {
+		t.Fatalf("%s=%s: %v", serverEnv, bin, err)
+	}
+	return bin
+}
+
+// startServer starts the server with the options extra ("--cluster-enabled", "yes", ...), connects to it
+// and reads its version and COMMAND.
+func startServer(t *testing.T, extra ...string) *liveServer {
+	t.Helper()
+	srv, err := liveredis.Start(serverBin(t), t.TempDir(), extra...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,69 +91,193 @@ func startServer(t *testing.T) *liveredis.Conn {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
+	s := &liveServer{Conn: c, cmds: map[string][]any{}}
+
 	v, err := c.Do("INFO", "server")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(v.(string), "redis_version:"+command.RedisVersion+"\r\n") {
-		t.Fatalf("the table is from redis-server %s, this one is not (run go generate ./proxy/command):\n%s",
-			command.RedisVersion, v)
+	info := map[string]string{}
+	for line := range strings.SplitSeq(v.(string), "\r\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok {
+			info[k] = v
+		}
 	}
-	return c
-}
+	redisVersion := info["redis_version"]
+	if redisVersion == "" {
+		t.Fatalf("INFO server has no redis_version:\n%s", v)
+	}
+	switch {
+	case info["valkey_version"] != "":
+		s.version = "valkey " + info["valkey_version"] + " (redis_version " + redisVersion + ")"
+	case info["server_name"] != "" && info["server_name"] != "redis":
+		s.version = info["server_name"] + " (redis_version " + redisVersion + ")"
+	default:
+		s.version = "redis " + redisVersion
+		s.pinned = redisVersion == command.RedisVersion
+	}
 
-// TestTableMatchesServer compares every command and subcommand of the table with the live COMMAND reply.
-func TestTableMatchesServer(t *testing.T) {
-	c := startServer(t)
 	reply, err := c.Do("COMMAND")
 	if err != nil {
 		t.Fatal(err)
 	}
-	seen := 0
-	var check func(v any)
-	check = func(v any) {
+	var add func(v any)
+	add = func(v any) {
 		e := v.([]any)
-		name := e[0].(string)
-		seen++
+		if len(e) != 10 {
+			t.Fatalf("COMMAND entry with %d fields, want 10 (the Redis 7 form): %v", len(e), e)
+		}
+		name := strings.ToLower(e[0].(string))
+		s.cmds[name] = e
+		s.names = append(s.names, name)
+		for _, sub := range e[9].([]any) {
+			add(sub)
+		}
+	}
+	for _, e := range reply.([]any) {
+		add(e)
+	}
+	slices.Sort(s.names)
+	if s.pinned {
+		t.Logf("server %s, the table's version: compared exactly", s.version)
+	} else {
+		t.Logf("server %s, table from redis %s: compared where routing needs it to match, other differences logged",
+			s.version, command.RedisVersion)
+	}
+	return s
+}
+
+// has tells whether the server knows the command or subcommand of the table.
+func (s *liveServer) has(c *command.Command) bool { return s.cmds[c.Name] != nil }
+
+// widens tells whether every argument count arity a accepts, arity b accepts too (a negative arity is a
+// minimum).
+func widens(a, b int) bool {
+	if b >= 0 {
+		return a == b
+	}
+	if a >= 0 {
+		return a >= -b
+	}
+	return -a >= -b
+}
+
+// serverFlags maps COMMAND's flag names to the table's flags.
+var serverFlags = func() map[string]command.Flag {
+	m := map[string]command.Flag{}
+	for i := range 32 {
+		f := command.Flag(1) << i
+		if n := f.String(); !strings.HasPrefix(n, "0x") {
+			m[n] = f
+		}
+	}
+	return m
+}()
+
+// TestTableMatchesServer compares every command and subcommand of the table with the live COMMAND reply:
+// all of it against the table's own version, what routing reads against any other (see serverEnv).
+func TestTableMatchesServer(t *testing.T) {
+	srv := startServer(t)
+	// doc reports a difference in what routing does not read: a failure on the table's version, a note on
+	// another.
+	doc := t.Errorf
+	if !srv.pinned {
+		doc = t.Logf
+	}
+	var notInTable, routingDiffs, docDiffs []string
+	for _, name := range srv.names {
+		e := srv.cmds[name]
 		cmd := byFullName(name)
 		if cmd == nil {
-			t.Errorf("%s: not in the table", name)
-			return
+			notInTable = append(notInTable, name)
+			continue
 		}
-		got := fmt.Sprint(cmd.Arity, cmd.FirstKey, cmd.LastKey, cmd.Step)
-		want := fmt.Sprint(e[1], e[3], e[4], e[5])
+		routing := false
+		bad := func(format string, args ...any) {
+			t.Helper()
+			t.Errorf(format, args...)
+			routing = true
+		}
+		got := fmt.Sprint(cmd.FirstKey, cmd.LastKey, cmd.Step)
+		want := fmt.Sprint(e[3], e[4], e[5])
 		if got != want {
-			t.Errorf("%s: arity, first, last, step: table %s, server %s", name, got, want)
+			bad("%s: first, last, step: table %s, server %s", name, got, want)
 		}
-		if got, want := splitNames(cmd.Flags.String()), names(e[2]); !slices.Equal(got, want) {
-			t.Errorf("%s: flags: table %q, server %q", name, got, want)
+		switch serverArity := int(e[1].(int64)); {
+		case cmd.Arity == serverArity:
+		case !srv.pinned && widens(cmd.Arity, serverArity):
+			// A newer server's optional arguments (ZRANK WITHSCORE in 7.2): the proxy refuses the new forms
+			// with Redis's arity error until the table is regenerated, and routes the old ones as before.
+			doc("%s: arity: table %d, server %d: the proxy refuses the newer forms", name, cmd.Arity, serverArity)
+		default:
+			bad("%s: arity: table %d, server %d", name, cmd.Arity, serverArity)
 		}
-		if got, want := splitNames(cmd.Categories.String()), names(e[6]); !slices.Equal(got, want) {
-			t.Errorf("%s: ACL categories: table %q, server %q", name, got, want)
+		var flags command.Flag
+		for _, f := range names(e[2]) {
+			flags |= serverFlags[f] // a flag the table does not know is no routing flag
 		}
-		if got, want := slices.Sorted(slices.Values(cmd.Tips)), names(e[7]); !slices.Equal(got, want) {
-			t.Errorf("%s: tips: table %q, server %q", name, got, want)
+		if got, want := cmd.Flags&routingFlags, flags&routingFlags; got != want {
+			bad("%s: routing flags: table %q, server %q", name, got, want)
 		}
 		var specs []command.KeySpec
 		for _, s := range e[8].([]any) {
 			specs = append(specs, parseKeySpec(t, name, s))
 		}
-		if !reflect.DeepEqual(cmd.KeySpecs, specs) {
-			t.Errorf("%s: key specs:\n table  %+v\n server %+v", name, cmd.KeySpecs, specs)
+		if !reflect.DeepEqual(keyFinding(cmd.KeySpecs), keyFinding(specs)) {
+			bad("%s: key specs:\n table  %+v\n server %+v", name, cmd.KeySpecs, specs)
 		}
-		subs := e[9].([]any)
-		if len(subs) != len(cmd.Subcommands) {
-			t.Errorf("%s: %d subcommands in the table, %d on the server", name, len(cmd.Subcommands), len(subs))
+		if routing {
+			routingDiffs = append(routingDiffs, name)
 		}
-		for _, s := range subs {
-			check(s)
+
+		// What routing does not read: a failure on the table's version, a note on another.
+		d := false
+		other := func(names []string) []string { // without the routing flags, compared above
+			return slices.DeleteFunc(names, func(n string) bool { return serverFlags[n]&routingFlags != 0 })
+		}
+		if got, want := other(splitNames(cmd.Flags.String())), other(names(e[2])); !slices.Equal(got, want) {
+			doc("%s: other flags: table %q, server %q", name, got, want)
+			d = true
+		}
+		if got, want := splitNames(cmd.Categories.String()), names(e[6]); !slices.Equal(got, want) {
+			doc("%s: ACL categories: table %q, server %q", name, got, want)
+			d = true
+		}
+		if got, want := slices.Sorted(slices.Values(cmd.Tips)), names(e[7]); !slices.Equal(got, want) {
+			doc("%s: tips: table %q, server %q", name, got, want)
+			d = true
+		}
+		if !routing && !reflect.DeepEqual(cmd.KeySpecs, specs) {
+			doc("%s: key spec flags:\n table  %+v\n server %+v", name, cmd.KeySpecs, specs)
+			d = true
+		}
+		if d {
+			docDiffs = append(docDiffs, name)
 		}
 	}
-	for _, v := range reply.([]any) {
-		check(v)
+	var notOnServer []string
+	for _, c := range command.All() {
+		if !srv.has(c) {
+			notOnServer = append(notOnServer, c.Name)
+		}
 	}
-	if seen != command.Count() {
-		t.Errorf("the server has %d commands and subcommands, the table %d", seen, command.Count())
+	if len(notInTable) > 0 {
+		doc("%d commands and subcommands of %s are not in the table (redis %s). Until the table is regenerated "+
+			"the proxy does not forward them: it answers an unknown command with \"ERR unknown command ...\" and "+
+			"an unknown subcommand with \"ERR unknown subcommand ... Try X HELP.\" itself (CLIENT SETINFO excepted, "+
+			"which it answers itself): %s",
+			len(notInTable), srv.version, command.RedisVersion, strings.Join(notInTable, " "))
+	}
+	if len(notOnServer) > 0 {
+		doc("%d commands and subcommands of the table (redis %s) are not on %s (the proxy forwards them, and "+
+			"the server answers that it does not know them): %s",
+			len(notOnServer), command.RedisVersion, srv.version, strings.Join(notOnServer, " "))
+	}
+	if !srv.pinned {
+		t.Logf("%s: %d commands and subcommands, the table %d; %d in both, %d of them differ in what routing "+
+			"reads %v, %d only in flags, ACL categories or tips %v",
+			srv.version, len(srv.names), command.Count(), len(srv.names)-len(notInTable),
+			len(routingDiffs), routingDiffs, len(docDiffs), docDiffs)
 	}
 }
 
@@ -316,7 +501,7 @@ PING
 // TestKeyIndexesMatchServer compares KeyIndexes with COMMAND GETKEYS for the requests of getkeysCases and
 // keyCases.
 func TestKeyIndexesMatchServer(t *testing.T) {
-	c := startServer(t)
+	srv := startServer(t)
 	var reqs [][][]byte
 	for line := range strings.SplitSeq(strings.TrimSpace(getkeysCases), "\n") {
 		var args [][]byte
@@ -334,13 +519,13 @@ func TestKeyIndexesMatchServer(t *testing.T) {
 	if len(reqs) < 60 {
 		t.Fatalf("only %d requests", len(reqs))
 	}
-	compareGetkeys(t, c, reqs)
+	compareGetkeys(t, srv, reqs)
 }
 
 // TestKeyIndexesMatchServerRandom compares KeyIndexes with COMMAND GETKEYS for random requests to every
 // command with keys.
 func TestKeyIndexesMatchServerRandom(t *testing.T) {
-	c := startServer(t)
+	srv := startServer(t)
 	n := 300
 	if testing.Short() {
 		n = 20
@@ -349,7 +534,7 @@ func TestKeyIndexesMatchServerRandom(t *testing.T) {
 	for _, r := range randomRequests(1, n) {
 		reqs = append(reqs, r.args)
 	}
-	compareGetkeys(t, c, reqs)
+	compareGetkeys(t, srv, reqs)
 }
 
 // request is a request for the differential tests; free are the positions of arguments that are neither
@@ -403,13 +588,25 @@ func randomRequests(seed uint64, n int) []request {
 }
 
 // compareGetkeys pipelines COMMAND GETKEYS for every request and compares the replies with KeyIndexes: the
-// key names (GETKEYS gives names, not positions), and ok against GETKEYS's "Invalid arguments" error.
-func compareGetkeys(t *testing.T, c *liveredis.Conn, reqs [][][]byte) {
+// key names (GETKEYS gives names, not positions), and ok against GETKEYS's "Invalid arguments" error. On a
+// server of another version than the table's, requests to commands the server does not have are left out
+// (and counted in the log).
+func compareGetkeys(t *testing.T, srv *liveServer, reqs [][][]byte) {
 	t.Helper()
+	c := srv.Conn
 	const batch = 500
 	failures := 0
-	// COMMAND GETKEYS needs a command with arguments.
-	reqs = slices.DeleteFunc(slices.Clone(reqs), func(args [][]byte) bool { return len(args) < 2 })
+	skipped := map[string]bool{}
+	reqs = slices.DeleteFunc(slices.Clone(reqs), func(args [][]byte) bool {
+		if len(args) < 2 {
+			return true // COMMAND GETKEYS needs a command with arguments.
+		}
+		if cmd, st := command.Lookup(args); st == command.LookupOK && !srv.pinned && !srv.has(cmd) {
+			skipped[cmd.Name] = true
+			return true
+		}
+		return false
+	})
 	for start := 0; start < len(reqs); start += batch {
 		end := min(start+batch, len(reqs))
 		for _, args := range reqs[start:end] {
@@ -462,12 +659,20 @@ func compareGetkeys(t *testing.T, c *liveredis.Conn, reqs [][][]byte) {
 		}
 	}
 	t.Logf("%d requests compared", len(reqs))
+	if len(skipped) > 0 {
+		t.Logf("requests to %d commands of the table that %s does not have were not sent: %s",
+			len(skipped), srv.version, strings.Join(slices.Sorted(maps.Keys(skipped)), " "))
+	}
 }
 
 // TestErrorsMatchServer sends requests that Redis rejects before running them and compares its errors with
-// UnknownCommandError, UnknownSubcommandError and ArityError.
+// UnknownCommandError, UnknownSubcommandError and ArityError: the kind of error (unknown command, unknown
+// subcommand, wrong number of arguments) against any server, the exact text against the table's version
+// only. On another server, requests to commands it does not have are left out, and differing texts are
+// logged: the proxy's texts are those of Redis command.RedisVersion.
 func TestErrorsMatchServer(t *testing.T) {
-	c := startServer(t)
+	srv := startServer(t)
+	c := srv.Conn
 	long := strings.Repeat("x", 200)
 	reqs := [][][]byte{
 		bs("foo", "a", "b"),
@@ -523,12 +728,25 @@ func TestErrorsMatchServer(t *testing.T) {
 	if err := c.Flush(); err != nil {
 		t.Fatal(err)
 	}
+	type diff struct {
+		args      [][]byte
+		got, want string
+	}
+	var diffs []diff
+	skipped := map[string]bool{}
 	for _, args := range reqs {
 		v, err := c.Receive()
 		if err != nil {
 			t.Fatal(err)
 		}
 		want, isErr := v.(liveredis.Error)
+		if !isErr && bytes.IndexByte(args[0], 0) >= 0 {
+			// Redis hashes the whole name but compares names with strcasecmp, which stops at the NUL: when
+			// "get\x00" falls in GET's hash bucket (a random seed per server, about one start in 150) it runs
+			// GET. Lookup takes it as the unknown command it is on every other start.
+			t.Logf("%q: server replied %v: its hash seed put the name in the bucket of the name before the NUL", args, v)
+			continue
+		}
 		if !isErr {
 			t.Errorf("%q: server replied %v, not an error", args, v)
 			continue
@@ -546,9 +764,49 @@ func TestErrorsMatchServer(t *testing.T) {
 			t.Errorf("%q: Lookup says %v", args, st)
 			continue
 		}
+		if !srv.pinned && cmd != nil && !srv.has(cmd) {
+			skipped[cmd.Name] = true
+			continue
+		}
+		if k := errorKind(string(want)); k != st && k != command.LookupOK {
+			t.Errorf("%q: Lookup says %v, the server %v: %q", args, st, k, want)
+			continue
+		}
 		if got != string(want) {
-			t.Errorf("%q:\n got  %q\n want %q", args, got, want)
+			diffs = append(diffs, diff{args, got, string(want)})
 		}
 	}
 	t.Logf("%d requests compared", len(reqs))
+	if len(skipped) > 0 {
+		t.Logf("requests to %d commands of the table that %s does not have were not compared: %s",
+			len(skipped), srv.version, strings.Join(slices.Sorted(maps.Keys(skipped)), " "))
+	}
+	t.Run("texts", func(t *testing.T) {
+		for _, d := range diffs {
+			if srv.pinned {
+				t.Errorf("%q:\n got  %q\n want %q", d.args, d.got, d.want)
+			} else {
+				t.Logf("%q:\n proxy  %q\n server %q", d.args, d.got, d.want)
+			}
+		}
+		if !srv.pinned && len(diffs) > 0 {
+			t.Skipf("%d of %d error texts differ (logged above): the proxy's are those of redis %s "+
+				"(command.RedisVersion), compared exactly only with that version; this server is %s",
+				len(diffs), len(reqs), command.RedisVersion, srv.version)
+		}
+	})
+}
+
+// errorKind is the kind of rejection an error reply is, as a Lookup status: Unknown, UnknownSubcommand or
+// WrongArity, or LookupOK for a text of none of these forms.
+func errorKind(e string) command.Status {
+	switch {
+	case strings.HasPrefix(e, "ERR unknown command "):
+		return command.Unknown
+	case strings.HasPrefix(e, "ERR unknown subcommand "):
+		return command.UnknownSubcommand
+	case strings.Contains(e, "wrong number of arguments for "):
+		return command.WrongArity
+	}
+	return command.LookupOK
 }
