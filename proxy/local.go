@@ -3,10 +3,13 @@ package proxy
 import (
 	"bytes"
 	"fmt"
+	"net/netip"
 	"runtime"
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/slotproxy/slotproxy/proxy/command"
 	"github.com/slotproxy/slotproxy/resp"
@@ -169,7 +172,7 @@ func cmdClientID(s *session, _ *command.Command, _ [][]byte, _ []byte, _ int64) 
 }
 
 func cmdClientInfo(s *session, _ *command.Command, _ [][]byte, _ []byte, _ int64) {
-	s.local(resp.AppendBulk(nil, s.appendInfoLine(nil)))
+	s.local(resp.AppendBulk(nil, s.appendInfoLine(nil, "client|info")))
 }
 
 // cmdClientList lists this connection only: other clients live on other loops and other proxies. The filters
@@ -203,7 +206,7 @@ func cmdClientList(s *session, _ *command.Command, args [][]byte, _ []byte, _ in
 	}
 	var line []byte
 	if listed {
-		line = s.appendInfoLine(nil)
+		line = s.appendInfoLine(nil, "client|list")
 	}
 	s.local(resp.AppendBulk(nil, line))
 }
@@ -218,12 +221,32 @@ func cmdClientNoEvict(s *session, _ *command.Command, args [][]byte, _ []byte, _
 	s.local(resp.AppendOK(nil))
 }
 
-func (s *session) appendInfoLine(b []byte) []byte {
+// appendInfoLine is the connection's CLIENT LIST line; cmd is the command being run, as Redis shows it.
+func (s *session) appendInfoLine(b []byte, cmd string) []byte {
 	age := int64(time.Since(s.created).Seconds())
 	return fmt.Appendf(b, "id=%d addr=%s laddr=%s fd=-1 name=%s age=%d idle=0 flags=N db=0 sub=0 psub=0 ssub=0 "+
 		"multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r "+
-		"cmd=client|info user=default redir=-1 resp=2 lib-name=%s lib-ver=%s\n",
-		s.id, s.raddr, s.laddr, s.name, age, s.libName, s.libVer)
+		"cmd=%s user=default redir=-1 resp=2 lib-name=%s lib-ver=%s\n",
+		s.id, s.raddr, s.localAddr(), s.name, age, cmd, s.libName, s.libVer)
+}
+
+// localAddr is the connection's own address (gnet reports the listener's, 0.0.0.0:7777 or a port 0), looked
+// up on first use: only CLIENT INFO and LIST need it.
+func (s *session) localAddr() string {
+	if s.laddr == "" {
+		if sa, err := unix.Getsockname(s.c.Fd()); err == nil {
+			switch a := sa.(type) {
+			case *unix.SockaddrInet4:
+				s.laddr = netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port)).String()
+			case *unix.SockaddrInet6:
+				s.laddr = netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port)).String()
+			}
+		}
+		if s.laddr == "" {
+			s.laddr = s.c.LocalAddr().String()
+		}
+	}
+	return s.laddr
 }
 
 // CLIENT SETINFO arrived in Redis 7.2; clients send it on connect, so the proxy takes it whatever the

@@ -63,9 +63,6 @@ func newSession(l *loop, c gnet.Conn, id int64) *session {
 	if a := c.RemoteAddr(); a != nil {
 		s.raddr = a.String()
 	}
-	if a := c.LocalAddr(); a != nil {
-		s.laddr = a.String()
-	}
 	return s
 }
 
