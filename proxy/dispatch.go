@@ -64,9 +64,10 @@ var handlerNames = map[string]handler{
 }
 
 // notYet are commands that need connection state the proxy does not keep yet: refused with a clear error
-// rather than served wrongly on a shared pipeline.
+// rather than served wrongly on a shared pipeline. WAIT counts the replicas that have the connection's own
+// writes, and would hold a shared connection for its timeout (for ever with 0).
 var notYet = []string{
-	"multi", "exec", "discard", "watch", "unwatch",
+	"multi", "exec", "discard", "watch", "unwatch", "wait",
 	"subscribe", "unsubscribe", "psubscribe", "punsubscribe", "ssubscribe", "sunsubscribe",
 	"monitor", "client|reply", "client|tracking", "client|caching",
 }

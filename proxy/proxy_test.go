@@ -414,6 +414,7 @@ func TestKeylessCommands(t *testing.T) {
 		"SUBSCRIBE ch":              "-ERR 'SUBSCRIBE' is not supported by the proxy yet\r\n",
 		"BLPOP k 0":                 "-ERR blocking command 'BLPOP' is not supported by the proxy yet\r\n",
 		"MONITOR":                   "-ERR 'MONITOR' is not supported by the proxy yet\r\n",
+		"WAIT 1 0":                  "-ERR 'WAIT' is not supported by the proxy yet\r\n",
 		"CLUSTER INFO":              "-ERR 'CLUSTER INFO' is not supported by the proxy\r\n",
 		"SELECT 1":                  "-ERR SELECT is not allowed in cluster mode\r\n",
 		"HELLO 3":                   "-NOPROTO unsupported protocol version\r\n",
