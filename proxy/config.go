@@ -8,6 +8,7 @@ import (
 	"math"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/slotproxy/slotproxy/backend"
+	"github.com/slotproxy/slotproxy/resp"
 )
 
 // Config is the whole proxy configuration, as in proxy.yaml. Default() gives the values used for keys the
@@ -28,6 +30,7 @@ type Config struct {
 	IdleTimeout     Duration    `yaml:"idle_timeout"`  // Redis's timeout: close clients idle this long; 0: never
 	TCPKeepalive    Duration    `yaml:"tcp_keepalive"` // Redis's tcp-keepalive; 0: off
 	OutputLimit     OutputLimit `yaml:"client_output_buffer_limit"`
+	QueryLimit      Size        `yaml:"client_query_buffer_limit"` // Redis's client-query-buffer-limit
 	Timeout         Duration    `yaml:"timeout"`          // deadline of each request, retries included
 	DialTimeout     Duration    `yaml:"dial_timeout"`     // connect + AUTH to a node
 	ConnsPerNode    int         `yaml:"conns_per_node"`   // pipelined connections per node per event loop
@@ -64,6 +67,7 @@ func Default() *Config {
 		MaxClients:      10000,
 		TCPKeepalive:    Duration(300 * time.Second),
 		OutputLimit:     OutputLimit{Hard: 1 << 30},
+		QueryLimit:      resp.MaxQueryBuffer,
 		Timeout:         Duration(20 * time.Second),
 		DialTimeout:     Duration(time.Second),
 		ConnsPerNode:    1,
@@ -75,7 +79,8 @@ func Default() *Config {
 	}
 }
 
-// Load reads a YAML file over the defaults. Unknown keys are errors, with their line.
+// Load reads a YAML file over the defaults. Unknown keys and values that do not parse are errors naming the
+// key and its line.
 func Load(path string) (*Config, error) {
 	cfg := Default()
 	data, err := os.ReadFile(path)
@@ -85,12 +90,65 @@ func Load(path string) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", path, namedError(data, err))
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return cfg, nil
+}
+
+// namedError puts the key in front of each of a decoding error's "line N: ..." problems (yaml.v3 names the line
+// only), and says "unknown key" for a key no field has.
+func namedError(data []byte, err error) error {
+	var root yaml.Node
+	if yaml.Unmarshal(data, &root) != nil {
+		return err
+	}
+	keys := map[int]string{}
+	keysByLine(&root, "", keys)
+	msgs := []string{err.Error()}
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		msgs = slices.Clone(te.Errors)
+	}
+	for i, m := range msgs {
+		var line int
+		if _, e := fmt.Sscanf(m, "line %d:", &line); e != nil || keys[line] == "" {
+			continue
+		}
+		if strings.Contains(m, " not found in type ") {
+			m = fmt.Sprintf("line %d: unknown key", line)
+		}
+		msgs[i] = keys[line] + ": " + m
+	}
+	return errors.New(strings.Join(msgs, "; "))
+}
+
+// keysByLine maps each line of a YAML document to the dotted key written on it (a list item: its list's key).
+func keysByLine(n *yaml.Node, prefix string, keys map[int]string) {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			keysByLine(c, prefix, keys)
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			name := n.Content[i].Value
+			if prefix != "" {
+				name = prefix + "." + name
+			}
+			keys[n.Content[i].Line] = name
+			keysByLine(n.Content[i+1], name, keys)
+		}
+	case yaml.SequenceNode:
+		for _, c := range n.Content {
+			if keys[c.Line] == "" {
+				keys[c.Line] = prefix
+			}
+			keysByLine(c, prefix, keys)
+		}
+	}
 }
 
 // Validate checks every value and names the key at fault.
@@ -121,6 +179,7 @@ func (c *Config) Validate() error {
 		{c.IdleTimeout >= 0, "idle_timeout", "must be >= 0"},
 		{c.TCPKeepalive >= 0, "tcp_keepalive", "must be >= 0"},
 		{c.OutputLimit.SoftSeconds >= 0, "client_output_buffer_limit.soft_seconds", "must be >= 0"},
+		{c.QueryLimit >= 1<<20 && c.QueryLimit <= resp.MaxQueryBuffer, "client_query_buffer_limit", "must be 1mb..1gb"},
 		{c.Timeout > 0, "timeout", "must be > 0"},
 		{c.DialTimeout > 0, "dial_timeout", "must be > 0"},
 		{c.ConnsPerNode >= 1 && c.ConnsPerNode <= 64, "conns_per_node", "must be 1..64"},

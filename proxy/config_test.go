@@ -24,9 +24,15 @@ func TestLoadConfig(t *testing.T) {
 				return c.Listen == "0.0.0.0:6380" && c.Timeout.D() == 1500*time.Millisecond &&
 					c.Retry.BackoffMax.D() == time.Second && c.Retry.BackoffMin.D() == 2*time.Millisecond
 			}},
-		{name: "unknown key", yaml: "listen: a:1\ntimeoutt: 1s\n", wantErr: "field timeoutt not found"},
-		{name: "unknown nested key", yaml: "retry:\n  backof_min: 1ms\n", wantErr: "line 2: field backof_min"},
-		{name: "bare number duration", yaml: "timeout: 5\n", wantErr: `"5" is not a duration`},
+		{name: "unknown key", yaml: "listen: a:1\ntimeoutt: 1s\n", wantErr: ": timeoutt: line 2: unknown key"},
+		{name: "unknown nested key", yaml: "retry:\n  backof_min: 1ms\n", wantErr: ": retry.backof_min: line 2: unknown key"},
+		{name: "two unknown keys", yaml: "a: 1\nb: 2\n", wantErr: ": a: line 1: unknown key; b: line 2: unknown key"},
+		{name: "bare number duration", yaml: "timeout: 5\n", wantErr: `: timeout: line 1: "5" is not a duration`},
+		{name: "number unparsable", yaml: "max_clients: many\n", wantErr: ": max_clients: line 1: cannot unmarshal !!str `many` into int"},
+		{name: "bad seed list", yaml: "seeds:\n  - a:1\n  - [x]\n", wantErr: ": seeds: line 3: cannot unmarshal"},
+		{name: "query limit", yaml: "client_query_buffer_limit: 2mb\n", check: func(c *Config) bool { return c.QueryLimit == 2<<20 }},
+		{name: "query limit too small", yaml: "client_query_buffer_limit: 1000\n", wantErr: "client_query_buffer_limit: must be 1mb..1gb"},
+		{name: "query limit too large", yaml: "client_query_buffer_limit: 2gb\n", wantErr: "client_query_buffer_limit: must be 1mb..1gb"},
 		{name: "bad listen", yaml: "listen: nope\n", wantErr: "listen:"},
 		{name: "no seeds", yaml: "seeds: []\n", wantErr: "seeds:"},
 		{name: "bad seed", yaml: "seeds: [x]\n", wantErr: `seeds: "x"`},

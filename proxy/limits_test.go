@@ -3,7 +3,9 @@ package proxy_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"runtime"
 	"strings"
 	"testing"
@@ -168,5 +170,58 @@ func TestNoSeedAnswers(t *testing.T) {
 	}
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("answers took %v", d)
+	}
+}
+
+// TestQueryBufferLimit: client_query_buffer_limit closes a client whose one request passes it, without a
+// reply, as Redis's client-query-buffer-limit does (compared with a standalone server set to the same 1mb);
+// a request below it is served, and other clients go on.
+func TestQueryBufferLimit(t *testing.T) {
+	_, _, cluster := shared(t)
+	addr := startProxy(t, cluster.Addrs(), func(c *proxy.Config) { c.QueryLimit = 1 << 20 })
+	standalone := redistest.StartServer(t, "--client-query-buffer-limit", "1mb")
+	other := dialRaw(t, addr)
+	for _, size := range []int{512 << 10, 3 << 20, 16 << 20} {
+		req := resp.AppendCommandStrings(nil, "SET", "qbl:k", strings.Repeat("v", size))
+		var replies [2][]byte
+		var closed [2]bool
+		for i, a := range []string{standalone.Addr, addr} {
+			replies[i], closed[i] = sendOnce(t, a, req)
+		}
+		if !bytes.Equal(replies[0], replies[1]) || closed[0] != closed[1] {
+			t.Errorf("SET of %d bytes: proxy %q (closed %v), redis %q (closed %v)", size, replies[1], closed[1],
+				replies[0], closed[0])
+		}
+		if want := size > 1<<20; closed[1] != want {
+			t.Errorf("SET of %d bytes over a 1mb limit: closed %v", size, closed[1])
+		}
+		checkServes(t, other, fmt.Sprint("a request of ", size, " bytes"))
+	}
+}
+
+// sendOnce sends req on a new connection and reads until the server closes it or 2 s pass: the bytes it
+// answered, and whether it closed (EOF or reset: a server that closes with unread input resets). It stops at
+// the first one-line reply.
+func sendOnce(t *testing.T, addr string, req []byte) ([]byte, bool) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	_, _ = c.Write(req) // the server may close before it takes all of it
+	var got []byte
+	buf := make([]byte, 4096)
+	for {
+		n, err := c.Read(buf)
+		got = append(got, buf[:n]...)
+		if bytes.HasSuffix(got, []byte("\r\n")) {
+			return got, false // a one-line reply: the server goes on
+		}
+		if err != nil {
+			var ne net.Error
+			return got, !(errors.As(err, &ne) && ne.Timeout())
+		}
 	}
 }
