@@ -30,7 +30,6 @@ type Config struct {
 	IdleTimeout     Duration    `yaml:"idle_timeout"`  // Redis's timeout: close clients idle this long; 0: never
 	TCPKeepalive    Duration    `yaml:"tcp_keepalive"` // Redis's tcp-keepalive; 0: off
 	OutputLimit     OutputLimit `yaml:"client_output_buffer_limit"`
-	// Redis's client-query-buffer-limit: a client whose unparsed input passes it is closed.
 	QueryLimit      Size        `yaml:"client_query_buffer_limit"`
 	Timeout         Duration    `yaml:"timeout"`          // deadline of each request, retries included
 	DialTimeout     Duration    `yaml:"dial_timeout"`     // connect + AUTH to a node
