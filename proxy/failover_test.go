@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -239,13 +240,12 @@ func TestReplicaDown(t *testing.T) {
 		t.Run(how.name, func(t *testing.T) {
 			replica := nodeByAddr(cl, snap.Nodes[snap.Shards[i].Replicas[0]].Addr)
 			before := commandCalls(replica)
-			stop := loadgen.Run(loadgen.Config{Clients: loadClients, KeysPerWorker: 50, Prefix: "rd" + how.name,
-				NewClient: plainClients(addr), StaleReads: true})
-			time.Sleep(time.Second)
-			if after := commandCalls(replica); after <= before {
-				stop()
-				t.Fatalf("the replica served no reads (%d → %d)", before, after)
-			}
+			stop := sync.OnceValue(loadgen.Run(loadgen.Config{Clients: loadClients, KeysPerWorker: 50,
+				Prefix: "rd" + how.name, NewClient: plainClients(addr), StaleReads: true}))
+			t.Cleanup(func() { stop() })
+			eventually(t, 10*time.Second, "the replica serves reads", func() bool {
+				return commandCalls(replica) > before
+			})
 			down := time.Now()
 			how.stop(replica)
 			time.Sleep(3 * time.Second)
