@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/slotproxy/slotproxy/internal/redistest"
+	"github.com/slotproxy/slotproxy/proxy"
 	"github.com/slotproxy/slotproxy/resp"
 )
 
@@ -17,7 +19,7 @@ import (
 // client-output-buffer-limit is below the EVAL's reply.
 func TestNonIdempotentNotReplayed(t *testing.T) {
 	cl := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3})
-	addr := startProxy(t, cl.Addrs())
+	addr := startProxy(t, cl.Addrs(), func(c *proxy.Config) { c.Timeout = proxy.Duration(3 * time.Second) })
 	ctx := context.Background()
 	const key = "replay:{n}"
 	var node *redistest.Server // the master that owns key: the others answer MOVED
