@@ -10,32 +10,38 @@ import (
 	"github.com/slotproxy/slotproxy/resp"
 )
 
-// benchPipeline sends the same pipeline of GETs through the running proxy b.N/len times. The client side
-// allocates nothing, so allocs/op is the proxy's own cost per command (parse → route → backend → reply).
-func benchPipeline(b *testing.B, depth int) {
-	addr, _, _ := shared(b)
+// pipelineRoundTrip returns a function that sends the same pipeline of depth GETs of absent keys through
+// the proxy at addr and reads the replies, allocating nothing itself; the pools are warmed first.
+func pipelineRoundTrip(t testing.TB, addr string, depth int) func() {
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
-		b.Fatal(err)
+		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	var req []byte
 	for i := 0; i < depth; i++ {
 		req = resp.AppendCommandStrings(req, "GET", fmt.Sprintf("bench:%d", i))
 	}
-	want := depth * len("$-1\r\n") // the keys do not exist
-	buf := make([]byte, want)
+	buf := make([]byte, depth*len("$-1\r\n"))
 	roundTrip := func() {
 		if _, err := c.Write(req); err != nil {
-			b.Fatal(err)
+			t.Fatal(err)
 		}
 		if _, err := io.ReadFull(c, buf); err != nil {
-			b.Fatal(err)
+			t.Fatal(err)
 		}
 	}
 	for i := 0; i < 200; i++ { // warm the pools: connections, request free lists, buffers
 		roundTrip()
 	}
+	return roundTrip
+}
+
+// benchPipeline sends the same pipeline of GETs through the running proxy b.N/len times. The client side
+// allocates nothing, so allocs/op is the proxy's own cost per command (parse → route → backend → reply).
+func benchPipeline(b *testing.B, depth int) {
+	addr, _, _ := shared(b)
+	roundTrip := pipelineRoundTrip(b, addr, depth)
 	time.Sleep(50 * time.Millisecond)
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -46,3 +52,19 @@ func benchPipeline(b *testing.B, depth int) {
 
 func BenchmarkProxyGET(b *testing.B)           { benchPipeline(b, 1) }
 func BenchmarkProxyGETPipeline16(b *testing.B) { benchPipeline(b, 16) }
+
+// TestProxyPathAllocs: in the steady state the whole parse → route → backend → reply path allocates nothing.
+// The count is the whole process's (the client allocates nothing), so the slot-map refresh and timers that
+// may run meanwhile are in it too: the bound is half an allocation per request, where one allocation per
+// request would be a regression.
+func TestProxyPathAllocs(t *testing.T) {
+	addr, _, _ := shared(t)
+	for _, depth := range []int{1, 16} {
+		roundTrip := pipelineRoundTrip(t, addr, depth)
+		perRequest := testing.AllocsPerRun(2000/depth, roundTrip) / float64(depth)
+		t.Logf("pipeline of %d GETs: %.3f allocations per request", depth, perRequest)
+		if perRequest > 0.5 {
+			t.Errorf("pipeline of %d GETs: %.2f allocations per request, want 0", depth, perRequest)
+		}
+	}
+}

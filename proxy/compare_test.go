@@ -60,8 +60,10 @@ var (
 // ClusterClient and logs the README table rows.
 //
 // ClusterClient cannot run an MGET or MSET whose keys hash to different slots (Redis answers CROSSSLOT; the
-// proxy splits them): those replies are counted apart, not as errors of the event.
-func report(t *testing.T, scenario, client string, event loadgen.Summary, res *loadgen.Result) {
+// proxy splits them): those replies are counted apart, not as errors of the event. Lost writes count the
+// losses excused does not excuse (nil: none), wrong replies and failed check reads.
+func report(t *testing.T, scenario, client string, event loadgen.Summary, res *loadgen.Result,
+	excused func(loadgen.Loss) bool) {
 	errs, crossSlot := 0, 0
 	for _, op := range res.Ops {
 		switch {
@@ -75,7 +77,13 @@ func report(t *testing.T, scenario, client string, event loadgen.Summary, res *l
 	if crossSlot > 0 {
 		t.Logf("%s, %s: %d CROSSSLOT replies to cross-slot MGET/MSET left out", scenario, client, crossSlot)
 	}
-	r := row{scenario, client, errs, res.LostWrites + res.CounterMismatch, event.P99, event.Max}
+	lost := len(res.BadReplies) + len(res.CheckErrors)
+	for _, l := range res.Losses {
+		if excused == nil || !excused(l) {
+			lost++
+		}
+	}
+	r := row{scenario, client, errs, lost, event.P99, event.Max}
 	rowsMu.Lock()
 	defer rowsMu.Unlock()
 	if rows[scenario] == nil {

@@ -163,22 +163,37 @@ func masterKilled(t *testing.T, tg target) {
 		"whole run: %v; lost writes %d, INCRs with unknown outcome %d, counter mismatches %d (%v)", tg.name,
 		promoted.Sub(killed), learned.Sub(promoted), during, all, res.LostWrites, res.UnknownIncrs,
 		res.CounterMismatch, res.CheckErrors)
-	report(t, "master killed (SIGKILL, node timeout 2 s)", tg.name, during, res)
+	// Only what the dead master acknowledged just before it died may be missing: Redis replicates
+	// asynchronously, and a replica on the same host lags by far less than 250 ms (a reply it sent may reach
+	// the client after the kill, until the promotion). A DEL in flight at the kill may have run there and
+	// been replicated, and is resent: it then answers 0 for a key that had a value.
+	onVictim := func(k string) bool { return snap.Slots[topology.Slot([]byte(k))] == 0 }
+	excused := func(l loadgen.Loss) bool {
+		if !onVictim(l.Key) {
+			return false
+		}
+		if l.Seen == "DEL" && l.Got == "" && l.SeenAt.Before(killed) {
+			return true
+		}
+		return l.AckedAt.After(killed.Add(-250*time.Millisecond)) && l.AckedAt.Before(promoted)
+	}
+	report(t, "master killed (SIGKILL, node timeout 2 s)", tg.name, during, res, excused)
 	if !tg.proxy {
 		return
 	}
-	// Only what the dead master acknowledged just before it died may be missing: Redis replicates
-	// asynchronously, and a replica on the same host lags by far less than 250 ms.
-	requireIntact(t, res, func(l loadgen.Loss) bool {
-		return snap.Slots[topology.Slot([]byte(l.Key))] == 0 && l.AckedAt.Before(killed) &&
-			l.AckedAt.After(killed.Add(-250*time.Millisecond))
-	})
+	requireIntact(t, res, excused)
 	if d := learned.Sub(promoted); d > 500*time.Millisecond {
 		t.Errorf("the proxy learnt the new master %v after the promotion, want <= 500ms", d)
 	}
 	// Requests for the dead master's slots wait for the promotion, and no longer than it plus 2 s; the others
 	// go on (README table: p99 7 ms, max 3.6 s).
-	latencyWithin(t, during, 100*time.Millisecond, promoted.Sub(killed)+2*time.Second)
+	others := res.Filter(killed, promoted.Add(time.Second), func(op loadgen.Op) bool {
+		return !onVictim(op.Keys[0]) && (op.Keys[1] == "" || !onVictim(op.Keys[1]))
+	})
+	latencyWithin(t, others, 100*time.Millisecond, time.Second)
+	if bound := promoted.Sub(killed) + 2*time.Second; during.Max > bound {
+		t.Errorf("a request took %v during the failover, want at most %v", during.Max, bound)
+	}
 	for kind, n := range all.ErrorsByKind {
 		if kind != "INCR" {
 			t.Errorf("%d %s errors: only non-idempotent writes may fail (%v)", n, kind, all.ErrorSamples)
@@ -187,9 +202,9 @@ func masterKilled(t *testing.T, tg target) {
 	if n := all.ErrorsByKind["INCR"]; n > loadClients {
 		t.Errorf("%d INCR errors, more than the %d that can be in flight", n, loadClients)
 	}
-	for _, s := range all.ErrorSamples {
-		if !strings.Contains(s, "may or may not have run") {
-			t.Errorf("unexpected error text: %s", s)
+	for _, op := range res.Ops {
+		if op.Err != nil && !strings.Contains(op.Err.Error(), "may or may not have run") {
+			t.Errorf("unexpected error text: %s %v", op.Kind, op.Err)
 		}
 	}
 }
@@ -243,7 +258,8 @@ func TestReplicaDown(t *testing.T) {
 			replica := nodeByAddr(cl, snap.Nodes[snap.Shards[i].Replicas[0]].Addr)
 			before := commandCalls(replica)
 			stop := sync.OnceValue(loadgen.Run(loadgen.Config{Clients: loadClients, KeysPerWorker: 50,
-				Prefix: "rd" + how.name, NewClient: plainClients(addr), StaleReads: true}))
+				Prefix: "rd" + how.name, NewClient: plainClients(addr), StaleReads: true,
+				BeforeCheck: func() { replicasCaughtUp(t, cl) }}))
 			t.Cleanup(func() { stop() })
 			eventually(t, 10*time.Second, "the replica serves reads", func() bool {
 				return commandCalls(replica) > before
@@ -285,6 +301,40 @@ func TestReplicaDown(t *testing.T) {
 	}
 }
 
+// replicasCaughtUp waits until every replica has applied its master's whole replication stream.
+func replicasCaughtUp(t *testing.T, cl *redistest.Cluster) {
+	t.Helper()
+	field := func(info, name string) string {
+		for _, line := range strings.Split(info, "\r\n") {
+			if v, ok := strings.CutPrefix(line, name+":"); ok {
+				return v
+			}
+		}
+		return ""
+	}
+	clients := map[string]*redis.Client{}
+	for _, n := range cl.Nodes {
+		clients[n.Addr] = n.Client(t)
+	}
+	eventually(t, 20*time.Second, "every replica catches up with its master", func() bool {
+		for _, n := range cl.Nodes {
+			info, err := clients[n.Addr].Info(context.Background(), "replication").Result()
+			if err != nil || field(info, "role") != "slave" {
+				continue
+			}
+			master := clients[field(info, "master_host")+":"+field(info, "master_port")]
+			if master == nil {
+				return false
+			}
+			minfo, err := master.Info(context.Background(), "replication").Result()
+			if mo := field(minfo, "master_repl_offset"); err != nil || mo == "" || mo != field(info, "slave_repl_offset") {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 // TestWholeShardLost: a master and its replica both killed (cluster-require-full-coverage no). Requests for
 // that shard's slots get one clear CLUSTERDOWN error at their deadline; every other slot keeps working without
 // an error; when the shard returns, it serves again.
@@ -312,6 +362,7 @@ func TestWholeShardLost(t *testing.T) {
 	replica.Kill()
 	master.Kill()
 	time.Sleep(2 * deadline)
+	restarted := time.Now()
 	master.Restart(t)
 	replica.Restart(t)
 	healed := eventually(t, 30*time.Second, "the shard serves again", func() bool {
@@ -350,9 +401,9 @@ func TestWholeShardLost(t *testing.T) {
 		t.Errorf("%d errors after the shard came back: %v", after.Errors, after.ErrorSamples)
 	}
 	// The test's nodes keep no data on disk: the lost shard comes back empty. Every write to the other shards,
-	// and every write the returned shard acknowledged, must read back.
+	// and every write acknowledged after the restart, must read back.
 	requireIntact(t, res, func(l loadgen.Loss) bool {
-		return snap.Slots[topology.Slot([]byte(l.Key))] == 0 && l.AckedAt.Before(healed)
+		return snap.Slots[topology.Slot([]byte(l.Key))] == 0 && !l.AckedAt.IsZero() && l.AckedAt.Before(restarted)
 	})
 }
 

@@ -120,7 +120,7 @@ func growAndShrink(t *testing.T, tg target) {
 	time.Sleep(time.Second)
 	res := stop()
 	all := res.Window(time.Time{}, time.Time{})
-	report(t, "add master + replica, rebalance, drain, del-node", tg.name, res.Window(start, closed), res)
+	report(t, "add master + replica, rebalance, drain, del-node", tg.name, res.Window(start, closed), res, nil)
 	t.Logf("%s: grow: %v (new master got %d slots); shrink and del-node: %v; connections to removed nodes gone %v "+
 		"after del-node; whole run: %v; lost writes %d, counter mismatches %d; connections now %v", tg.name,
 		grown.Sub(start).Round(time.Millisecond), owned, shrunk.Sub(grown).Round(time.Millisecond),

@@ -242,8 +242,8 @@ func (s *session) localAddr() string {
 				s.laddr = netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port)).String()
 			}
 		}
-		if s.laddr == "" {
-			s.laddr = s.c.LocalAddr().String()
+		if a := s.c.LocalAddr(); s.laddr == "" && a != nil {
+			s.laddr = a.String()
 		}
 	}
 	return s.laddr

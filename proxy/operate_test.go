@@ -65,6 +65,7 @@ func runBinary(t *testing.T, yaml string, args ...string) *binProc {
 			_ = p.cmd.Process.Kill()
 			<-p.done
 		}
+		checkProcessLog(t, p.Log())
 	})
 	return p
 }

@@ -45,6 +45,18 @@ func proxyBinary(t testing.TB) string {
 	return binPath
 }
 
+// checkProcessLog fails t for each ERROR line a proxy process logged, as testWriter does for those in this
+// process.
+func checkProcessLog(t testing.TB, log string) {
+	t.Helper()
+	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, "level=ERROR") {
+			proxyErrors.add(line + "\n")
+			t.Errorf("the proxy process logged an error: %s", line)
+		}
+	}
+}
+
 // proxyProcess is the proxy running as a process of its own.
 type proxyProcess struct {
 	Addr string
@@ -84,6 +96,8 @@ func startProxyProcess(t testing.TB, seeds []string, yaml string) *proxyProcess 
 			_ = p.cmd.Process.Kill()
 			<-done
 		}
+		b, _ := os.ReadFile(p.log)
+		checkProcessLog(t, string(b))
 	})
 	deadline := time.Now().Add(20 * time.Second)
 	var last string

@@ -462,7 +462,10 @@ func TestKeylessCommands(t *testing.T) {
 	}
 	var sum int64
 	for _, m := range cluster.Masters() {
-		n, _ := newClient(m.Addr).DBSize(ctx).Result()
+		n, err := m.Client(t).DBSize(ctx).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
 		sum += n
 	}
 	if n, err := c.DBSize(ctx).Result(); err != nil || n != sum {

@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,6 +28,9 @@ type Config struct {
 	// StaleReads: reads may be served by replicas, so a read during the run may lag the last write. Only the
 	// check after the run (after replication caught up) counts lost writes.
 	StaleReads bool
+	// BeforeCheck, if set, runs after the workers stopped and before the data is read back: with StaleReads,
+	// it waits until the replicas have caught up.
+	BeforeCheck func()
 }
 
 // Op is one request's outcome.
@@ -59,14 +63,17 @@ type Result struct {
 
 // Loss is one acknowledged write that did not read back.
 type Loss struct {
-	Key       string
-	Want, Got string    // values ("" = absent); for a counter, the least value it may have and the one found
-	AckedAt   time.Time // when the last write of the key was acknowledged (zero: the key was never written)
+	Key     string
+	Want    string    // the values it may have, quoted ("" = none); for a counter, the least value it may have
+	Got     string    // what was found
+	AckedAt time.Time // when its value was last known (zero: the key was never written)
+	Seen    string    // the request that found it: GET, MGET, DEL, INCR, or check (the read-back after the run)
+	SeenAt  time.Time // when that request started
 }
 
 func (l Loss) String() string {
-	return fmt.Sprintf("%s: want %q, got %q (last write acknowledged %s)", l.Key, l.Want, l.Got,
-		l.AckedAt.Format("15:04:05.000"))
+	return fmt.Sprintf("%s: want %s, got %q (value known since %s; found by %s at %s)", l.Key, l.Want, l.Got,
+		l.AckedAt.Format("15:04:05.000"), l.Seen, l.SeenAt.Format("15:04:05.000"))
 }
 
 // Problems lists every loss, impossible reply and failed check read: what a test that allows none reports.
@@ -91,7 +98,7 @@ func Run(cfg Config) (stop func() *Result) {
 	var wg sync.WaitGroup
 	for i := range workers {
 		w := &worker{id: i, cfg: &cfg, c: cfg.NewClient(), rng: rand.New(rand.NewPCG(uint64(i), 7)),
-			values: map[string]string{}, unsure: map[string]bool{}, ackedAt: map[string]time.Time{}}
+			may: map[string][]string{}, ackedAt: map[string]time.Time{}}
 		workers[i] = w
 		wg.Add(1)
 		go func() {
@@ -102,8 +109,8 @@ func Run(cfg Config) (stop func() *Result) {
 	return func() *Result {
 		cancel()
 		wg.Wait()
-		if cfg.StaleReads {
-			time.Sleep(500 * time.Millisecond) // let the replicas catch up
+		if cfg.BeforeCheck != nil {
+			cfg.BeforeCheck()
 		}
 		res := &Result{}
 		for _, w := range workers {
@@ -118,14 +125,18 @@ func Run(cfg Config) (stop func() *Result) {
 }
 
 type worker struct {
-	id      int
-	cfg     *Config
-	c       redis.Cmdable
-	rng     *rand.Rand
-	seq     int
-	values  map[string]string    // last acknowledged value per key ("" = deleted or never written)
-	unsure  map[string]bool      // keys whose last write failed: either value may be there
-	ackedAt map[string]time.Time // when the last write of a key was acknowledged
+	id  int
+	cfg *Config
+	c   redis.Cmdable
+	rng *rand.Rand
+	seq int
+	// may holds the values each key may have ("" = none): the last acknowledged write's, and those of the
+	// writes that failed since (their outcome is unknown). A key not in it was never written.
+	may     map[string][]string
+	ackedAt map[string]time.Time // when the key's value was last known: a write acknowledged, or a read that settled it
+	// The request being checked, named in the losses it finds.
+	curKind  string
+	curStart time.Time
 	// The counter is in [lo, hi]: lo counts the INCRs known to have run, hi adds those whose outcome is unknown.
 	lo, hi      int
 	incrAckedAt time.Time
@@ -150,6 +161,27 @@ func (w *worker) record(kind string, start time.Time, err error, keys ...string)
 	op := Op{Start: start, Latency: time.Since(start), Kind: kind, Err: err}
 	copy(op.Keys[:], keys)
 	w.ops = append(w.ops, op)
+	w.curKind, w.curStart = kind, start
+}
+
+func (w *worker) loss(k, want, got string, ackedAt time.Time) {
+	w.lost = append(w.lost, Loss{Key: k, Want: want, Got: got, AckedAt: ackedAt, Seen: w.curKind, SeenAt: w.curStart})
+}
+
+// possible is what k may hold.
+func (w *worker) possible(k string) []string {
+	if v, ok := w.may[k]; ok {
+		return v
+	}
+	return []string{""}
+}
+
+func quoteAll(vals []string) string {
+	q := make([]string, len(vals))
+	for i, v := range vals {
+		q[i] = strconv.Quote(v)
+	}
+	return strings.Join(q, " or ")
 }
 
 func (w *worker) badReply(format string, args ...any) {
@@ -233,31 +265,30 @@ func (w *worker) wroteOK(what, reply string, err error) {
 
 func (w *worker) wrote(err error, k, v string) {
 	if err != nil {
-		w.unsure[k] = true
-		delete(w.values, k)
+		if p := w.possible(k); !slices.Contains(p, v) {
+			w.may[k] = append(slices.Clip(p), v)
+		}
 		return
 	}
-	delete(w.unsure, k)
-	w.values[k] = v
+	w.may[k] = []string{v}
 	w.ackedAt[k] = time.Now()
 }
 
-// deleted checks a DEL's count against what the key should hold: 1 if it had a value, 0 if not.
+// deleted checks a DEL's count against what the key may hold: 1 if it had a value, 0 if not.
 func (w *worker) deleted(k string, n int64) {
 	if n != 0 && n != 1 {
 		w.badReply("DEL %s answered %d", k, n)
 		return
 	}
-	if w.unsure[k] {
+	p := w.possible(k)
+	if slices.ContainsFunc(p, func(v string) bool { return (v != "") == (n == 1) }) {
 		return
 	}
-	if had := w.values[k] != ""; had != (n == 1) {
-		got := ""
-		if n == 1 {
-			got = "(a value)"
-		}
-		w.lost = append(w.lost, Loss{Key: k, Want: w.values[k], Got: got, AckedAt: w.ackedAt[k]})
+	got := ""
+	if n == 1 {
+		got = "(a value)"
 	}
+	w.loss(k, quoteAll(p), got, w.ackedAt[k])
 }
 
 // incremented checks an INCR's reply: only this worker increments its counter, so the reply is one more
@@ -270,8 +301,7 @@ func (w *worker) incremented(got int, err error) {
 	}
 	switch {
 	case got < w.lo+1:
-		w.lost = append(w.lost, Loss{Key: w.counter(), Want: strconv.Itoa(w.lo + 1), Got: strconv.Itoa(got),
-			AckedAt: w.incrAckedAt})
+		w.loss(w.counter(), strconv.Itoa(w.lo+1), strconv.Itoa(got), w.incrAckedAt)
 	case got > w.hi+1:
 		w.badReply("INCR %s answered %d, at most %d INCRs were sent: one ran twice", w.counter(), got, w.hi+1)
 	}
@@ -300,20 +330,19 @@ func (w *worker) mgot(err error, vals []any, keys ...string) {
 	}
 }
 
-// read compares a value read with the last acknowledged write of the key.
+// read compares a value read with what the key may hold; a read of one of several possible values settles it.
 func (w *worker) read(k, got string) {
 	if w.cfg.StaleReads && !w.checking {
 		return
 	}
-	if w.unsure[k] { // the read settles which write took effect
-		delete(w.unsure, k)
-		w.values[k] = got
+	p := w.possible(k)
+	if !slices.Contains(p, got) {
+		w.loss(k, quoteAll(p), got, w.ackedAt[k])
+	} else if len(p) == 1 {
 		return
 	}
-	if want := w.values[k]; got != want {
-		w.lost = append(w.lost, Loss{Key: k, Want: want, Got: got, AckedAt: w.ackedAt[k]})
-		w.values[k] = got // count each loss once
-	}
+	w.may[k] = []string{got} // settled; a loss counts once
+	w.ackedAt[k] = time.Now()
 }
 
 // check reads every key and the counter back after the run and adds the worker's findings to res.
@@ -331,6 +360,7 @@ func (w *worker) check() {
 		res.BadReplies = append(res.BadReplies, w.bad...)
 	}()
 	w.checking = true
+	w.curKind, w.curStart = "check", time.Now()
 	ctx := context.Background()
 	var keys []string
 	for i := 0; i < w.cfg.KeysPerWorker; i++ {
@@ -357,8 +387,7 @@ func (w *worker) check() {
 	}
 	switch {
 	case n < w.lo:
-		w.lost = append(w.lost, Loss{Key: w.counter(), Want: strconv.Itoa(w.lo), Got: strconv.Itoa(n),
-			AckedAt: w.incrAckedAt})
+		w.loss(w.counter(), strconv.Itoa(w.lo), strconv.Itoa(n), w.incrAckedAt)
 	case n > w.hi:
 		res.CounterMismatch++
 		w.badReply("%s = %d, but only %d INCRs were sent (%d of them unknown): one ran twice", w.counter(), n,

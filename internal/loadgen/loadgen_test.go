@@ -8,8 +8,8 @@ import (
 )
 
 func newWorker() *worker {
-	return &worker{cfg: &Config{Prefix: "t", KeysPerWorker: 1}, values: map[string]string{},
-		unsure: map[string]bool{}, ackedAt: map[string]time.Time{}}
+	return &worker{cfg: &Config{Prefix: "t", KeysPerWorker: 1}, may: map[string][]string{},
+		ackedAt: map[string]time.Time{}}
 }
 
 var errLost = errors.New("connection lost")
@@ -42,6 +42,23 @@ func TestChecks(t *testing.T) {
 			w.deleted("a", 1)
 			w.wrote(errLost, "b", "2")
 			w.read("b", "")
+		}, 0, 0, ""},
+		{"a failed write does not excuse a third value", func(w *worker) {
+			w.wrote(nil, "a", "1")
+			w.wrote(errLost, "a", "2")
+			w.read("a", "")
+		}, 1, 0, ""},
+		{"two failed writes excuse both", func(w *worker) {
+			w.wrote(nil, "a", "1")
+			w.wrote(errLost, "a", "2")
+			w.wrote(errLost, "a", "")
+			w.deleted("a", 0)
+			w.read("a", "")
+		}, 0, 0, ""},
+		{"a failed DEL then DEL", func(w *worker) {
+			w.wrote(nil, "a", "1")
+			w.wrote(errLost, "a", "")
+			w.deleted("a", 0)
 		}, 0, 0, ""},
 		{"a read settles an unsure key", func(w *worker) {
 			w.wrote(errLost, "a", "2")
@@ -86,5 +103,24 @@ func TestStaleReads(t *testing.T) {
 	w.read("a", "")
 	if len(w.lost) != 1 {
 		t.Fatalf("a missing value at the check did not count: %v", w.lost)
+	}
+}
+
+// TestLossNamesItsRequest: a loss says which request found it and since when the value was known.
+func TestLossNamesItsRequest(t *testing.T) {
+	w := newWorker()
+	w.wrote(nil, "a", "1")
+	acked := w.ackedAt["a"]
+	start := time.Now()
+	w.record("DEL", start, nil, "a")
+	w.deleted("a", 0)
+	if len(w.lost) != 1 || w.lost[0].Seen != "DEL" || !w.lost[0].SeenAt.Equal(start) || !w.lost[0].AckedAt.Equal(acked) ||
+		w.lost[0].Want != `"1"` {
+		t.Fatalf("losses %+v", w.lost)
+	}
+	w.wrote(errLost, "b", "2")
+	w.read("b", "2")
+	if w.ackedAt["b"].IsZero() {
+		t.Error("a read that settled b did not record when")
 	}
 }
