@@ -16,7 +16,7 @@ import (
 )
 
 // redisVersion is what HELLO reports: the Redis version the command table was generated from.
-const redisVersion = "7.0.15"
+const redisVersion = command.RedisVersion
 
 func cmdOK(s *session, _ *command.Command, _ [][]byte, _ []byte, _ int64) {
 	s.local(resp.AppendOK(nil))
