@@ -72,8 +72,12 @@ type Loss struct {
 }
 
 func (l Loss) String() string {
-	return fmt.Sprintf("%s: want %s, got %q (value known since %s; found by %s at %s)", l.Key, l.Want, l.Got,
-		l.AckedAt.Format("15:04:05.000"), l.Seen, l.SeenAt.Format("15:04:05.000"))
+	since := "never written"
+	if !l.AckedAt.IsZero() {
+		since = "value known since " + l.AckedAt.Format("15:04:05.000")
+	}
+	return fmt.Sprintf("%s: want %s, got %q (%s; found by %s at %s)", l.Key, l.Want, l.Got, since, l.Seen,
+		l.SeenAt.Format("15:04:05.000"))
 }
 
 // Problems lists every loss, impossible reply and failed check read: what a test that allows none reports.
