@@ -91,18 +91,6 @@ func onEveryMaster(t *testing.T, shards []claimShard, want string, args ...strin
 
 func bulk(s string) string { return string(resp.AppendBulkString(nil, s)) }
 
-// claimEventually polls cond every 5 ms until it holds, and fails the test after timeout.
-func claimEventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, timeout)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // cmdCalls reads the calls of one command from INFO commandstats of a node (0 if it never ran).
 func cmdCalls(t *testing.T, s *redistest.Server, cmd string) int {
 	t.Helper()
@@ -509,7 +497,7 @@ func TestClaimReadFromReplica(t *testing.T) {
 	}
 	// Replica reads may be stale: wait until each replica has applied its master's stream.
 	for _, sh := range shards {
-		claimEventually(t, 10*time.Second, "replica "+sh.replicas[0].Addr+" catches up", func() bool {
+		eventually(t, 10*time.Second, "replica "+sh.replicas[0].Addr+" catches up", func() bool {
 			m, _ := sh.master.DoString("INFO", "replication")
 			r, _ := sh.replicas[0].DoString("INFO", "replication")
 			mo, ro := infoField(m, "master_repl_offset"), infoField(r, "slave_repl_offset")
@@ -532,15 +520,6 @@ func TestClaimReadFromReplica(t *testing.T) {
 			t.Errorf("replica %s served %d GETs of its shard's keys, want %d", r.Addr, d, perShard)
 		}
 	}
-}
-
-func infoField(info, name string) string {
-	for _, line := range strings.Split(info, "\r\n") {
-		if v, ok := strings.CutPrefix(line, name+":"); ok {
-			return v
-		}
-	}
-	return ""
 }
 
 // TestClaimConnsPerNode: with conns_per_node 3 and 2 event loops, 24 concurrent clients SET and GET 20 keys

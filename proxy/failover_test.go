@@ -304,14 +304,6 @@ func TestReplicaDown(t *testing.T) {
 // replicasCaughtUp waits until every replica has applied its master's whole replication stream.
 func replicasCaughtUp(t *testing.T, cl *redistest.Cluster) {
 	t.Helper()
-	field := func(info, name string) string {
-		for _, line := range strings.Split(info, "\r\n") {
-			if v, ok := strings.CutPrefix(line, name+":"); ok {
-				return v
-			}
-		}
-		return ""
-	}
 	clients := map[string]*redis.Client{}
 	for _, n := range cl.Nodes {
 		clients[n.Addr] = n.Client(t)
@@ -319,15 +311,15 @@ func replicasCaughtUp(t *testing.T, cl *redistest.Cluster) {
 	eventually(t, 20*time.Second, "every replica catches up with its master", func() bool {
 		for _, n := range cl.Nodes {
 			info, err := clients[n.Addr].Info(context.Background(), "replication").Result()
-			if err != nil || field(info, "role") != "slave" {
+			if err != nil || infoField(info, "role") != "slave" {
 				continue
 			}
-			master := clients[field(info, "master_host")+":"+field(info, "master_port")]
+			master := clients[infoField(info, "master_host")+":"+infoField(info, "master_port")]
 			if master == nil {
 				return false
 			}
 			minfo, err := master.Info(context.Background(), "replication").Result()
-			if mo := field(minfo, "master_repl_offset"); err != nil || mo == "" || mo != field(info, "slave_repl_offset") {
+			if mo := infoField(minfo, "master_repl_offset"); err != nil || mo == "" || mo != infoField(info, "slave_repl_offset") {
 				return false
 			}
 		}

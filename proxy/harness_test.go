@@ -249,3 +249,13 @@ func checkServes(t testing.TB, c *rawConn, tag string) {
 		}
 	}
 }
+
+// infoField is the value of name in an INFO text ("" if absent).
+func infoField(info, name string) string {
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, name+":"); ok {
+			return v
+		}
+	}
+	return ""
+}
