@@ -57,6 +57,9 @@ type Conn struct {
 	failures int         // consecutive failed dials
 	redialAt int64       // unix ns; no dial before it while down
 
+	leased bool // a Lease's: replies delivered as they come, no policy (lease.go)
+	part   int  // leased: replies the head request has received
+
 	reads      uint64 // read events, a progress count for stall detection
 	readsSeen  uint64 // reads at the last Tick
 	quietSince int64  // unix ns since the connection awaits replies with nothing received
@@ -268,6 +271,10 @@ func (c *Conn) OnTraffic(gc gnet.Conn) {
 			c.outOfStep(gc, "reply without request")
 			return
 		}
+		if c.leased {
+			c.leasedReply(reply)
+			continue
+		}
 		c.handle(c.fifo.Pop(), reply)
 	}
 	c.in.Done(gc, buf, off)
@@ -316,6 +323,20 @@ func (c *Conn) handle(r *Request, reply []byte) {
 // may have run: it gets an error instead of a second execution.
 func (c *Conn) OnClose(err error) {
 	p := c.pool
+	if c.leased {
+		c.gc = nil
+		if c.state == stateOpen && err != nil {
+			p.Stats.ConnsLost.Add(1)
+			p.log.Warn("leased backend connection lost", "node", c.addr, "err", err)
+			p.topo.RequestRefresh()
+		}
+		p.dropLease(c)
+		c.out = c.out[:0]
+		c.dropIOV()
+		c.scanner.Reset()
+		c.in.Reset()
+		return
+	}
 	wasOpen := c.state == stateOpen
 	c.gc = nil
 	if c.state != stateShut {
@@ -354,6 +375,13 @@ func (c *Conn) dialFailed(err error) {
 	}
 	p := c.pool
 	p.Stats.DialErrors.Add(1)
+	if c.leased {
+		c.state = stateDown
+		p.markUnhealthy(c.addr, time.Second)
+		p.dropLease(c)
+		p.topo.RequestRefresh()
+		return
+	}
 	c.failures++
 	c.state = stateDown
 	backoff := p.cfg.RetryBackoffMin << min(c.failures, 10)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,6 +27,7 @@ type Config struct {
 	Username        string        // ACL user for AUTH; empty means the default user
 	Password        string        // AUTH password; empty means no AUTH
 	ReadFrom        ReadPolicy    // where read-only commands go
+	MaxLeases       int           // leased connections per node per event loop (lease.go)
 }
 
 // ReadPolicy says which nodes serve read-only commands. Replica reads may be stale: a replica applies its
@@ -103,6 +105,8 @@ type dialReport struct {
 type node struct {
 	addr          string
 	conns         []*Conn
+	leased        []*Conn // every leased connection, held or idle
+	idle          []*Conn // released leases, open, kept for reuse
 	stale         bool  // not in the current snapshot: closed once idle
 	unhealthyTill int64 // unix ns; replicas are not chosen for reads before it
 }
@@ -261,7 +265,15 @@ func (p *Pool) Tick(now int64) {
 				idle = false
 			}
 		}
-		if n.stale && idle {
+		for _, c := range slices.Clone(n.leased) {
+			c.expireLeased(now)
+		}
+		if n.stale {
+			for _, c := range slices.Clone(n.idle) {
+				p.dropLease(c)
+			}
+		}
+		if n.stale && idle && len(n.leased) == 0 {
 			for _, c := range n.conns {
 				c.shut()
 			}
@@ -276,6 +288,9 @@ func (p *Pool) Close() {
 		for _, c := range n.conns {
 			c.shut()
 		}
+		for _, c := range slices.Clone(n.leased) {
+			p.dropLease(c)
+		}
 		delete(p.nodes, addr)
 	}
 }
@@ -284,7 +299,7 @@ func (p *Pool) Close() {
 func (p *Pool) Conns() map[string]int {
 	m := make(map[string]int, len(p.nodes))
 	for addr, n := range p.nodes {
-		for _, c := range n.conns {
+		for _, c := range append(n.conns[:len(n.conns):len(n.conns)], n.leased...) {
 			if c.state == stateOpen || c.state == stateDialing {
 				m[addr]++
 			}

@@ -5,8 +5,9 @@
 // Everything in this package except the dial goroutines runs on the event loop that owns the Pool: no locks.
 package backend
 
-// Sink receives the final reply of a request. It is called on the Pool's event loop. reply is valid only during
-// the call. After the call the Pool holds no reference to the request, so the sink may recycle it.
+// Sink receives the final reply of a request (on a Lease: each of its Replies). It is called on the Pool's event
+// loop. reply is valid only during the call. After the (last) call the Pool holds no reference to the request,
+// so the sink may recycle it.
 type Sink interface {
 	Reply(r *Request, reply []byte)
 }
@@ -20,6 +21,7 @@ type Request struct {
 	Idempotent bool   // may be resent after its connection died with it in flight
 	Affinity   uint32 // picks one of a node's connections, so one client's commands to a node stay in order
 	Deadline   int64  // unix nanoseconds; past it the request fails with one clear error
+	Replies    int    // on a Lease: how many replies Raw asks for (0 means 1); Sink gets each
 	Sink       Sink
 
 	// Owned by the Pool while the request is in it.

@@ -35,6 +35,7 @@ type Config struct {
 	DialTimeout     Duration    `yaml:"dial_timeout"`     // connect + AUTH to a node
 	ConnsPerNode    int         `yaml:"conns_per_node"`   // pipelined connections per node per event loop
 	MaxRedirects    int         `yaml:"max_redirects"`    // MOVED/ASK hops per request
+	MaxLeasedConns  int         `yaml:"max_leased_conns"` // per node per event loop: WATCH/MULTI sessions
 	RefreshInterval Duration    `yaml:"refresh_interval"` // periodic slot map refresh
 	Retry           Retry       `yaml:"retry"`
 	ReadFrom        string      `yaml:"read_from"` // master, prefer-replica or replica
@@ -72,6 +73,7 @@ func Default() *Config {
 		DialTimeout:     Duration(time.Second),
 		ConnsPerNode:    1,
 		MaxRedirects:    5,
+		MaxLeasedConns:  1000,
 		RefreshInterval: Duration(5 * time.Second),
 		Retry:           Retry{BackoffMin: Duration(2 * time.Millisecond), BackoffMax: Duration(200 * time.Millisecond)},
 		ReadFrom:        "master",
@@ -184,6 +186,7 @@ func (c *Config) Validate() error {
 		{c.DialTimeout > 0, "dial_timeout", "must be > 0"},
 		{c.ConnsPerNode >= 1 && c.ConnsPerNode <= 64, "conns_per_node", "must be 1..64"},
 		{c.MaxRedirects >= 0, "max_redirects", "must be >= 0"},
+		{c.MaxLeasedConns >= 1, "max_leased_conns", "must be >= 1"},
 		{c.RefreshInterval > 0, "refresh_interval", "must be > 0"},
 		{c.Retry.BackoffMin > 0, "retry.backoff_min", "must be > 0"},
 		{c.Retry.BackoffMax >= c.Retry.BackoffMin, "retry.backoff_max", "must be >= retry.backoff_min"},

@@ -86,6 +86,7 @@ func New(cfg *Config, topo Topology, log *slog.Logger) *Server {
 			Username:        cfg.Username,
 			Password:        cfg.Password,
 			ReadFrom:        readFrom,
+			MaxLeases:       cfg.MaxLeasedConns,
 		},
 		booted:  make(chan struct{}),
 		stopped: make(chan struct{}),
