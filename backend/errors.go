@@ -112,3 +112,17 @@ func redirectTarget(reply []byte, from string) (addr string, ok bool) {
 	}
 	return net.JoinHostPort(host, port), true
 }
+
+// Redirection reads a MOVED or ASK reply from the node at from: the node it names, and whether it is an ASK.
+// ok is false for any other reply.
+func Redirection(reply []byte, from string) (addr string, ask, ok bool) {
+	switch classify(reply) {
+	case errMoved:
+	case errAsk:
+		ask = true
+	default:
+		return "", false, false
+	}
+	addr, ok = redirectTarget(reply, from)
+	return addr, ask, ok
+}

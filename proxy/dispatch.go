@@ -20,6 +20,11 @@ var (
 )
 
 var handlerNames = map[string]handler{
+	"multi":   cmdMulti,
+	"exec":    cmdExecWithoutMulti,
+	"discard": cmdDiscardWithoutMulti,
+	"unwatch": cmdOK, // nothing is ever watched
+
 	"ping":   cmdPing,
 	"echo":   cmdEcho,
 	"quit":   cmdQuit,
@@ -67,7 +72,7 @@ var handlerNames = map[string]handler{
 // rather than served wrongly on a shared pipeline. WAIT counts the replicas that have the connection's own
 // writes, and would hold a shared connection for its timeout (for ever with 0).
 var notYet = []string{
-	"multi", "exec", "discard", "watch", "unwatch", "wait",
+	"watch", "wait",
 	"subscribe", "unsubscribe", "psubscribe", "punsubscribe", "ssubscribe", "sunsubscribe",
 	"monitor", "client|reply", "client|tracking", "client|caching",
 }
@@ -76,6 +81,9 @@ var idempotentNames = []string{
 	"set", "mset", "del", "unlink", "setex", "psetex", "persist", "expireat", "pexpireat",
 	"hset", "hmset", "hdel", "sadd", "srem", "zadd", "zrem", "touch", "exists",
 }
+
+// notYetSet holds the names of notYet, for transactions to refuse them too.
+var notYetSet = map[string]bool{}
 
 func init() {
 	byName := make(map[string]*command.Command)
@@ -90,6 +98,7 @@ func init() {
 		}
 	}
 	for _, name := range notYet {
+		notYetSet[name] = true
 		if c := byName[name]; c != nil {
 			handlers[c.Index] = refuse("ERR '" + strings.ToUpper(strings.ReplaceAll(name, "|", " ")) +
 				"' is not supported by the proxy yet")
@@ -123,6 +132,10 @@ func refuse(msg string) handler {
 // dispatch answers, forwards or splits one command.
 func (s *session) dispatch(args [][]byte, raw []byte, now int64) {
 	cmd, st := command.Lookup(args)
+	if s.tx != nil {
+		s.txCommand(cmd, st, args, raw, now)
+		return
+	}
 	switch st {
 	case command.Unknown:
 		s.local(resp.AppendError(nil, command.UnknownCommandError(args)))

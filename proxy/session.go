@@ -40,12 +40,14 @@ type session struct {
 	avgReply   int   // running mean of the client's reply sizes
 	softSince  int64 // unix ns since output has been over the soft limit; 0 when under
 
-	touched bool // in l.touched
-	paused  bool // stopped parsing at a limit (backpressure.go)
-	readOff bool // read interest taken out of the loop's epoll set while paused
-	listed  bool // in l.paused
-	closed  bool // OnClose ran; late replies are dropped
-	closing bool // QUIT or a protocol error: close once the queue drained
+	touched bool         // in l.touched
+	paused  bool         // stopped parsing at a limit (backpressure.go)
+	readOff bool         // read interest taken out of the loop's epoll set while paused
+	listed  bool         // in l.paused
+	closed  bool         // OnClose ran; late replies are dropped
+	closing bool         // QUIT or a protocol error: close once the queue drained
+	tx      *transaction // between MULTI and EXEC or DISCARD
+	held    bool         // an EXEC is in flight: later commands wait for it, as they would behind it in Redis
 
 	name    string // CLIENT SETNAME
 	libName string // CLIENT SETINFO lib-name
@@ -82,7 +84,7 @@ func (s *session) onTraffic() {
 	}
 	now := time.Now().UnixNano()
 	s.lastActive = now
-	if s.paused {
+	if s.paused || s.held {
 		s.stopReading() // gnet re-armed reading
 		return
 	}
@@ -91,7 +93,7 @@ func (s *session) onTraffic() {
 		return
 	}
 	off := 0
-	for off < len(buf) {
+	for off < len(buf) && !s.held {
 		if s.overLimits() {
 			s.pause()
 			break
@@ -132,7 +134,7 @@ func (s *session) onClose() {
 	// Requests still at backends come back through request.finish, which sees closed and recycles them.
 	for s.queue.Len() > 0 {
 		r := s.queue.Pop()
-		if r.done {
+		if r.done || r.exec != nil { // an EXEC not started is nowhere else
 			s.l.release(r)
 		} else {
 			r.orphan = true
@@ -210,7 +212,8 @@ type request struct {
 	children []*request
 	pending  int // children still waiting
 	merge    mergeKind
-	order    []uint32 // MGET: for each key, the child holding its value
+	order    []uint32   // MGET: for each key, the child holding its value
+	exec     *execution // an EXEC waiting for the requests before it (tx.go)
 }
 
 // Reply is the backend's delivery (backend.Sink).
@@ -252,6 +255,9 @@ func (r *request) finish(reply []byte) {
 		s.queued -= len(h.reply)
 		s.emit(h.reply)
 		l.release(h)
+	}
+	if s.queue.Len() > 0 && s.queue.At(0).exec != nil {
+		s.queue.At(0).exec.start()
 	}
 	l.touch(s)
 }

@@ -1,0 +1,254 @@
+package proxy
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/slotproxy/slotproxy/backend"
+	"github.com/slotproxy/slotproxy/proxy/command"
+	"github.com/slotproxy/slotproxy/resp"
+	"github.com/slotproxy/slotproxy/topology"
+)
+
+// Transactions. MULTI is answered here and the commands after it are checked as Redis checks them when it
+// queues them (unknown, wrong arity, not allowed in a transaction, keys in several slots): a refused one
+// gets Redis's error and makes EXEC abort, the others get +QUEUED and are kept. EXEC sends MULTI, the queued
+// commands and EXEC together on a connection leased from the slot's master, and the client gets EXEC's reply.
+// A transaction whose commands name keys of more than one slot gets Redis Cluster's CROSSSLOT at EXEC.
+//
+// If the node refused the queued commands because the slot is elsewhere (MOVED, ASK), nothing ran (EXEC
+// aborted), so the proxy sends the same transaction to the node named, as it follows redirects of single
+// commands. Any other refusal reaches the client as Redis's EXECABORT. EXEC itself is never resent: a
+// connection lost after it was written answers "may or may not have run".
+
+// transaction is a session's state between MULTI and EXEC or DISCARD.
+type transaction struct {
+	dirty     bool   // a command was refused while queued: EXEC aborts (Redis's flagTransaction)
+	crossSlot bool   // the queued commands' keys are in more than one slot
+	slot      int    // the slot of the keys so far; -1 before any
+	queued    []byte // MULTI and the commands queued, as RESP
+	n         int    // commands queued
+}
+
+var (
+	respMulti    = resp.AppendCommandStrings(nil, "MULTI")
+	respExec     = resp.AppendCommandStrings(nil, "EXEC")
+	respAsking   = resp.AppendCommandStrings(nil, "ASKING")
+	replyQueued  = resp.AppendSimple(nil, "QUEUED")
+	errExecAbort = resp.AppendError(nil, "EXECABORT Transaction discarded because of previous errors.")
+)
+
+func cmdMulti(s *session, _ *command.Command, _ [][]byte, _ []byte, _ int64) {
+	s.tx = &transaction{slot: -1, queued: append([]byte(nil), respMulti...)}
+	s.local(resp.AppendOK(nil))
+}
+
+func cmdExecWithoutMulti(s *session, _ *command.Command, _ [][]byte, _ []byte, _ int64) {
+	s.local(resp.AppendError(nil, "ERR EXEC without MULTI"))
+}
+
+func cmdDiscardWithoutMulti(s *session, _ *command.Command, _ [][]byte, _ []byte, _ int64) {
+	s.local(resp.AppendError(nil, "ERR DISCARD without MULTI"))
+}
+
+// sessionState are commands the proxy answers for the client's own connection: inside a transaction they
+// would act on the leased connection instead.
+var sessionState = map[string]bool{"hello": true, "auth": true, "select": true, "readonly": true,
+	"readwrite": true, "client": true}
+
+// txCommand takes one command of a session in MULTI.
+func (s *session) txCommand(cmd *command.Command, st command.Status, args [][]byte, raw []byte, now int64) {
+	tx := s.tx
+	refuse := func(reply []byte) {
+		tx.dirty = true
+		s.local(reply)
+	}
+	switch st {
+	case command.Unknown:
+		refuse(resp.AppendError(nil, command.UnknownCommandError(args)))
+		return
+	case command.UnknownSubcommand:
+		refuse(resp.AppendError(nil, command.UnknownSubcommandError(args)))
+		return
+	case command.WrongArity:
+		refuse(resp.AppendError(nil, command.ArityError(cmd)))
+		return
+	}
+	name, _, _ := strings.Cut(cmd.Name, "|")
+	switch {
+	case name == "exec":
+		s.exec(now)
+		return
+	case name == "discard":
+		s.tx = nil
+		s.local(resp.AppendOK(nil))
+		return
+	case name == "multi":
+		s.local(resp.AppendError(nil, "ERR MULTI calls can not be nested"))
+		return
+	case name == "watch":
+		s.local(resp.AppendError(nil, "ERR WATCH inside MULTI is not allowed"))
+		return
+	case name == "quit" || name == "reset":
+		handlers[cmd.Index](s, cmd, args, raw, now)
+		return
+	case cmd.Has(command.NoMulti):
+		refuse(resp.AppendError(nil, "ERR Command not allowed inside a transaction"))
+		return
+	case sessionState[name] || notYetSet[name] || notYetSet[cmd.Name]:
+		refuse(resp.AppendError(nil, "ERR '"+strings.ToUpper(strings.ReplaceAll(cmd.Name, "|", " "))+
+			"' inside MULTI is not supported by the proxy"))
+		return
+	}
+	keys := command.ClusterKeyIndexes(cmd, args, s.keys[:0])
+	s.keys = keys[:0]
+	for i, k := range keys {
+		slot := int(topology.Slot(args[k]))
+		if i > 0 && slot != int(topology.Slot(args[keys[0]])) {
+			refuse(errCrossSlot)
+			return
+		}
+		if tx.slot < 0 {
+			tx.slot = slot
+		} else if slot != tx.slot {
+			tx.crossSlot = true
+		}
+	}
+	if len(raw) > 0 && raw[0] == '*' {
+		tx.queued = append(tx.queued, raw...)
+	} else {
+		tx.queued = resp.AppendCommand(tx.queued, args...)
+	}
+	tx.n++
+	if limit := int(s.l.srv.cfg.QueryLimit); len(tx.queued) > limit {
+		// The queued commands are the client's input the proxy holds: the query buffer limit bounds them.
+		s.l.srv.log.Warn("closing client whose transaction passed the query buffer limit", "client", s.raddr,
+			"bytes", len(tx.queued))
+		s.tx = nil
+		s.closing = true
+		_ = s.c.Close()
+		return
+	}
+	s.local(replyQueued)
+}
+
+// exec ends the session's transaction: it aborts, or goes to the slot's master.
+func (s *session) exec(now int64) {
+	tx := s.tx
+	s.tx = nil
+	switch {
+	case tx.dirty:
+		s.local(errExecAbort)
+		return
+	case tx.crossSlot:
+		s.local(errCrossSlot)
+		return
+	}
+	slot := tx.slot
+	if slot < 0 {
+		slot = s.l.randomSlot()
+	}
+	snap := s.l.pool.Snapshot()
+	if snap == nil {
+		s.local(errClusterDown)
+		return
+	}
+	r := s.l.newRequest(s)
+	r.be.Slot = slot
+	r.be.Deadline = now + s.l.timeout
+	x := &execution{r: r, sess: s, tx: append(tx.queued, respExec...), n: tx.n}
+	r.be.Sink = x
+	x.addr = snap.Nodes[snap.MasterOf(uint16(slot))].Addr
+	// The transaction runs on a connection of its own: it starts once the session's requests before it are
+	// answered, and the ones after it wait for its reply, so that it runs where it stands in the client's order.
+	s.held = true
+	empty := s.queue.Len() == 0
+	s.queue.Push(r)
+	if empty {
+		x.start()
+	} else {
+		r.exec = x
+	}
+}
+
+// start sends the transaction, once.
+func (x *execution) start() {
+	x.r.exec = nil
+	x.send(x.addr, false)
+}
+
+// execution is one EXEC on its way: it collects the replies of MULTI, the queued commands and EXEC, and gives
+// the client EXEC's.
+type execution struct {
+	r        *request
+	sess     *session
+	tx       []byte // MULTI, the queued commands, EXEC
+	n        int    // commands queued
+	addr     string // the slot's master when EXEC came
+	lease    *backend.Lease
+	queued   int    // replies before EXEC's: MULTI's and one per queued command (ASKING's too, if sent)
+	seen     int    // replies so far
+	redirect []byte // the first MOVED or ASK a queued command got
+	hops     int
+}
+
+// send writes the transaction on a connection leased from addr, after ASKING if asking.
+func (x *execution) send(addr string, asking bool) {
+	p := x.sess.l.pool
+	x.lease = p.Lease(addr)
+	if x.lease == nil {
+		x.done(resp.AppendError(nil, "ERR max_leased_conns ("+
+			strconv.Itoa(x.sess.l.srv.cfg.MaxLeasedConns)+") connections to "+addr+" are in use on this event loop"))
+		return
+	}
+	x.r.be.Raw = x.r.be.Raw[:0]
+	x.queued = x.n + 1
+	if asking {
+		x.r.be.Raw = append(x.r.be.Raw, respAsking...)
+		x.queued++
+	}
+	x.r.be.Raw = append(x.r.be.Raw, x.tx...)
+	x.r.be.Replies = x.queued + 1
+	x.seen, x.redirect = 0, nil
+	x.lease.Send(&x.r.be)
+	p.Flush()
+}
+
+// Reply takes each reply of the transaction in turn (backend.Sink).
+func (x *execution) Reply(_ *backend.Request, reply []byte) {
+	x.seen++
+	if x.seen <= x.queued {
+		if x.redirect == nil && resp.IsError(reply) {
+			if _, _, ok := backend.Redirection(reply, x.lease.Addr()); ok {
+				x.redirect = append([]byte(nil), reply...)
+			}
+		}
+		return
+	}
+	from := x.lease.Addr()
+	x.lease.Release()
+	x.lease = nil
+	if x.redirect != nil && resp.IsError(reply) && x.hops < x.sess.l.srv.cfg.MaxRedirects && !x.r.orphan {
+		// The node took none of it (EXECABORT): send the same transaction where the slot is.
+		if addr, ask, ok := backend.Redirection(x.redirect, from); ok {
+			x.hops++
+			if !ask {
+				x.sess.l.srv.topo.RequestRefresh()
+			}
+			x.send(addr, ask)
+			return
+		}
+	}
+	x.done(reply)
+}
+
+// done gives the client EXEC's reply and lets the commands after it go.
+func (x *execution) done(reply []byte) {
+	s := x.sess
+	x.r.Reply(&x.r.be, reply)
+	if s.held && !s.closed {
+		s.held = false
+		s.startReading()
+		_ = s.c.Wake(nil) // parse what waits in the Inbox and in gnet
+	}
+}

@@ -1,0 +1,306 @@
+package proxy_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/slotproxy/slotproxy/internal/redistest"
+	"github.com/slotproxy/slotproxy/proxy"
+	"github.com/slotproxy/slotproxy/resp"
+	"github.com/slotproxy/slotproxy/topology"
+)
+
+// TestTransactionsMatchStandalone: MULTI ... EXEC / DISCARD through the proxy answers byte for byte what a
+// standalone Redis answers: queued replies, errors at queue time and EXECABORT, errors at run time inside
+// EXEC's reply, nested MULTI, EXEC and DISCARD without MULTI, commands refused in a transaction. Keys share a
+// hash tag, as a transaction in a cluster must.
+func TestTransactionsMatchStandalone(t *testing.T) {
+	differential(t, split(`
+		DEL {tx}k {tx}n {tx}l
+		EXEC
+		DISCARD
+		MULTI
+		SET {tx}k v
+		INCR {tx}n
+		INCR {tx}n
+		GET {tx}k
+		RPUSH {tx}l a b
+		LRANGE {tx}l 0 -1
+		PING
+		ECHO hi
+		EXEC
+		MULTI
+		EXEC
+		MULTI
+		SET {tx}k w
+		INCR {tx}k
+		GET {tx}k
+		EXEC
+		MULTI
+		SET {tx}k x
+		NOSUCHCOMMAND a
+		EXEC
+		GET {tx}k
+		MULTI
+		GET
+		SET {tx}k y
+		EXEC
+		MULTI
+		MULTI
+		WATCH {tx}k
+		SET {tx}k z
+		EXEC
+		MULTI
+		SET {tx}k discarded
+		DISCARD
+		GET {tx}k
+		EXEC
+		MULTI
+		CLIENT NOSUCH
+		EXEC
+		UNWATCH
+	`))
+}
+
+// TestTransactionRefusals: where the proxy differs from Redis, named. SUBSCRIBE inside MULTI (Redis queues it
+// and the connection is subscribed after EXEC) and the commands of the client's own connection (CLIENT
+// SETNAME, HELLO, SELECT ...) are refused when queued, and EXEC aborts, as after any refused command.
+func TestTransactionRefusals(t *testing.T) {
+	addr, _, _ := shared(t)
+	c := dialRaw(t, addr)
+	for _, step := range []struct{ cmd, want string }{
+		{"MULTI", "+OK\r\n"},
+		{"SUBSCRIBE ch", "-ERR 'SUBSCRIBE' inside MULTI is not supported by the proxy\r\n"},
+		{"CLIENT SETNAME x", "-ERR 'CLIENT SETNAME' inside MULTI is not supported by the proxy\r\n"},
+		{"SELECT 0", "-ERR 'SELECT' inside MULTI is not supported by the proxy\r\n"},
+		{"SET {txr}k v", "+QUEUED\r\n"},
+		{"EXEC", "-EXECABORT Transaction discarded because of previous errors.\r\n"},
+		{"EXISTS {txr}k", ":0\r\n"},
+		{"WATCH {txr}k", "-ERR 'WATCH' is not supported by the proxy yet\r\n"},
+		{"MULTI", "+OK\r\n"},
+		{"RESET", "+RESET\r\n"},
+		{"EXEC", "-ERR EXEC without MULTI\r\n"},
+	} {
+		if got := string(c.do(splitOne(step.cmd)...)); got != step.want {
+			t.Errorf("%s = %q, want %q", step.cmd, got, step.want)
+		}
+	}
+}
+
+// TestTransactionsPipelined: whole transactions in one write, and a reply of each command in order.
+func TestTransactionsPipelined(t *testing.T) {
+	addr, standalone, _ := shared(t)
+	var req []byte
+	for i := 0; i < 50; i++ {
+		req = resp.AppendCommandStrings(req, "MULTI")
+		req = resp.AppendCommandStrings(req, "INCR", "{txp}n")
+		req = resp.AppendCommandStrings(req, "GET", "{txp}n")
+		req = resp.AppendCommandStrings(req, "EXEC")
+		req = resp.AppendCommandStrings(req, "GET", "{txp}n")
+	}
+	var out [2][]byte
+	for i, a := range []string{standalone.Addr, addr} {
+		c := dialRaw(t, a)
+		c.do("DEL", "{txp}n")
+		c.send(req)
+		for j := 0; j < 250; j++ {
+			out[i] = append(out[i], c.reply()...)
+		}
+	}
+	if !bytes.Equal(out[0], out[1]) {
+		t.Errorf("pipelined transactions:\n proxy %q\n redis %q", out[1], out[0])
+	}
+}
+
+// TestTransactionsCrossSlot: a transaction's keys must be in one slot, as in Redis Cluster: keys of several
+// slots in one command are refused when queued (and EXEC aborts); in several commands EXEC answers CROSSSLOT
+// and nothing runs.
+func TestTransactionsCrossSlot(t *testing.T) {
+	addr, _, _ := shared(t)
+	c := dialRaw(t, addr)
+	a, b := keyInRange("txc:", 0, 5460), keyInRange("txc:", 10923, 16383)
+	for _, step := range []struct{ cmd, want string }{
+		{"DEL " + a + " " + b, ""},
+		{"MULTI", "+OK\r\n"},
+		{"SET " + a + " 1", "+QUEUED\r\n"},
+		{"SET " + b + " 2", "+QUEUED\r\n"},
+		{"EXEC", "-CROSSSLOT Keys in request don't hash to the same slot\r\n"},
+		{"EXISTS " + a + " " + b, ":0\r\n"},
+		{"MULTI", "+OK\r\n"},
+		{"MSET " + a + " 1 " + b + " 2", "-CROSSSLOT Keys in request don't hash to the same slot\r\n"},
+		{"SET " + a + " 1", "+QUEUED\r\n"},
+		{"EXEC", "-EXECABORT Transaction discarded because of previous errors.\r\n"},
+		{"EXISTS " + a, ":0\r\n"},
+	} {
+		got := string(c.do(splitOne(step.cmd)...))
+		if step.want != "" && got != step.want {
+			t.Errorf("%s = %q, want %q", step.cmd, got, step.want)
+		}
+	}
+	checkServes(t, c, "cross-slot transactions")
+}
+
+func splitOne(s string) []string { return split(s)[0] }
+
+// TestTransactionsAtomic: 20 clients run MULTI INCR a INCR b EXEC at once: every EXEC's reply is [n, n] and
+// the counters end equal to the number of EXECs, so no transaction interleaved with another.
+func TestTransactionsAtomic(t *testing.T) {
+	addr, _, _ := shared(t)
+	ctx := context.Background()
+	c := newClient(addr)
+	defer c.Close()
+	c.Del(ctx, "{txa}a", "{txa}b")
+	const clients, rounds = 20, 100
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for i := 0; i < clients; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cl := newClient(addr)
+			defer cl.Close()
+			for j := 0; j < rounds; j++ {
+				cmds, err := cl.TxPipelined(ctx, func(p redis.Pipeliner) error {
+					p.Incr(ctx, "{txa}a")
+					p.Incr(ctx, "{txa}b")
+					return nil
+				})
+				if err != nil {
+					errs <- err
+					return
+				}
+				if x, y := cmds[0].(*redis.IntCmd).Val(), cmds[1].(*redis.IntCmd).Val(); x != y {
+					errs <- fmt.Errorf("EXEC answered [%d %d]: another transaction ran in between", x, y)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	for _, k := range []string{"{txa}a", "{txa}b"} {
+		if n, _ := c.Get(ctx, k).Int(); n != clients*rounds {
+			t.Errorf("%s = %d after %d transactions", k, n, clients*rounds)
+		}
+	}
+}
+
+// TestTransactionFollowsMovedSlot: with a stale map, the node refuses a transaction's commands with MOVED and
+// EXEC aborts; nothing ran, so the proxy sends the transaction to the slot's new owner, and the client sees
+// EXEC's reply from there.
+func TestTransactionFollowsMovedSlot(t *testing.T) {
+	cl := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3})
+	addr, _ := startProxyOpt(t, cl.Addrs(), false, func(c *proxy.Config) {
+		c.RefreshInterval = proxy.Duration(time.Hour)
+	})
+	ctx := context.Background()
+	const key = "{txm}k"
+	slot := int(topology.Slot([]byte(key)))
+	var owner, target *redistest.Server
+	for _, n := range cl.Masters() {
+		if err := n.Client(t).Get(ctx, key).Err(); err == redis.Nil {
+			owner = n
+		} else if target == nil {
+			target = n
+		}
+	}
+	if owner == nil || target == nil {
+		t.Fatal("cannot find the slot's owner")
+	}
+	px := dialRaw(t, addr)
+	if got := string(px.do("SET", key, "before")); got != "+OK\r\n" { // opens the connections, learns the map
+		t.Fatal(got)
+	}
+	if err := owner.Client(t).Del(ctx, key).Err(); err != nil {
+		t.Fatal(err)
+	}
+	targetID, err := target.Client(t).Do(ctx, "CLUSTER", "MYID").Text()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range cl.Masters() { // an empty slot moves with SETSLOT alone
+		if err := n.Client(t).Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", targetID).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, step := range []struct{ cmd, want string }{
+		{"MULTI", "+OK\r\n"},
+		{"SET " + key + " after", "+QUEUED\r\n"},
+		{"INCR {txm}n", "+QUEUED\r\n"},
+		{"EXEC", "*2\r\n+OK\r\n:1\r\n"},
+	} {
+		if got := string(px.do(splitOne(step.cmd)...)); got != step.want {
+			t.Errorf("%s = %q, want %q", step.cmd, got, step.want)
+		}
+	}
+	if v, err := target.Client(t).Get(ctx, key).Result(); err != nil || v != "after" {
+		t.Errorf("on the new owner %s = %q, %v", key, v, err)
+	}
+	if n, _ := owner.Client(t).Exists(ctx, "{txm}n").Result(); n != 0 {
+		t.Error("the old owner ran part of the transaction")
+	}
+}
+
+// TestTransactionClientGone: clients that send transactions (some behind other requests, so that EXEC waits)
+// and leave at once leak no leased connection: afterwards each node has at most its shared connections plus
+// the few released leases a loop keeps, and transactions still run.
+func TestTransactionClientGone(t *testing.T) {
+	_, _, cluster := shared(t)
+	addr, srv := startProxyOpt(t, cluster.Addrs(), false)
+	var tx []byte
+	tx = resp.AppendCommandStrings(tx, "GET", "{txg}n")
+	tx = resp.AppendCommandStrings(tx, "MULTI")
+	tx = resp.AppendCommandStrings(tx, "INCR", "{txg}n")
+	tx = resp.AppendCommandStrings(tx, "EXEC")
+	for i := 0; i < 200; i++ {
+		c := dialRaw(t, addr)
+		c.send(bytes.Repeat(tx, 1+i%3))
+		c.c.Close()
+	}
+	const loops, idleLeases = 2, 4
+	eventually(t, 10*time.Second, "leased connections are given back", func() bool {
+		for _, n := range srv.BackendConns() {
+			if n > loops*(1+idleLeases) {
+				return false
+			}
+		}
+		return true
+	})
+	c := dialRaw(t, addr)
+	c.do("MULTI")
+	c.do("INCR", "{txg}n")
+	if got := c.do("EXEC"); !bytes.HasPrefix(got, []byte("*1\r\n:")) {
+		t.Errorf("EXEC after the clients left = %q", got)
+	}
+	checkServes(t, c, "clients gone mid-transaction")
+}
+
+// TestTransactionQueueLimit: the commands a transaction queues count against client_query_buffer_limit, as
+// unparsed input does: past it the client is closed, and others go on.
+func TestTransactionQueueLimit(t *testing.T) {
+	_, _, cluster := shared(t)
+	addr := startProxy(t, cluster.Addrs(), func(c *proxy.Config) { c.QueryLimit = 1 << 20 })
+	c := dialRaw(t, addr)
+	other := dialRaw(t, addr)
+	c.do("MULTI")
+	value := string(bytes.Repeat([]byte("v"), 256<<10))
+	for i := 0; i < 3; i++ {
+		if got := string(c.do("SET", "{txq}k", value)); got != "+QUEUED\r\n" {
+			t.Fatalf("SET %d of 256 KiB = %q", i, got)
+		}
+	}
+	c.send(resp.AppendCommandStrings(nil, "SET", "{txq}k", value))
+	if !c.closed() {
+		t.Error("a transaction of over 1 MiB queued with client_query_buffer_limit 1mb did not close the client")
+	}
+	checkServes(t, other, "a transaction over the limit")
+}
