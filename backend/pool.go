@@ -107,8 +107,8 @@ type node struct {
 	conns         []*Conn
 	leased        []*Conn // every leased connection, held or idle
 	idle          []*Conn // released leases, open, kept for reuse
-	stale         bool  // not in the current snapshot: closed once idle
-	unhealthyTill int64 // unix ns; replicas are not chosen for reads before it
+	stale         bool    // not in the current snapshot: closed once idle
+	unhealthyTill int64   // unix ns; replicas are not chosen for reads before it
 }
 
 // NewPool makes the pool for event loop el. wake must arrange for the owner to call Tick on el after the delay.
