@@ -257,13 +257,17 @@ func TestTransactionClientGone(t *testing.T) {
 	_, _, cluster := shared(t)
 	addr, srv := startProxyOpt(t, cluster.Addrs(), false)
 	var tx []byte
-	tx = resp.AppendCommandStrings(tx, "GET", "{txg}n")
 	tx = resp.AppendCommandStrings(tx, "MULTI")
 	tx = resp.AppendCommandStrings(tx, "INCR", "{txg}n")
 	tx = resp.AppendCommandStrings(tx, "EXEC")
+	behind := append(resp.AppendCommandStrings(nil, "GET", "{txg}n"), tx...)
 	for i := 0; i < 200; i++ {
 		c := dialRaw(t, addr)
-		c.send(bytes.Repeat(tx, 1+i%3))
+		if i%2 == 0 {
+			c.send(tx) // its EXEC is on a leased connection when the client leaves
+		} else {
+			c.send(bytes.Repeat(behind, 2)) // its EXECs wait for the GETs before them
+		}
 		c.c.Close()
 	}
 	const loops, idleLeases = 2, 4
