@@ -9,7 +9,8 @@ import "fmt"
 //
 // A Lease is owned by the Pool's event loop, like the rest of the Pool.
 type Lease struct {
-	c *Conn
+	c    *Conn // nil once released or closed
+	addr string
 }
 
 // idleLeases is how many released leases a node keeps open for reuse on each loop.
@@ -23,7 +24,7 @@ func (p *Pool) Lease(addr string) *Lease {
 		c := n.idle[k-1]
 		n.idle[k-1] = nil
 		n.idle = n.idle[:k-1]
-		return &Lease{c: c}
+		return &Lease{c: c, addr: addr}
 	}
 	if len(n.leased) >= p.cfg.MaxLeases {
 		return nil
@@ -32,11 +33,11 @@ func (p *Pool) Lease(addr string) *Lease {
 	c.in.Buffers = p.Buffers
 	n.leased = append(n.leased, c)
 	c.dial()
-	return &Lease{c: c}
+	return &Lease{c: c, addr: addr}
 }
 
 // Addr is the node the lease is connected to.
-func (l *Lease) Addr() string { return l.c.addr }
+func (l *Lease) Addr() string { return l.addr }
 
 // Send writes r on the leased connection. r.Replies says how many replies its Raw asks for (0 means 1); its
 // Sink is called once for each, in order, on the loop. If the connection is lost or r passes its deadline, the
@@ -44,8 +45,8 @@ func (l *Lease) Addr() string { return l.c.addr }
 // not, "proxy timeout" for the request past its deadline, and the connection is closed.
 func (l *Lease) Send(r *Request) {
 	c := l.c
-	if c.state != stateOpen && c.state != stateDialing {
-		c.failLeased(r, 0, c.unreachable())
+	if c == nil || c.state != stateOpen && c.state != stateDialing {
+		failReplies(r, 0, "CLUSTERDOWN The cluster is down: node "+l.addr+" is unreachable")
 		return
 	}
 	c.fifo.Push(r)
@@ -57,9 +58,13 @@ func (l *Lease) Send(r *Request) {
 }
 
 // Release gives the connection back when the caller knows its state is clean (every reply received, no WATCH
-// or MULTI left): it is kept for another session, or closed if enough are kept. Anything else is closed.
+// or MULTI left): it is kept for another session, or closed if enough are kept. Anything else is closed. Once
+// released or closed, a lease is done with: a second Release or Close does nothing.
 func (l *Lease) Release() {
 	c := l.c
+	if c == nil {
+		return
+	}
 	l.c = nil
 	n := c.pool.nodes[c.addr]
 	if c.state != stateOpen || c.fifo.Len() > 0 || n == nil || n.stale || len(n.idle) >= idleLeases {
@@ -72,6 +77,9 @@ func (l *Lease) Release() {
 // Close closes the connection: its state is unknown or no longer wanted. Replies still owed are errors.
 func (l *Lease) Close() {
 	c := l.c
+	if c == nil {
+		return
+	}
 	l.c = nil
 	c.pool.dropLease(c)
 }
@@ -110,6 +118,10 @@ func (c *Conn) leasedReply(reply []byte) {
 // failLeased answers the replies r still owes, from the part-th on, with errText.
 func (c *Conn) failLeased(r *Request, part int, errText string) {
 	c.pool.Stats.Failed.Add(1)
+	failReplies(r, part, errText)
+}
+
+func failReplies(r *Request, part int, errText string) {
 	reply := fmt.Appendf(nil, "-%s\r\n", errText)
 	for i := part; i < max(r.Replies, 1); i++ {
 		r.Sink.Reply(r, reply)

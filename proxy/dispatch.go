@@ -23,7 +23,8 @@ var handlerNames = map[string]handler{
 	"multi":   cmdMulti,
 	"exec":    cmdExecWithoutMulti,
 	"discard": cmdDiscardWithoutMulti,
-	"unwatch": cmdOK, // nothing is ever watched
+	"watch":   cmdWatch,
+	"unwatch": cmdUnwatch,
 
 	"ping":   cmdPing,
 	"echo":   cmdEcho,
@@ -72,7 +73,7 @@ var handlerNames = map[string]handler{
 // rather than served wrongly on a shared pipeline. WAIT counts the replicas that have the connection's own
 // writes, and would hold a shared connection for its timeout (for ever with 0).
 var notYet = []string{
-	"watch", "wait",
+	"wait",
 	"subscribe", "unsubscribe", "psubscribe", "punsubscribe", "ssubscribe", "sunsubscribe",
 	"monitor", "client|reply", "client|tracking", "client|caching",
 }

@@ -136,6 +136,7 @@ func cmdAuth(s *session, _ *command.Command, args [][]byte, _ []byte, _ int64) {
 func cmdReset(s *session, _ *command.Command, _ [][]byte, _ []byte, _ int64) {
 	s.name, s.libName, s.libVer = "", "", ""
 	s.tx = nil
+	s.unwatch()
 	s.local([]byte("+RESET\r\n"))
 }
 

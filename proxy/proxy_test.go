@@ -410,7 +410,6 @@ func TestKeylessCommands(t *testing.T) {
 		"CLIENT SETNAME bad\nname":  "-ERR Client names cannot contain spaces, newlines or special characters.\r\n",
 		"CLIENT SETINFO lib-name x": "+OK\r\n",
 		"CLIENT SETINFO lib-ver 1":  "+OK\r\n",
-		"WATCH k":                   "-ERR 'WATCH' is not supported by the proxy yet\r\n",
 		"SUBSCRIBE ch":              "-ERR 'SUBSCRIBE' is not supported by the proxy yet\r\n",
 		"BLPOP k 0":                 "-ERR blocking command 'BLPOP' is not supported by the proxy yet\r\n",
 		"MONITOR":                   "-ERR 'MONITOR' is not supported by the proxy yet\r\n",

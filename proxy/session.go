@@ -47,7 +47,8 @@ type session struct {
 	closed  bool         // OnClose ran; late replies are dropped
 	closing bool         // QUIT or a protocol error: close once the queue drained
 	tx      *transaction // between MULTI and EXEC or DISCARD
-	held    bool         // an EXEC is in flight: later commands wait for it, as they would behind it in Redis
+	watch   *watching    // after WATCH, until EXEC, DISCARD, UNWATCH or RESET
+	held    bool         // a WATCH or EXEC is in flight: later commands wait for it, as they would in Redis
 
 	name    string // CLIENT SETNAME
 	libName string // CLIENT SETINFO lib-name
@@ -130,6 +131,7 @@ func (s *session) onTraffic() {
 
 func (s *session) onClose() {
 	s.closed = true
+	s.unwatch()
 	s.l.forget(s)
 	// Requests still at backends come back through request.finish, which sees closed and recycles them.
 	for s.queue.Len() > 0 {

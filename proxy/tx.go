@@ -21,6 +21,60 @@ import (
 // commands. Any other refusal reaches the client as Redis's EXECABORT. EXEC itself is never resent: a
 // connection lost after it was written answers "may or may not have run".
 
+// WATCH leases a connection from the master of the watched keys' slot and sends WATCH there, in the
+// client's order like EXEC; the session keeps the lease until EXEC (which then runs on it), DISCARD, UNWATCH,
+// RESET or the client's end. Keys watched and keys of the transaction must share one slot, as in Redis
+// Cluster. A WATCH answered MOVED or ASK is sent to the node named (ASK: after ASKING, and so is the EXEC that
+// follows). A transaction refused with a redirect after a WATCH is not resent (the watch stayed behind): the
+// client gets EXECABORT, and nothing ran.
+
+// watching is a session's WATCH: the lease that holds it.
+type watching struct {
+	lease  *backend.Lease
+	slot   int
+	asking bool // the lease's node is importing the slot: EXEC goes after ASKING
+	broken bool // the slot moved away since: EXEC answers a null array, as for a touched watch
+}
+
+// unwatch forgets the session's WATCH; the connection that held it is closed (its state is not clean).
+func (s *session) unwatch() {
+	if s.watch != nil {
+		s.watch.lease.Close()
+		s.watch = nil
+	}
+}
+
+func cmdUnwatch(s *session, _ *command.Command, _ [][]byte, _ []byte, _ int64) {
+	s.unwatch()
+	s.local(resp.AppendOK(nil))
+}
+
+func cmdWatch(s *session, cmd *command.Command, args [][]byte, raw []byte, now int64) {
+	keys := command.ClusterKeyIndexes(cmd, args, s.keys[:0])
+	s.keys = keys[:0]
+	slot := int(topology.Slot(args[keys[0]]))
+	for _, k := range keys[1:] {
+		if int(topology.Slot(args[k])) != slot {
+			s.local(errCrossSlot)
+			return
+		}
+	}
+	if s.watch != nil && s.watch.slot != slot {
+		s.local(errCrossSlot)
+		return
+	}
+	snap := s.l.pool.Snapshot()
+	if snap == nil {
+		s.local(errClusterDown)
+		return
+	}
+	x := &execution{sess: s, watchSlot: slot, tx: appendRaw(nil, args, raw)}
+	if s.watch != nil {
+		x.lease, x.asking = s.watch.lease, s.watch.asking
+	}
+	s.leased(x, snap.Nodes[snap.MasterOf(uint16(slot))].Addr, slot, now)
+}
+
 // transaction is a session's state between MULTI and EXEC or DISCARD.
 type transaction struct {
 	dirty     bool   // a command was refused while queued: EXEC aborts (Redis's flagTransaction)
@@ -81,6 +135,7 @@ func (s *session) txCommand(cmd *command.Command, st command.Status, args [][]by
 		return
 	case name == "discard":
 		s.tx = nil
+		s.unwatch()
 		s.local(resp.AppendOK(nil))
 		return
 	case name == "multi":
@@ -136,31 +191,51 @@ func (s *session) txCommand(cmd *command.Command, st command.Status, args [][]by
 func (s *session) exec(now int64) {
 	tx := s.tx
 	s.tx = nil
+	w := s.watch
 	switch {
 	case tx.dirty:
+		s.unwatch() // Redis discards the transaction and unwatches
 		s.local(errExecAbort)
 		return
-	case tx.crossSlot:
+	case tx.crossSlot, w != nil && tx.slot >= 0 && tx.slot != w.slot:
+		s.unwatch()
 		s.local(errCrossSlot)
+		return
+	case w != nil && w.broken:
+		s.unwatch()
+		s.local(resp.AppendNullArray(nil))
 		return
 	}
 	slot := tx.slot
-	if slot < 0 {
+	switch {
+	case w != nil:
+		slot = w.slot
+	case slot < 0:
 		slot = s.l.randomSlot()
 	}
 	snap := s.l.pool.Snapshot()
 	if snap == nil {
+		s.unwatch()
 		s.local(errClusterDown)
 		return
 	}
+	x := &execution{sess: s, tx: append(tx.queued, respExec...), n: tx.n, watchSlot: -1}
+	if w != nil {
+		x.lease, x.asking, x.watched = w.lease, w.asking, true
+		s.watch = nil // the EXEC ends the WATCH; the execution holds the lease now
+	}
+	s.leased(x, snap.Nodes[snap.MasterOf(uint16(slot))].Addr, slot, now)
+}
+
+// leased queues x, a WATCH or an EXEC, in the session's order. It runs on a connection of its own: it starts
+// once the session's requests before it are answered, and the ones after it wait for its reply, so that it
+// runs where it stands in the client's order.
+func (s *session) leased(x *execution, addr string, slot int, now int64) {
 	r := s.l.newRequest(s)
 	r.be.Slot = slot
 	r.be.Deadline = now + s.l.timeout
-	x := &execution{r: r, sess: s, tx: append(tx.queued, respExec...), n: tx.n}
 	r.be.Sink = x
-	x.addr = snap.Nodes[snap.MasterOf(uint16(slot))].Addr
-	// The transaction runs on a connection of its own: it starts once the session's requests before it are
-	// answered, and the ones after it wait for its reply, so that it runs where it stands in the client's order.
+	x.r, x.addr = r, addr
 	s.held = true
 	empty := s.queue.Len() == 0
 	s.queue.Push(r)
@@ -174,35 +249,44 @@ func (s *session) exec(now int64) {
 // start sends the transaction, once.
 func (x *execution) start() {
 	x.r.exec = nil
-	x.send(x.addr, false)
+	x.send(x.addr, x.asking)
 }
 
-// execution is one EXEC on its way: it collects the replies of MULTI, the queued commands and EXEC, and gives
-// the client EXEC's.
+// execution is one EXEC (or WATCH) on its way: it collects the replies of MULTI, the queued commands and EXEC,
+// and gives the client EXEC's.
 type execution struct {
-	r        *request
-	sess     *session
-	tx       []byte // MULTI, the queued commands, EXEC
-	n        int    // commands queued
-	addr     string // the slot's master when EXEC came
-	lease    *backend.Lease
-	queued   int    // replies before EXEC's: MULTI's and one per queued command (ASKING's too, if sent)
-	seen     int    // replies so far
-	redirect []byte // the first MOVED or ASK a queued command got
-	hops     int
+	r         *request
+	sess      *session
+	tx        []byte // MULTI, the queued commands, EXEC; or WATCH
+	n         int    // commands queued
+	addr      string // the slot's master when EXEC came
+	watchSlot int    // a WATCH of this slot; -1 for an EXEC
+	watched   bool   // an EXEC after WATCH: on the WATCH's lease, never resent elsewhere
+	asking    bool   // sent after ASKING
+	lease     *backend.Lease
+	queued    int    // replies before EXEC's: MULTI's and one per queued command (ASKING's too, if sent)
+	seen      int    // replies so far
+	redirect  []byte // the first MOVED or ASK a queued command got
+	hops      int
 }
 
 // send writes the transaction on a connection leased from addr, after ASKING if asking.
 func (x *execution) send(addr string, asking bool) {
 	p := x.sess.l.pool
-	x.lease = p.Lease(addr)
+	if x.lease == nil {
+		x.lease = p.Lease(addr)
+	}
+	x.asking = asking
 	if x.lease == nil {
 		x.done(resp.AppendError(nil, "ERR max_leased_conns ("+
 			strconv.Itoa(x.sess.l.srv.cfg.MaxLeasedConns)+") connections to "+addr+" are in use on this event loop"))
 		return
 	}
 	x.r.be.Raw = x.r.be.Raw[:0]
-	x.queued = x.n + 1
+	x.queued = x.n + 1 // MULTI's reply and the QUEUED ones
+	if x.watchSlot >= 0 {
+		x.queued = 0
+	}
 	if asking {
 		x.r.be.Raw = append(x.r.be.Raw, respAsking...)
 		x.queued++
@@ -225,10 +309,15 @@ func (x *execution) Reply(_ *backend.Request, reply []byte) {
 		}
 		return
 	}
+	if x.watchSlot >= 0 {
+		x.watchDone(reply)
+		return
+	}
 	from := x.lease.Addr()
 	x.lease.Release()
 	x.lease = nil
-	if x.redirect != nil && resp.IsError(reply) && x.hops < x.sess.l.srv.cfg.MaxRedirects && !x.r.orphan {
+	if x.redirect != nil && !x.watched && resp.IsError(reply) && x.hops < x.sess.l.srv.cfg.MaxRedirects &&
+		!x.r.orphan {
 		// The node took none of it (EXECABORT): send the same transaction where the slot is.
 		if addr, ask, ok := backend.Redirection(x.redirect, from); ok {
 			x.hops++
@@ -239,6 +328,42 @@ func (x *execution) Reply(_ *backend.Request, reply []byte) {
 			return
 		}
 	}
+	x.done(reply)
+}
+
+// watchDone takes a WATCH's reply: the session watches on the lease, or the WATCH goes where the slot is.
+func (x *execution) watchDone(reply []byte) {
+	s := x.sess
+	if x.r.orphan {
+		x.lease.Close()
+		x.done(reply)
+		return
+	}
+	if _, _, ok := backend.Redirection(reply, x.lease.Addr()); ok && s.watch != nil {
+		// The slot left the node that holds the earlier WATCH: its keys were migrated away, which touches
+		// them, so EXEC will answer as Redis does for a touched watch.
+		s.watch.broken = true
+		x.lease = nil
+		x.done(resp.AppendOK(nil))
+		return
+	}
+	if addr, ask, ok := backend.Redirection(reply, x.lease.Addr()); ok && x.hops < s.l.srv.cfg.MaxRedirects {
+		x.hops++
+		x.lease.Close()
+		x.lease = nil
+		if !ask {
+			s.l.srv.topo.RequestRefresh()
+		}
+		x.send(addr, ask)
+		return
+	}
+	switch {
+	case !resp.IsError(reply):
+		s.watch = &watching{lease: x.lease, slot: x.watchSlot, asking: x.asking}
+	case s.watch == nil: // a first WATCH that failed holds nothing
+		x.lease.Close()
+	}
+	x.lease = nil
 	x.done(reply)
 }
 

@@ -82,7 +82,6 @@ func TestTransactionRefusals(t *testing.T) {
 		{"SET {txr}k v", "+QUEUED\r\n"},
 		{"EXEC", "-EXECABORT Transaction discarded because of previous errors.\r\n"},
 		{"EXISTS {txr}k", ":0\r\n"},
-		{"WATCH {txr}k", "-ERR 'WATCH' is not supported by the proxy yet\r\n"},
 		{"MULTI", "+OK\r\n"},
 		{"RESET", "+RESET\r\n"},
 		{"EXEC", "-ERR EXEC without MULTI\r\n"},
@@ -250,8 +249,8 @@ func TestTransactionFollowsMovedSlot(t *testing.T) {
 	}
 }
 
-// TestTransactionClientGone: clients that send transactions (some behind other requests, so that EXEC waits)
-// and leave at once leak no leased connection: afterwards each node has at most its shared connections plus
+// TestTransactionClientGone: clients that send transactions (some behind other requests, so that EXEC waits,
+// some holding a WATCH) and leave at once leak no leased connection: afterwards each node has at most its shared connections plus
 // the few released leases a loop keeps, and transactions still run.
 func TestTransactionClientGone(t *testing.T) {
 	_, _, cluster := shared(t)
@@ -261,12 +260,19 @@ func TestTransactionClientGone(t *testing.T) {
 	tx = resp.AppendCommandStrings(tx, "INCR", "{txg}n")
 	tx = resp.AppendCommandStrings(tx, "EXEC")
 	behind := append(resp.AppendCommandStrings(nil, "GET", "{txg}n"), tx...)
-	for i := 0; i < 200; i++ {
+	watch := resp.AppendCommandStrings(nil, "WATCH", "{txg}n")
+	for i := 0; i < 300; i++ {
 		c := dialRaw(t, addr)
-		if i%2 == 0 {
+		switch i % 3 {
+		case 0:
 			c.send(tx) // its EXEC is on a leased connection when the client leaves
-		} else {
+		case 1:
 			c.send(bytes.Repeat(behind, 2)) // its EXECs wait for the GETs before them
+		default:
+			if got := string(c.do("WATCH", "{txg}n")); got != "+OK\r\n" { // it leaves holding a WATCH
+				t.Fatalf("WATCH = %q", got)
+			}
+			c.send(append(watch, tx...))
 		}
 		c.c.Close()
 	}
@@ -307,4 +313,130 @@ func TestTransactionQueueLimit(t *testing.T) {
 		t.Error("a transaction of over 1 MiB queued with client_query_buffer_limit 1mb did not close the client")
 	}
 	checkServes(t, other, "a transaction over the limit")
+}
+
+// TestWatchMatchesStandalone: WATCH through the proxy against a second client's writes answers byte for byte
+// what a standalone Redis answers: EXEC runs when nothing touched the watched keys, answers a null array when
+// another client or the client itself wrote one, and UNWATCH, DISCARD, EXEC and RESET end the watch.
+func TestWatchMatchesStandalone(t *testing.T) {
+	addr, standalone, _ := shared(t)
+	steps := []struct {
+		other bool // sent by the second client
+		cmd   string
+	}{
+		{false, "DEL {w}k {w}j {w}l"}, {false, "SET {w}k 1"},
+		{false, "WATCH {w}k"}, {false, "GET {w}k"}, {false, "MULTI"}, {false, "INCR {w}k"}, {false, "EXEC"},
+		{false, "WATCH {w}k"}, {true, "SET {w}k 10"}, {false, "MULTI"}, {false, "INCR {w}k"}, {false, "EXEC"},
+		{false, "GET {w}k"},
+		{false, "WATCH {w}k"}, {false, "UNWATCH"}, {true, "SET {w}k 20"}, {false, "MULTI"}, {false, "INCR {w}k"},
+		{false, "EXEC"},
+		{false, "WATCH {w}k"}, {false, "MULTI"}, {false, "DISCARD"}, {true, "SET {w}k 30"}, {false, "MULTI"},
+		{false, "INCR {w}k"}, {false, "EXEC"},
+		{false, "WATCH {w}k {w}j"}, {false, "WATCH {w}l"}, {true, "SET {w}l x"}, {false, "MULTI"},
+		{false, "SET {w}k y"}, {false, "EXEC"}, {false, "GET {w}k"},
+		{false, "WATCH {w}k"}, {false, "SET {w}k own"}, {false, "MULTI"}, {false, "GET {w}k"}, {false, "EXEC"},
+		{false, "WATCH {w}k"}, {false, "RESET"}, {true, "SET {w}k 40"}, {false, "MULTI"}, {false, "INCR {w}k"},
+		{false, "EXEC"},
+		{false, "WATCH {w}nosuch"}, {true, "SET {w}nosuch 1"}, {false, "MULTI"}, {false, "PING"}, {false, "EXEC"},
+		{false, "WATCH {w}k"}, {false, "MULTI"}, {false, "NOSUCH"}, {false, "EXEC"}, {true, "SET {w}k 50"},
+		{false, "MULTI"}, {false, "INCR {w}k"}, {false, "EXEC"},
+	}
+	var out [2][]string
+	for i, a := range []string{standalone.Addr, addr} {
+		c1, c2 := dialRaw(t, a), dialRaw(t, a)
+		for _, st := range steps {
+			c := c1
+			if st.other {
+				c = c2
+			}
+			out[i] = append(out[i], string(c.do(splitOne(st.cmd)...)))
+		}
+	}
+	for j, st := range steps {
+		if out[0][j] != out[1][j] {
+			t.Errorf("step %d %q: proxy %q, redis %q", j, st.cmd, out[1][j], out[0][j])
+		}
+	}
+}
+
+// TestWatchCrossSlot: watched keys and a transaction's keys must share one slot, as in Redis Cluster.
+func TestWatchCrossSlot(t *testing.T) {
+	addr, _, _ := shared(t)
+	c := dialRaw(t, addr)
+	a, b := keyInRange("wc:", 0, 5460), keyInRange("wc:", 10923, 16383)
+	for _, step := range []struct{ cmd, want string }{
+		{"WATCH " + a + " " + b, "-CROSSSLOT Keys in request don't hash to the same slot\r\n"},
+		{"WATCH " + a, "+OK\r\n"},
+		{"WATCH " + b, "-CROSSSLOT Keys in request don't hash to the same slot\r\n"},
+		{"MULTI", "+OK\r\n"},
+		{"SET " + b + " 1", "+QUEUED\r\n"},
+		{"EXEC", "-CROSSSLOT Keys in request don't hash to the same slot\r\n"},
+		{"EXISTS " + b, ":0\r\n"},
+		{"WATCH " + b, "+OK\r\n"}, // the EXEC ended the first watch
+		{"UNWATCH", "+OK\r\n"},
+	} {
+		if got := string(c.do(splitOne(step.cmd)...)); got != step.want {
+			t.Errorf("%s = %q, want %q", step.cmd, got, step.want)
+		}
+	}
+	checkServes(t, c, "WATCH across slots")
+}
+
+// TestWatchOptimisticLocking: 10 go-redis clients increment one counter with WATCH, GET, MULTI, SET, EXEC and
+// retry when EXEC fails: the counter ends equal to the EXECs that succeeded, and each client got through.
+func TestWatchOptimisticLocking(t *testing.T) {
+	addr, _, _ := shared(t)
+	ctx := context.Background()
+	c := newClient(addr)
+	defer c.Close()
+	c.Set(ctx, "{wol}n", 0, 0)
+	const clients, rounds = 10, 30
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	succeeded, conflicts := 0, 0
+	errs := make(chan error, clients)
+	for i := 0; i < clients; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cl := newClient(addr)
+			defer cl.Close()
+			for done := 0; done < rounds; {
+				err := cl.Watch(ctx, func(tx *redis.Tx) error {
+					n, err := tx.Get(ctx, "{wol}n").Int()
+					if err != nil {
+						return err
+					}
+					_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+						p.Set(ctx, "{wol}n", n+1, 0)
+						return nil
+					})
+					return err
+				}, "{wol}n")
+				mu.Lock()
+				switch err {
+				case nil:
+					succeeded++
+					done++
+				case redis.TxFailedErr:
+					conflicts++
+				default:
+					mu.Unlock()
+					errs <- err
+					return
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	n, err := c.Get(ctx, "{wol}n").Int()
+	t.Logf("%d EXECs succeeded, %d failed on a touched watch", succeeded, conflicts)
+	if err != nil || n != succeeded || succeeded != clients*rounds {
+		t.Errorf("counter %d (%v) after %d successful EXECs, want %d", n, err, succeeded, clients*rounds)
+	}
 }
