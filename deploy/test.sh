@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: installs what the tests need if missing (redis-server, redis-tools, nutcracker), then
-# runs go test over every package with a 15-minute timeout. Works from any directory.
+# The whole test suite: installs what the tests need if missing (redis-server, redis-tools, nutcracker,
+# python3-redis, the npm clients of proxy/testdata/clients), then runs go test over every package with a
+# 15-minute timeout. Works from any directory.
 #
 #   deploy/test.sh [go test flags] [packages]
 #
@@ -12,7 +13,13 @@ cd "$ROOT"
 # shellcheck source=deploy/lib.sh
 . deploy/lib.sh
 
-install_missing redis-server redis-tools nutcracker
+install_missing redis-server redis-tools nutcracker python3-redis
+# The real clients TestRealClients drives: ioredis and node-redis from npm, at package-lock.json's versions.
+command -v npm >/dev/null || install_missing nodejs npm
+clients=proxy/testdata/clients
+if [[ ! -d $clients/node_modules/ioredis || ! -d $clients/node_modules/redis ]]; then
+	(cd "$clients" && npm ci --no-audit --no-fund --loglevel=error)
+fi
 require_go
 
 # Packages named among the arguments replace ./... (a value after a flag like -run or -coverprofile is not one).
