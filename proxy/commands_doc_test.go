@@ -1,0 +1,141 @@
+package proxy
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/slotproxy/slotproxy/proxy/command"
+)
+
+var update = flag.Bool("update", false, "rewrite docs/commands.md from the proxy's tables")
+
+const commandsDoc = "../docs/commands.md"
+
+// TestCommandsDoc: docs/commands.md says, for every command of the table, what the proxy does with it, and
+// is derived from the tables dispatch uses (handlers, notYet, the blocking and admin rules), so it cannot
+// drift: a change of behaviour fails this test until `go test ./proxy -run TestCommandsDoc -update` rewrites it.
+func TestCommandsDoc(t *testing.T) {
+	for name := range handlerNames {
+		if handlerDocs[name] == "" {
+			t.Errorf("handlerNames has %q, handlerDocs does not say what it does", name)
+		}
+	}
+	for name := range handlerDocs {
+		if handlerNames[name] == nil {
+			t.Errorf("handlerDocs has %q, which handlerNames does not", name)
+		}
+	}
+	got := commandsTable()
+	if *update {
+		if err := os.WriteFile(commandsDoc, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(commandsDoc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(want) != got {
+		t.Errorf("%s is not what the proxy does; rewrite it with go test ./proxy -run TestCommandsDoc -update",
+			commandsDoc)
+	}
+}
+
+// handlerDocs says what each entry of handlerNames does; TestCommandsDoc fails if the two name different
+// commands.
+var handlerDocs = map[string]string{
+	"multi":   "starts a transaction, queued in the proxy and checked as Redis does",
+	"exec":    "runs the transaction on a connection leased from the slot's master",
+	"discard": "drops the queued transaction and any `WATCH`",
+	"watch":   "sent on a connection leased from the keys' master, kept until `EXEC`",
+	"unwatch": "gives the `WATCH` connection up",
+
+	"ping": local, "echo": local, "quit": local, "select": "answered by the proxy: 0 only, as a cluster",
+	"hello": "answered by the proxy (RESP2; `HELLO 3`: `-NOPROTO`)", "auth": local, "reset": local,
+	"client|setname": local, "client|getname": local, "client|id": local, "client|info": local,
+	"client|list": "answered by the proxy: the client's own connection", "client|no-evict": local,
+	"readonly": local, "readwrite": local,
+
+	"info":         "a master's `INFO`, with `redis_mode:standalone`, `cluster_enabled:0` and a `# Proxy` section",
+	"dbsize":       toMasters + ", counts summed",
+	"flushall":     toMasters,
+	"flushdb":      toMasters,
+	"keys":         toMasters + ", keys concatenated",
+	"script|load":  toMasters,
+	"script|flush": toMasters,
+	"scan":         "walks the masters one after the other; the cursor carries the master",
+	"config|get":   "a random master's answer",
+
+	"function|load": toMasters, "function|delete": toMasters, "function|flush": toMasters,
+	"function|restore": toMasters,
+
+	"mget": bySlot + ", values in key order", "mset": bySlot, "del": bySlot + ", counts summed",
+	"unlink": bySlot + ", counts summed", "exists": bySlot + ", counts summed", "touch": bySlot + ", counts summed",
+
+	"move": refused, "swapdb": refused,
+}
+
+const (
+	local     = "answered by the proxy, for the client's own connection"
+	toMasters = "sent to every master, merged"
+	bySlot    = "split into one request per slot, merged as a single Redis answers"
+	refused   = "refused"
+)
+
+// commandsTable renders docs/commands.md.
+func commandsTable() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Every command through the proxy\n\n"+
+		"Generated from the proxy's dispatch tables and the command table of Redis %s by\n"+
+		"`go test ./proxy -run TestCommandsDoc -update`; the test fails when this file and the code disagree.\n"+
+		"\"Forwarded\" commands go to the master of their keys' slot (all keys in one slot, else `CROSSSLOT`),\n"+
+		"read-only ones to a replica under `read_from`; MOVED, ASK, TRYAGAIN and failovers are absorbed.\n\n"+
+		"| command | through the proxy |\n|---|---|\n", command.RedisVersion)
+	var cmds []*command.Command
+	for _, c := range command.All() {
+		if c.Subcommands == nil {
+			cmds = append(cmds, c)
+		}
+	}
+	slices.SortFunc(cmds, func(a, b *command.Command) int { return strings.Compare(a.Name, b.Name) })
+	for _, c := range cmds {
+		fmt.Fprintf(&b, "| `%s` | %s |\n", strings.ToUpper(strings.ReplaceAll(c.Name, "|", " ")), describe(c))
+	}
+	return b.String()
+}
+
+func describe(c *command.Command) string {
+	if h := handlers[c.Index]; h != nil {
+		if d, ok := handlerDocs[c.Name]; ok && d != refused {
+			return d
+		}
+		// notYet, the cluster's own commands, MOVE, SWAPDB: the refusal says it all.
+		return "refused: `-" + refusal(h, c) + "`"
+	}
+	keyless := c.FirstKey == 0 && len(c.KeySpecs) == 0 && !c.Has(command.MovableKeys)
+	switch {
+	case c.Has(command.Blocking) && (c.Name == "xread" || c.Name == "xreadgroup"):
+		return "forwarded; with `BLOCK` refused: not supported by the proxy yet"
+	case c.Has(command.Blocking):
+		return "refused: blocking commands are not supported by the proxy yet"
+	case keyless && c.Has(command.Admin):
+		return "refused: an admin command would act on one node of many"
+	case keyless:
+		return "a random master's answer"
+	case c.Has(command.ReadOnly):
+		return "forwarded (a replica under `read_from`)"
+	}
+	return "forwarded"
+}
+
+// refusal is the error text a refusing handler answers.
+func refusal(h handler, c *command.Command) string {
+	s := &session{l: &loop{srv: &Server{}}}
+	h(s, c, nil, nil, 0)
+	return strings.TrimSuffix(strings.TrimPrefix(string(s.out), "-"), "\r\n")
+}
