@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -45,6 +46,9 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(code)
 }
+
+// currentTest names the last test that asked for the shared proxy, for its log lines.
+var currentTest atomic.Value
 
 // proxyErrors collects the ERROR lines of every proxy the tests ran: a panic in a callback, a stopped metrics
 // server. Warnings (a lost backend connection) are part of the scenarios and only logged.
@@ -96,6 +100,7 @@ func shared(t testing.TB) (proxyAddr string, standalone *redistest.Server, clust
 	if sharedProxy == "" {
 		t.Fatal("shared cluster failed to start")
 	}
+	currentTest.Store(t.Name())
 	return sharedProxy, sharedStandalone, sharedCluster
 }
 
@@ -157,6 +162,14 @@ func (w testWriter) Write(p []byte) (int, error) {
 	defer func() { _ = recover() }() // a log line after the test ended must not panic
 	if bytes.Contains(p, []byte("level=ERROR")) {
 		proxyErrors.add(string(p))
+	}
+	if _, shared := w.t.(*sharedTB); shared {
+		// The shared proxy outlives the test that started it: its lines go to the run's output, with the test
+		// that was running, so that a warning is seen whichever test it belongs to.
+		fmt.Fprintf(os.Stderr, "shared proxy (%s): %s", currentTest.Load(), p)
+		return len(p), nil
+	}
+	if bytes.Contains(p, []byte("level=ERROR")) {
 		w.t.Errorf("the proxy logged an error: %s", p)
 	} else {
 		w.t.Log(string(p))
