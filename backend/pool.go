@@ -77,6 +77,7 @@ type Pool struct {
 	moved   map[int]string   // slot → node named by a MOVED since the last snapshot swap
 	dirty   []*Conn          // connections with bytes waiting for Flush
 	waiting []*Request       // requests backing off before a retry
+	behind  map[uint32]int64 // Affinity → the latest retryAt of its waiting requests (Pool.retry)
 	due     []*Request       // scratch for Tick
 	wakeAt  int64            // earliest pending wake-up (unix ns), 0 if none
 
@@ -155,6 +156,15 @@ func (p *Pool) node(addr string) *node {
 // Send routes r to its node and queues it there. The reply arrives through r.Sink, on this loop, possibly
 // before Send returns (for an error that needs no network round trip).
 func (p *Pool) Send(r *Request) {
+	if len(p.waiting) > 0 && r.attempts == 0 && r.redirects == 0 {
+		if last := p.behind[r.Affinity]; last > 0 {
+			// Its client has requests waiting to be resent: a new one must not overtake them.
+			r.lastErr = "ERR proxy timeout: waiting behind an earlier request of this client"
+			r.retryAt = min(last, r.Deadline)
+			p.waiting = append(p.waiting, r)
+			return
+		}
+	}
 	var n *node
 	switch {
 	case r.ask != "":
@@ -241,6 +251,9 @@ func (p *Pool) Tick(now int64) {
 	}
 	clear(p.waiting[len(keep):])
 	p.waiting = keep
+	if len(p.waiting) == 0 {
+		clear(p.behind)
+	}
 	for i, r := range due {
 		due[i] = nil
 		if now >= r.Deadline {
@@ -359,6 +372,15 @@ func (p *Pool) retry(r *Request, errText string) {
 		p.fail(r, errText)
 		return
 	}
+	// A client's requests are resent in the order it sent them: none before an earlier one that waits too
+	// (Tick resends due requests in the order they were parked).
+	if last := p.behind[r.Affinity]; last > at {
+		at = last
+	}
+	if p.behind == nil {
+		p.behind = make(map[uint32]int64)
+	}
+	p.behind[r.Affinity] = at
 	r.retryAt = min(at, r.Deadline) // at the deadline Tick gives the one error instead of a resend
 	r.ask = ""
 	p.waiting = append(p.waiting, r)
