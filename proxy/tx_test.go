@@ -156,36 +156,22 @@ func TestTransactionsAtomic(t *testing.T) {
 	defer c.Close()
 	c.Del(ctx, "{txa}a", "{txa}b")
 	const clients, rounds = 20, 100
-	var wg sync.WaitGroup
-	errs := make(chan error, clients)
-	for i := 0; i < clients; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cl := newClient(addr)
-			defer cl.Close()
-			for j := 0; j < rounds; j++ {
-				cmds, err := cl.TxPipelined(ctx, func(p redis.Pipeliner) error {
-					p.Incr(ctx, "{txa}a")
-					p.Incr(ctx, "{txa}b")
-					return nil
-				})
-				if err != nil {
-					errs <- err
-					return
-				}
-				if x, y := cmds[0].(*redis.IntCmd).Val(), cmds[1].(*redis.IntCmd).Val(); x != y {
-					errs <- fmt.Errorf("EXEC answered [%d %d]: another transaction ran in between", x, y)
-					return
-				}
+	concurrently(t, addr, clients, func(cl *redis.Client) error {
+		for j := 0; j < rounds; j++ {
+			cmds, err := cl.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				p.Incr(ctx, "{txa}a")
+				p.Incr(ctx, "{txa}b")
+				return nil
+			})
+			if err != nil {
+				return err
 			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
+			if x, y := cmds[0].(*redis.IntCmd).Val(), cmds[1].(*redis.IntCmd).Val(); x != y {
+				return fmt.Errorf("EXEC answered [%d %d]: another transaction ran in between", x, y)
+			}
+		}
+		return nil
+	})
 	for _, k := range []string{"{txa}a", "{txa}b"} {
 		if n, _ := c.Get(ctx, k).Int(); n != clients*rounds {
 			t.Errorf("%s = %d after %d transactions", k, n, clients*rounds)
@@ -391,41 +377,55 @@ func TestWatchOptimisticLocking(t *testing.T) {
 	defer c.Close()
 	c.Set(ctx, "{wol}n", 0, 0)
 	const clients, rounds = 10, 30
-	var wg sync.WaitGroup
 	var mu sync.Mutex
 	succeeded, conflicts := 0, 0
-	errs := make(chan error, clients)
-	for i := 0; i < clients; i++ {
+	concurrently(t, addr, clients, func(cl *redis.Client) error {
+		for done := 0; done < rounds; {
+			err := cl.Watch(ctx, func(tx *redis.Tx) error {
+				n, err := tx.Get(ctx, "{wol}n").Int()
+				if err != nil {
+					return err
+				}
+				_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+					p.Set(ctx, "{wol}n", n+1, 0)
+					return nil
+				})
+				return err
+			}, "{wol}n")
+			if err != nil && err != redis.TxFailedErr {
+				return err
+			}
+			mu.Lock()
+			if err == nil {
+				succeeded++
+				done++
+			} else {
+				conflicts++
+			}
+			mu.Unlock()
+		}
+		return nil
+	})
+	n, err := c.Get(ctx, "{wol}n").Int()
+	t.Logf("%d EXECs succeeded, %d failed on a touched watch", succeeded, conflicts)
+	if err != nil || n != succeeded || succeeded != clients*rounds {
+		t.Errorf("counter %d (%v) after %d successful EXECs, want %d", n, err, succeeded, clients*rounds)
+	}
+}
+
+// concurrently runs f on n clients of addr at once and fails t with each error f returns.
+func concurrently(t *testing.T, addr string, n int, f func(cl *redis.Client) error) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			cl := newClient(addr)
 			defer cl.Close()
-			for done := 0; done < rounds; {
-				err := cl.Watch(ctx, func(tx *redis.Tx) error {
-					n, err := tx.Get(ctx, "{wol}n").Int()
-					if err != nil {
-						return err
-					}
-					_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
-						p.Set(ctx, "{wol}n", n+1, 0)
-						return nil
-					})
-					return err
-				}, "{wol}n")
-				mu.Lock()
-				switch err {
-				case nil:
-					succeeded++
-					done++
-				case redis.TxFailedErr:
-					conflicts++
-				default:
-					mu.Unlock()
-					errs <- err
-					return
-				}
-				mu.Unlock()
+			if err := f(cl); err != nil {
+				errs <- err
 			}
 		}()
 	}
@@ -433,10 +433,5 @@ func TestWatchOptimisticLocking(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
-	}
-	n, err := c.Get(ctx, "{wol}n").Int()
-	t.Logf("%d EXECs succeeded, %d failed on a touched watch", succeeded, conflicts)
-	if err != nil || n != succeeded || succeeded != clients*rounds {
-		t.Errorf("counter %d (%v) after %d successful EXECs, want %d", n, err, succeeded, clients*rounds)
 	}
 }
