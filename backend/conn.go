@@ -412,13 +412,23 @@ func (c *Conn) expire(now int64) {
 		// answered: send them before any is.
 		c.flush()
 	}
+	written := c.fifo.Len() - c.unsent
 	for i := 0; i < c.fifo.Len(); i++ {
 		r := c.fifo.At(i)
 		if r == nil || r == askingMarker || r.Deadline > now {
 			continue
 		}
 		c.fifo.Set(i, nil)
-		c.pool.fail(r, fmt.Sprintf("ERR proxy timeout: no reply from %s in time", c.addr))
+		switch {
+		case i < written || c.state == stateOpen:
+			c.pool.fail(r, fmt.Sprintf("ERR proxy timeout: no reply from %s in time", c.addr))
+		case r.lastErr != "":
+			// Never sent: a resend waiting for its connection gives the error that made it resend (a
+			// CLUSTERDOWN while a lost node is redialled), not a timeout that suggests it may have run.
+			c.pool.fail(r, r.lastErr)
+		default:
+			c.pool.fail(r, fmt.Sprintf("ERR proxy timeout: no connection to %s in time", c.addr))
+		}
 	}
 	if c.reads != c.readsSeen || c.fifo.Len() == c.unsent || c.quietSince == 0 {
 		c.readsSeen, c.quietSince = c.reads, now // progress, or nothing awaited

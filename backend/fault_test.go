@@ -362,8 +362,8 @@ func TestExpireWhileDialing(t *testing.T) {
 			start := time.Now()
 			h.send(calls...)
 			got, at := exp.wait(t, 2*time.Second)
-			if !bytes.HasPrefix(got, []byte("-ERR")) {
-				t.Errorf("expired request: reply %q, want an -ERR", got)
+			if want := "-ERR proxy timeout: no connection to " + srv.Addr + " in time\r\n"; string(got) != want {
+				t.Errorf("expired request: reply %q, want %q", got, want)
 			}
 			checkAtDeadline(t, exp, at)
 			// Two more while the dial is still under way.
@@ -386,6 +386,38 @@ func TestExpireWhileDialing(t *testing.T) {
 				t.Errorf("%d connections, want 1", srv.Accepted())
 			}
 		})
+	}
+}
+
+// TestExpireWhileRedialling: a request resent after its connection was lost, whose deadline passes while
+// the new connection is set up, gets the error that made it resend, not a timeout that says the node took
+// it and never answered (the failure a client sees for a node down until its deadline).
+func TestExpireWhileRedialling(t *testing.T) {
+	srv := fakeredis.Start(t, func(c *fakeredis.Conn, args [][]byte) {
+		switch strings.ToUpper(string(args[0])) {
+		case "AUTH":
+			if c.Server().Accepted() > 1 {
+				c.Sleep(500 * time.Millisecond)
+			}
+		case "GET":
+			c.Close()
+			return
+		}
+		fakeredis.Default(c, args)
+	})
+	srv.RequirePass("", "pw")
+	cfg := testConfig()
+	cfg.Password = "pw"
+	h := newHarness(t, cfg, srv)
+	c := newCall(0, "GET", "k").idempotent().timeout(200 * time.Millisecond)
+	h.send(c)
+	got, at := c.wait(t, 2*time.Second)
+	if want := "-CLUSTERDOWN The cluster is down: node " + srv.Addr + " is unreachable\r\n"; string(got) != want {
+		t.Errorf("reply %q, want %q", got, want)
+	}
+	checkAtDeadline(t, c, at)
+	if n := srv.Accepted(); n != 2 {
+		t.Errorf("%d connections, want 2 (the lost one, the redial)", n)
 	}
 }
 

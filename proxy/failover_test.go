@@ -381,7 +381,8 @@ func TestWholeShardLost(t *testing.T) {
 			continue
 		}
 		if !strings.HasPrefix(op.Err.Error(), "CLUSTERDOWN") && !strings.Contains(op.Err.Error(), "may or may not") {
-			t.Errorf("error for the lost shard: %v", op.Err)
+			t.Errorf("error for the lost shard (%s sent %v after the kill, answered after %v): %v",
+				op.Kind, op.Start.Sub(lost), op.Latency, op.Err)
 			break
 		}
 		if strings.HasPrefix(op.Err.Error(), "CLUSTERDOWN") && op.Latency < deadline-100*time.Millisecond {
