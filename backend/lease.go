@@ -46,6 +46,7 @@ func (l *Lease) Addr() string { return l.addr }
 func (l *Lease) Send(r *Request) {
 	c := l.c
 	if c == nil || c.state != stateOpen && c.state != stateDialing {
+		r.Lost = true
 		failReplies(r, 0, "CLUSTERDOWN The cluster is down: node "+l.addr+" is unreachable")
 		return
 	}
@@ -141,6 +142,7 @@ func (c *Conn) failPending(notWritten string) {
 		if i == 0 {
 			part, c.part = c.part, 0
 		}
+		r.Lost = true
 		c.failLeased(r, part, errText)
 	}
 	c.unsent = 0

@@ -22,6 +22,7 @@ type Request struct {
 	Affinity   uint32 // picks one of a node's connections, so one client's commands to a node stay in order
 	Deadline   int64  // unix nanoseconds; past it the request fails with one clear error
 	Replies    int    // on a Lease: how many replies Raw asks for (0 means 1); Sink gets each
+	Lost       bool   // on a Lease: the replies still owed are the proxy's errors for a lost or unreachable node
 	Sink       Sink
 
 	// Owned by the Pool while the request is in it.

@@ -120,9 +120,9 @@ func describe(c *command.Command) string {
 	keyless := c.FirstKey == 0 && len(c.KeySpecs) == 0 && !c.Has(command.MovableKeys)
 	switch {
 	case c.Has(command.Blocking) && (c.Name == "xread" || c.Name == "xreadgroup"):
-		return "forwarded; with `BLOCK` refused: not supported by the proxy yet"
+		return "forwarded; with `BLOCK` on a leased connection of the slot's master (proxy/blocking.go)"
 	case c.Has(command.Blocking):
-		return "refused: blocking commands are not supported by the proxy yet"
+		return "leased connection of the slot's master, for the wait (proxy/blocking.go)"
 	case keyless && c.Has(command.Admin):
 		return "refused: an admin command would act on one node of many"
 	case keyless:

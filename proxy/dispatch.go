@@ -157,8 +157,7 @@ func (s *session) dispatch(args [][]byte, raw []byte, now int64) {
 		return
 	}
 	if cmd.Has(command.Blocking) && isBlocking(cmd, args) {
-		s.local(resp.AppendError(nil, "ERR blocking command '"+strings.ToUpper(cmd.Name)+
-			"' is not supported by the proxy yet"))
+		s.block(cmd, args, raw, now)
 		return
 	}
 	s.forward(cmd, args, raw, now)

@@ -26,6 +26,11 @@ func RegisterMetrics(reg prometheus.Registerer, s *Server) {
 		func() float64 { return float64(st.OutputLimitClosed.Load()) })
 	metrics.CounterFunc(reg, "client_idle_closed_total", "Client connections closed by idle_timeout.",
 		func() float64 { return float64(st.IdleClosed.Load()) })
+	metrics.GaugeFunc(reg, "blocked_clients", "Clients waiting in a blocking command (BLPOP, XREAD BLOCK, ...).",
+		func() float64 { return float64(st.Blocked.Load()) })
+	metrics.CounterFunc(reg, "blocked_put_back_total",
+		"Elements a blocking command popped for a client that had left, put back where they were.",
+		func() float64 { return float64(st.PutBack.Load()) })
 	for _, m := range []struct {
 		name, help string
 		get        func() int64

@@ -411,7 +411,6 @@ func TestKeylessCommands(t *testing.T) {
 		"CLIENT SETINFO lib-name x": "+OK\r\n",
 		"CLIENT SETINFO lib-ver 1":  "+OK\r\n",
 		"SUBSCRIBE ch":              "-ERR 'SUBSCRIBE' is not supported by the proxy yet\r\n",
-		"BLPOP k 0":                 "-ERR blocking command 'BLPOP' is not supported by the proxy yet\r\n",
 		"MONITOR":                   "-ERR 'MONITOR' is not supported by the proxy yet\r\n",
 		"WAIT 1 0":                  "-ERR 'WAIT' is not supported by the proxy yet\r\n",
 		"CONFIG SET maxmemory 1":    "-ERR 'CONFIG SET' is not supported by the proxy\r\n",

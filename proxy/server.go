@@ -67,6 +67,8 @@ type Stats struct {
 	QueryBufferClosed atomic.Int64 // connections closed at the query buffer limit
 	OutputLimitClosed atomic.Int64 // connections closed at the output buffer limit
 	IdleClosed        atomic.Int64 // connections closed by idle_timeout
+	Blocked           atomic.Int64 // clients waiting in a blocking command now
+	PutBack           atomic.Int64 // pops of blocking commands put back for clients that had left
 }
 
 // New makes a server; Serve runs it.
@@ -140,6 +142,9 @@ func (s *Server) Stop(ctx context.Context) error {
 
 // Topology is the slot map source the server routes by.
 func (s *Server) Topology() Topology { return s.topo }
+
+// Stats are the server's counters, for tests and tools in this process.
+func (s *Server) Stats() *Stats { return &s.stats }
 
 // BackendStats sums the backend counters of every loop.
 func (s *Server) BackendStats() (st struct{ Moved, Ask, TryAgain, ClusterDown, Failed, ConnsLost, DialErrors int64 }) {

@@ -48,7 +48,8 @@ type session struct {
 	closing bool         // QUIT or a protocol error: close once the queue drained
 	tx      *transaction // between MULTI and EXEC or DISCARD
 	watch   *watching    // after WATCH, until EXEC, DISCARD, UNWATCH or RESET
-	held    bool         // a WATCH or EXEC is in flight: later commands wait for it, as they would in Redis
+	held    bool         // a WATCH, EXEC or blocking command is in flight: later commands wait for it, as in Redis
+	blocked *blockedOp   // a blocking command, from its turn until its reply (blocking.go)
 
 	name    string // CLIENT SETNAME
 	libName string // CLIENT SETINFO lib-name
@@ -132,6 +133,9 @@ func (s *session) onTraffic() {
 func (s *session) onClose() {
 	s.closed = true
 	s.unwatch()
+	if s.blocked != nil {
+		s.blocked.clientGone()
+	}
 	s.l.forget(s)
 	// Requests still at backends come back through request.finish, which sees closed and recycles them.
 	for s.queue.Len() > 0 {
@@ -214,8 +218,20 @@ type request struct {
 	children []*request
 	pending  int // children still waiting
 	merge    mergeKind
-	order    []uint32   // MGET: for each key, the child holding its value
-	exec     *execution // an EXEC waiting for the requests before it (tx.go)
+	order    []uint32 // MGET: for each key, the child holding its value
+	exec     heldOp   // an EXEC, WATCH or blocking command waiting for the requests before it
+}
+
+// heldOp is a command that runs on a leased connection once the session's requests before it are answered.
+type heldOp interface{ start() }
+
+// resumeAfterHeld lets the commands that waited behind a held command go.
+func (s *session) resumeAfterHeld() {
+	if s.held && !s.closed {
+		s.held = false
+		s.startReading()
+		_ = s.c.Wake(nil) // parse what waits in the Inbox and in gnet
+	}
 }
 
 // Reply is the backend's delivery (backend.Sink).

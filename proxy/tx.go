@@ -371,9 +371,5 @@ func (x *execution) watchDone(reply []byte) {
 func (x *execution) done(reply []byte) {
 	s := x.sess
 	x.r.Reply(&x.r.be, reply)
-	if s.held && !s.closed {
-		s.held = false
-		s.startReading()
-		_ = s.c.Wake(nil) // parse what waits in the Inbox and in gnet
-	}
+	s.resumeAfterHeld()
 }
