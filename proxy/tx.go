@@ -25,8 +25,8 @@ import (
 // client's order like EXEC; the session keeps the lease until EXEC (which then runs on it), DISCARD, UNWATCH,
 // RESET or the client's end. Keys watched and keys of the transaction must share one slot, as in Redis
 // Cluster. A WATCH answered MOVED or ASK is sent to the node named (ASK: after ASKING, and so is the EXEC that
-// follows). A transaction refused with a redirect after a WATCH is not resent (the watch stayed behind): the
-// client gets EXECABORT, and nothing ran.
+// follows). A transaction refused with a redirect after a WATCH is not resent (the watch stayed behind):
+// nothing ran, and EXEC answers the null array of a touched watch.
 
 // watching is a session's WATCH: the lease that holds it.
 type watching struct {
@@ -327,6 +327,12 @@ func (x *execution) Reply(_ *backend.Request, reply []byte) {
 			x.send(addr, ask)
 			return
 		}
+	}
+	if x.redirect != nil && x.watched && resp.IsError(reply) {
+		// The slot left the watching node (a failover or a reshard) and nothing ran: the watch is void, and
+		// the client hears what Redis says for a touched watch, so that its optimistic loop tries again.
+		x.done(resp.AppendNullArray(nil))
+		return
 	}
 	x.done(reply)
 }

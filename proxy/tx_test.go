@@ -181,7 +181,7 @@ func TestTransactionsAtomic(t *testing.T) {
 
 // TestTransactionFollowsMovedSlot: with a stale map, the node refuses a transaction's commands with MOVED and
 // EXEC aborts; nothing ran, so the proxy sends the transaction to the slot's new owner, and the client sees
-// EXEC's reply from there.
+// EXEC's reply from there. A client that WATCHed before the move gets the null array of a touched watch.
 func TestTransactionFollowsMovedSlot(t *testing.T) {
 	cl := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3})
 	addr, _ := startProxyOpt(t, cl.Addrs(), false, func(c *proxy.Config) {
@@ -208,6 +208,10 @@ func TestTransactionFollowsMovedSlot(t *testing.T) {
 	if err := owner.Client(t).Del(ctx, key).Err(); err != nil {
 		t.Fatal(err)
 	}
+	watcher := dialRaw(t, addr) // watches on the owner before the slot moves
+	if got := string(watcher.do("WATCH", "{txm}w")); got != "+OK\r\n" {
+		t.Fatal(got)
+	}
 	targetID, err := target.Client(t).Do(ctx, "CLUSTER", "MYID").Text()
 	if err != nil {
 		t.Fatal(err)
@@ -232,6 +236,17 @@ func TestTransactionFollowsMovedSlot(t *testing.T) {
 	}
 	if n, _ := owner.Client(t).Exists(ctx, "{txm}n").Result(); n != 0 {
 		t.Error("the old owner ran part of the transaction")
+	}
+	// The watch stayed on the old owner: its EXEC is refused there, and the client hears a touched watch.
+	for _, step := range []struct{ cmd, want string }{
+		{"MULTI", "+OK\r\n"},
+		{"SET {txm}w x", "+QUEUED\r\n"},
+		{"EXEC", "*-1\r\n"},
+		{"EXISTS {txm}w", ":0\r\n"},
+	} {
+		if got := string(watcher.do(splitOne(step.cmd)...)); got != step.want {
+			t.Errorf("after WATCH: %s = %q, want %q", step.cmd, got, step.want)
+		}
 	}
 }
 
