@@ -1,8 +1,11 @@
 package proxy
 
 import (
+	"bytes"
+	"context"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/slotproxy/slotproxy/backend"
 	"github.com/slotproxy/slotproxy/proxy/command"
@@ -267,6 +270,7 @@ type execution struct {
 	queued    int    // replies before EXEC's: MULTI's and one per queued command (ASKING's too, if sent)
 	seen      int    // replies so far
 	redirect  []byte // the first MOVED or ASK a queued command got
+	transient bool   // a queued command was refused for the cluster's state (CLUSTERDOWN, TRYAGAIN ...)
 	hops      int
 }
 
@@ -293,31 +297,42 @@ func (x *execution) send(addr string, asking bool) {
 	}
 	x.r.be.Raw = append(x.r.be.Raw, x.tx...)
 	x.r.be.Replies = x.queued + 1
-	x.seen, x.redirect = 0, nil
+	x.seen, x.redirect, x.transient = 0, nil, false
 	x.lease.Send(&x.r.be)
 	p.Flush()
 }
 
 // Reply takes each reply of the transaction in turn (backend.Sink).
-func (x *execution) Reply(_ *backend.Request, reply []byte) {
+func (x *execution) Reply(be *backend.Request, reply []byte) {
 	x.seen++
 	if x.seen <= x.queued {
-		if x.redirect == nil && resp.IsError(reply) {
-			if _, _, ok := backend.Redirection(reply, x.lease.Addr()); ok {
+		if resp.IsError(reply) {
+			if _, _, ok := backend.Redirection(reply, x.lease.Addr()); ok && x.redirect == nil {
 				x.redirect = append([]byte(nil), reply...)
 			}
+			x.transient = x.transient || transient(reply)
 		}
 		return
 	}
+	// Nothing ran if a queued command was refused for where the slot is or for the cluster's state, or if the
+	// connection was lost before anything was written (the "unreachable" error).
+	notRun := resp.IsError(reply) && (x.redirect != nil || x.transient ||
+		be.Lost && bytes.HasPrefix(reply, []byte("-CLUSTERDOWN")))
 	if x.watchSlot >= 0 {
-		x.watchDone(reply)
+		x.watchDone(be, reply)
 		return
 	}
 	from := x.lease.Addr()
 	x.lease.Release()
 	x.lease = nil
-	if x.redirect != nil && !x.watched && resp.IsError(reply) && x.hops < x.sess.l.srv.cfg.MaxRedirects &&
-		!x.r.orphan {
+	switch {
+	case !notRun || x.r.orphan:
+	case x.watched:
+		// The watch is void (the slot left the watching node, or the node is gone) and nothing ran: the client
+		// hears what Redis says for a touched watch, so that its optimistic loop tries again.
+		x.done(resp.AppendNullArray(nil))
+		return
+	case x.redirect != nil && x.hops < x.sess.l.srv.cfg.MaxRedirects:
 		// The node took none of it (EXECABORT): send the same transaction where the slot is.
 		if addr, ask, ok := backend.Redirection(x.redirect, from); ok {
 			x.hops++
@@ -327,22 +342,48 @@ func (x *execution) Reply(_ *backend.Request, reply []byte) {
 			x.send(addr, ask)
 			return
 		}
-	}
-	if x.redirect != nil && x.watched && resp.IsError(reply) {
-		// The slot left the watching node (a failover or a reshard) and nothing ran: the watch is void, and
-		// the client hears what Redis says for a touched watch, so that its optimistic loop tries again.
-		x.done(resp.AppendNullArray(nil))
+	case x.redirect == nil && time.Now().UnixNano() < x.r.be.Deadline:
+		x.retryLater()
 		return
 	}
 	x.done(reply)
 }
 
+// retryLater sends the transaction (or the first WATCH) again after a backoff, to the slot's master then: the
+// node was unreachable or refused it for the cluster's state (a failover under way), and nothing ran.
+func (x *execution) retryLater() {
+	l := x.sess.l
+	l.srv.topo.RequestRefresh()
+	time.AfterFunc(max(l.srv.bcfg.RetryBackoffMax, 10*time.Millisecond), func() {
+		_ = l.el.Execute(context.Background(), runnable(func() {
+			snap := l.pool.Snapshot()
+			switch {
+			case x.r.orphan:
+				x.done(resp.AppendNullArray(nil))
+			case snap == nil:
+				x.done(errClusterDown)
+			default:
+				x.send(snap.Nodes[snap.MasterOf(uint16(x.r.be.Slot))].Addr, false)
+			}
+			l.flush()
+		}))
+	})
+}
+
 // watchDone takes a WATCH's reply: the session watches on the lease, or the WATCH goes where the slot is.
-func (x *execution) watchDone(reply []byte) {
+func (x *execution) watchDone(be *backend.Request, reply []byte) {
 	s := x.sess
 	if x.r.orphan {
 		x.lease.Close()
 		x.done(reply)
+		return
+	}
+	if s.watch == nil && resp.IsError(reply) && (transient(reply) || be.Lost) &&
+		time.Now().UnixNano() < x.r.be.Deadline {
+		// A first WATCH has no effect to fear: it waits out a failover like any command.
+		x.lease.Close()
+		x.lease = nil
+		x.retryLater()
 		return
 	}
 	if _, _, ok := backend.Redirection(reply, x.lease.Addr()); ok && s.watch != nil {
