@@ -393,8 +393,10 @@ func TestStatefulMasterKilled(t *testing.T) {
 	})
 	for _, lines := range [][]string{res.popErrors, res.pushErrors, res.execErrors} {
 		for _, l := range lines {
-			if !strings.Contains(l, "may or may not") && !strings.Contains(l, "CLUSTERDOWN") {
-				t.Errorf("an error other than a write lost with the master: %s", l)
+			// Requests for the dead master's slots wait for the promotion (the 10 s timeout is longer):
+			// only what was in flight on it at the kill may fail.
+			if !strings.Contains(l, "may or may not") {
+				t.Errorf("an error other than a write in flight at the kill: %s", l)
 			}
 		}
 	}
