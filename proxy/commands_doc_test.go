@@ -59,6 +59,9 @@ var handlerDocs = map[string]string{
 	"hello": "answered by the proxy (RESP2; `HELLO 3`: `-NOPROTO`)", "auth": local, "reset": local,
 	"client|setname": local, "client|getname": local, "client|id": local, "client|info": local,
 	"client|list": "answered by the proxy: the client's own connection", "client|no-evict": local,
+	"client|reply":    "answered by the proxy: `OFF` and `SKIP` drop the replies Redis drops",
+	"client|tracking": refused, "client|caching": refused,
+	"client|getredir": "answered by the proxy: -1, no client is in tracking mode", "client|trackinginfo": local,
 	"readonly": local, "readwrite": local,
 
 	"info":         "a master's `INFO`, with `redis_mode:standalone`, `cluster_enabled:0` and a `# Proxy` section",

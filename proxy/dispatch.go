@@ -40,8 +40,14 @@ var handlerNames = map[string]handler{
 	"client|info":     cmdClientInfo,
 	"client|list":     cmdClientList,
 	"client|no-evict": cmdClientNoEvict,
-	"readonly":        cmdOK,
-	"readwrite":       cmdOK,
+	"client|reply":    cmdClientReply,
+	"client|tracking": refuse("ERR CLIENT TRACKING is not supported by the proxy: the nodes would send " +
+		"invalidations for the proxy's shared connections, not for this client"),
+	"client|caching":      refuse("ERR CLIENT CACHING can be called only when the client is in tracking mode with OPTIN or OPTOUT mode enabled"),
+	"client|getredir":     cmdClientGetredir,
+	"client|trackinginfo": cmdClientTrackinginfo,
+	"readonly":            cmdOK,
+	"readwrite":           cmdOK,
 
 	"info":         cmdInfo,
 	"dbsize":       fanOutMasters(mergeSum),
@@ -75,7 +81,7 @@ var handlerNames = map[string]handler{
 var notYet = []string{
 	"wait",
 	"subscribe", "unsubscribe", "psubscribe", "punsubscribe", "ssubscribe", "sunsubscribe",
-	"monitor", "client|reply", "client|tracking", "client|caching",
+	"monitor",
 }
 
 var idempotentNames = []string{
@@ -133,6 +139,8 @@ func refuse(msg string) handler {
 // dispatch answers, forwards or splits one command.
 func (s *session) dispatch(args [][]byte, raw []byte, now int64) {
 	cmd, st := command.Lookup(args)
+	s.silentNow = s.replyOff || s.skipNext
+	s.skipNext = false
 	if s.tx != nil {
 		s.txCommand(cmd, st, args, raw, now)
 		return

@@ -135,6 +135,7 @@ func cmdAuth(s *session, _ *command.Command, args [][]byte, _ []byte, _ int64) {
 
 func cmdReset(s *session, _ *command.Command, _ [][]byte, _ []byte, _ int64) {
 	s.name, s.libName, s.libVer = "", "", ""
+	s.replyOff, s.skipNext, s.silentNow = false, false, false
 	s.tx = nil
 	s.unwatch()
 	s.local([]byte("+RESET\r\n"))
@@ -214,6 +215,40 @@ func cmdClientList(s *session, _ *command.Command, args [][]byte, _ []byte, _ in
 }
 
 var errSyntax = resp.AppendError(nil, "ERR syntax error")
+
+// cmdClientReply is Redis's CLIENT REPLY: OFF and SKIP are not answered, ON is.
+func cmdClientReply(s *session, _ *command.Command, args [][]byte, _ []byte, _ int64) {
+	switch {
+	case bytes.EqualFold(args[2], []byte("on")):
+		s.replyOff, s.silentNow = false, false
+		s.local(resp.AppendOK(nil))
+	case bytes.EqualFold(args[2], []byte("off")):
+		s.replyOff, s.silentNow = true, true
+	case bytes.EqualFold(args[2], []byte("skip")):
+		if !s.replyOff {
+			s.skipNext, s.silentNow = true, true
+		}
+	default:
+		s.local(errSyntax)
+	}
+}
+
+// The proxy keeps no client-side caching state: a client is never in tracking mode.
+func cmdClientGetredir(s *session, _ *command.Command, _ [][]byte, _ []byte, _ int64) {
+	s.local(resp.AppendInt(nil, -1))
+}
+
+func cmdClientTrackinginfo(s *session, _ *command.Command, _ [][]byte, _ []byte, _ int64) {
+	b := resp.AppendArrayHeader(nil, 6)
+	b = resp.AppendBulkString(b, "flags")
+	b = resp.AppendArrayHeader(b, 1)
+	b = resp.AppendBulkString(b, "off")
+	b = resp.AppendBulkString(b, "redirect")
+	b = resp.AppendInt(b, -1)
+	b = resp.AppendBulkString(b, "prefixes")
+	b = resp.AppendArrayHeader(b, 0)
+	s.local(b)
+}
 
 func cmdClientNoEvict(s *session, _ *command.Command, args [][]byte, _ []byte, _ int64) {
 	if !bytes.EqualFold(args[2], []byte("on")) && !bytes.EqualFold(args[2], []byte("off")) {

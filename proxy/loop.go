@@ -156,6 +156,7 @@ func (l *loop) newRequest(s *session) *request {
 		r = &request{}
 	}
 	r.sess = s
+	r.silent = s.silentNow
 	r.be.Sink = r
 	r.be.Affinity = uint32(s.id)
 	return r

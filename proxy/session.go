@@ -51,6 +51,10 @@ type session struct {
 	held    bool         // a WATCH, EXEC or blocking command is in flight: later commands wait for it, as in Redis
 	blocked *blockedOp   // a blocking command, from its turn until its reply (blocking.go)
 
+	replyOff  bool // CLIENT REPLY OFF
+	skipNext  bool // CLIENT REPLY SKIP: the next command gets no reply
+	silentNow bool // the command being dispatched gets no reply (either of the above)
+
 	name    string // CLIENT SETNAME
 	libName string // CLIENT SETINFO lib-name
 	libVer  string // CLIENT SETINFO lib-ver
@@ -120,7 +124,7 @@ func (s *session) onTraffic() {
 		// A request that spanned reads is in memory of its own: a forward may keep it instead of a copy.
 		s.ownRaw = n >= donateMin && s.in.Len() > 0
 		s.dispatch(args, raw, now)
-		s.ownRaw = false
+		s.ownRaw, s.silentNow = false, false
 		if s.closing {
 			off = len(buf)
 			break
@@ -190,6 +194,9 @@ func (s *session) emit(reply []byte) {
 // local queues a reply computed by the proxy itself, in order with the forwarded ones.
 func (s *session) local(reply []byte) {
 	s.l.srv.stats.Commands.Add(1)
+	if s.silentNow {
+		return
+	}
 	if s.queue.Len() == 0 {
 		s.out = append(s.out, reply...)
 		return
@@ -220,6 +227,7 @@ type request struct {
 	merge    mergeKind
 	order    []uint32 // MGET: for each key, the child holding its value
 	exec     heldOp   // an EXEC, WATCH or blocking command waiting for the requests before it
+	silent   bool     // CLIENT REPLY OFF or SKIP: the reply is dropped when its turn comes
 }
 
 // heldOp is a command that runs on a leased connection once the session's requests before it are answered.
@@ -265,13 +273,17 @@ func (r *request) finish(reply []byte) {
 		s.queued += len(reply)
 		return
 	}
-	s.emit(reply)
+	if !r.silent {
+		s.emit(reply)
+	}
 	s.queue.Pop()
 	l.release(r)
 	for s.queue.Len() > 0 && s.queue.At(0).done {
 		h := s.queue.Pop()
 		s.queued -= len(h.reply)
-		s.emit(h.reply)
+		if !h.silent {
+			s.emit(h.reply)
+		}
 		l.release(h)
 	}
 	if s.queue.Len() > 0 && s.queue.At(0).exec != nil {
