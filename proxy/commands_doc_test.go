@@ -72,7 +72,14 @@ var handlerDocs = map[string]string{
 	"script|load":  toMasters,
 	"script|flush": toMasters,
 	"scan":         "walks the masters one after the other; the cursor carries the master",
-	"config|get":   "a random master's answer",
+
+	"config|get": toMasters + ": each parameter once; the proxy's own (`timeout`, `maxclients`, `tcp-keepalive`, " +
+		"`client-query-buffer-limit`, `port`, `bind`, `databases`, `cluster-enabled`, the normal class of " +
+		"`client-output-buffer-limit`) with the proxy's values",
+	"config|set": "`timeout`, `maxclients`, `tcp-keepalive` change the proxy; other parameters are sent to every " +
+		"node (masters and replicas) with `config_set_broadcast: true`, else refused; all or nothing",
+	"config|resetstat": "sent to every node with `config_set_broadcast: true`, else refused",
+	"config|rewrite":   refused,
 
 	"function|load": toMasters, "function|delete": toMasters, "function|flush": toMasters,
 	"function|restore": toMasters,

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -42,6 +43,9 @@ type Config struct {
 	Username        string      `yaml:"username"`  // backend ACL user
 	Password        string      `yaml:"password"`  // backend password
 	LogLevel        string      `yaml:"log_level"`
+	// CONFIG SET of a parameter the proxy does not own, and CONFIG RESETSTAT, go to every node (masters and
+	// replicas) only when true; false refuses them with an error naming this key (configcmd.go).
+	ConfigSetBroadcast bool `yaml:"config_set_broadcast"`
 }
 
 // OutputLimit is Redis's client-output-buffer-limit for normal clients: a client whose unread replies pass
@@ -50,6 +54,21 @@ type OutputLimit struct {
 	Hard        Size     `yaml:"hard"`
 	Soft        Size     `yaml:"soft"`
 	SoftSeconds Duration `yaml:"soft_seconds"`
+}
+
+// liveConfig holds the values CONFIG SET changes while the proxy runs (configcmd.go); Config itself is not
+// written after New. Every event loop reads them and the loop that runs a CONFIG SET writes them, hence the
+// atomics. None is read per request: per accepted connection, or per idle sweep (once a second).
+type liveConfig struct {
+	idleTimeout  atomic.Int64 // ns: Redis's timeout, idle_timeout; 0: never
+	maxClients   atomic.Int64 // Redis's maxclients, max_clients; 0: no limit
+	tcpKeepalive atomic.Int64 // ns: Redis's tcp-keepalive, tcp_keepalive, for connections accepted next; 0: off
+}
+
+func (lc *liveConfig) init(c *Config) {
+	lc.idleTimeout.Store(int64(c.IdleTimeout))
+	lc.maxClients.Store(int64(c.MaxClients))
+	lc.tcpKeepalive.Store(int64(c.TCPKeepalive))
 }
 
 // Retry is the backoff for TRYAGAIN, CLUSTERDOWN and lost nodes.
@@ -78,6 +97,8 @@ func Default() *Config {
 		Retry:           Retry{BackoffMin: Duration(2 * time.Millisecond), BackoffMax: Duration(200 * time.Millisecond)},
 		ReadFrom:        "master",
 		LogLevel:        "info",
+
+		ConfigSetBroadcast: false,
 	}
 }
 

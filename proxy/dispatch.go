@@ -57,7 +57,11 @@ var handlerNames = map[string]handler{
 	"script|load":  fanOutMasters(mergeFirst),
 	"script|flush": fanOutMasters(mergeOK),
 	"scan":         cmdScan,
-	"config|get":   anyMaster,
+
+	"config|get":       cmdConfigGet,
+	"config|set":       cmdConfigSet,
+	"config|resetstat": cmdConfigResetstat,
+	"config|rewrite":   refuse(errRewrite),
 
 	"function|load":    fanOutMasters(mergeFirst),
 	"function|delete":  fanOutMasters(mergeOK),
@@ -124,11 +128,6 @@ func init() {
 			idempotent[c.Index] = true
 		}
 	}
-}
-
-// anyMaster forwards a keyless command to a random master: the answer is the same on every node.
-func anyMaster(s *session, cmd *command.Command, args [][]byte, raw []byte, now int64) {
-	s.forwardSlot(cmd, args, raw, s.l.randomSlot(), now)
 }
 
 func refuse(msg string) handler {

@@ -73,7 +73,7 @@ func (l *loop) Run(context.Context) error {
 	l.wakePending.Store(false)
 	now := time.Now().UnixNano()
 	l.pool.Tick(now)
-	if idle := int64(l.srv.cfg.IdleTimeout.D()); idle > 0 && now >= l.idleCheck {
+	if idle := l.srv.live.idleTimeout.Load(); idle > 0 && now >= l.idleCheck {
 		l.idleCheck = now + int64(time.Second)
 		l.closeIdle(now, idle)
 	}

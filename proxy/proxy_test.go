@@ -413,14 +413,15 @@ func TestKeylessCommands(t *testing.T) {
 		"SUBSCRIBE ch":              "-ERR 'SUBSCRIBE' is not supported by the proxy yet\r\n",
 		"MONITOR":                   "-ERR 'MONITOR' is not supported by the proxy yet\r\n",
 		"WAIT 1 0":                  "-ERR 'WAIT' is not supported by the proxy yet\r\n",
-		"CONFIG SET maxmemory 1":    "-ERR 'CONFIG SET' is not supported by the proxy\r\n",
-		"DEBUG SLEEP 0":             "-ERR 'DEBUG' is not supported by the proxy\r\n",
-		"SHUTDOWN":                  "-ERR 'SHUTDOWN' is not supported by the proxy\r\n",
-		"CLUSTER SLOTS":             "-ERR 'CLUSTER SLOTS' is not supported by the proxy\r\n",
-		"CLUSTER INFO":              "-ERR 'CLUSTER INFO' is not supported by the proxy\r\n",
-		"SELECT 1":                  "-ERR SELECT is not allowed in cluster mode\r\n",
-		"HELLO 3":                   "-NOPROTO unsupported protocol version\r\n",
-		"MOVE k 1":                  "-ERR MOVE is not allowed in cluster mode\r\n",
+		"CONFIG SET maxmemory 1": "-ERR CONFIG SET failed (possibly related to argument 'maxmemory') - the proxy " +
+			"sends a node parameter to every node only with config_set_broadcast: true in proxy.yaml\r\n",
+		"DEBUG SLEEP 0": "-ERR 'DEBUG' is not supported by the proxy\r\n",
+		"SHUTDOWN":      "-ERR 'SHUTDOWN' is not supported by the proxy\r\n",
+		"CLUSTER SLOTS": "-ERR 'CLUSTER SLOTS' is not supported by the proxy\r\n",
+		"CLUSTER INFO":  "-ERR 'CLUSTER INFO' is not supported by the proxy\r\n",
+		"SELECT 1":      "-ERR SELECT is not allowed in cluster mode\r\n",
+		"HELLO 3":       "-NOPROTO unsupported protocol version\r\n",
+		"MOVE k 1":      "-ERR MOVE is not allowed in cluster mode\r\n",
 	} {
 		args := strings.Split(cmd, " ")
 		if got := string(px.do(args...)); got != want {

@@ -39,7 +39,8 @@ type Topology interface {
 type Server struct {
 	gnet.BuiltinEventEngine
 
-	cfg   *Config
+	cfg   *Config    // as loaded; never written
+	live  liveConfig // the values of cfg that CONFIG SET changes at run time: read these, not cfg's
 	bcfg  backend.Config
 	topo  Topology
 	log   *slog.Logger
@@ -74,7 +75,7 @@ type Stats struct {
 // New makes a server; Serve runs it.
 func New(cfg *Config, topo Topology, log *slog.Logger) *Server {
 	readFrom, _ := backend.ParseReadPolicy(cfg.ReadFrom)
-	return &Server{
+	s := &Server{
 		cfg:  cfg,
 		topo: topo,
 		log:  log,
@@ -94,6 +95,8 @@ func New(cfg *Config, topo Topology, log *slog.Logger) *Server {
 		stopped: make(chan struct{}),
 		loops:   make(map[gnet.EventLoop]*loop),
 	}
+	s.live.init(cfg)
+	return s
 }
 
 // Serve listens and serves until Stop. It returns the engine's error.
@@ -237,7 +240,7 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	if bc, ok := c.Context().(*backend.Conn); ok {
 		return bc.OnOpen(c), gnet.None
 	}
-	if s.cfg.MaxClients > 0 && s.stats.Clients.Load() >= int64(s.cfg.MaxClients) {
+	if limit := s.live.maxClients.Load(); limit > 0 && s.stats.Clients.Load() >= limit {
 		s.stats.ClientsRejected.Add(1)
 		return []byte("-ERR max number of clients reached\r\n"), gnet.Close
 	}
@@ -247,7 +250,7 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	sess := newSession(l, c, s.nextClientID.Add(1))
 	l.adopt(sess)
 	c.SetContext(sess)
-	if d := s.cfg.TCPKeepalive.D(); d > 0 {
+	if d := time.Duration(s.live.tcpKeepalive.Load()); d > 0 {
 		// As Redis: probes after d of silence, then every d/3, three of them.
 		_ = c.SetKeepAlive(true, d, max(d/3, time.Second), 3)
 	}
