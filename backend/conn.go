@@ -57,8 +57,9 @@ type Conn struct {
 	failures int         // consecutive failed dials
 	redialAt int64       // unix ns; no dial before it while down
 
-	leased bool // a Lease's: replies delivered as they come, no policy (lease.go)
-	part   int  // leased: replies the head request has received
+	leased bool     // a Lease's: replies delivered as they come, no policy (lease.go)
+	push   PushSink // a leased connection in push mode: everything received goes here
+	part   int      // leased: replies the head request has received
 
 	reads      uint64 // read events, a progress count for stall detection
 	readsSeen  uint64 // reads at the last Tick
@@ -145,6 +146,11 @@ func (c *Conn) flush() {
 	c.out = c.out[:0]
 	if cap(c.out) > 1<<20 {
 		c.out = nil // one huge batch must not pin its buffer
+	}
+	if c.push != nil { // nothing written is matched to a reply
+		for c.fifo.Len() > 0 {
+			c.fifo.Pop()
+		}
 	}
 }
 
@@ -267,6 +273,13 @@ func (c *Conn) OnTraffic(gc gnet.Conn) {
 		}
 		reply := buf[off : off+n]
 		off += n
+		if c.push != nil {
+			c.push.Push(reply)
+			if c.push == nil { // closed from the sink
+				return
+			}
+			continue
+		}
 		if c.fifo.Len()-c.unsent <= 0 {
 			c.outOfStep(gc, "reply without request")
 			return

@@ -36,6 +36,21 @@ func (p *Pool) Lease(addr string) *Lease {
 	return &Lease{c: c, addr: addr}
 }
 
+// PushSink takes everything a leased connection in push mode receives (Lease.Push).
+type PushSink interface {
+	Push(reply []byte) // a reply or a push message, as it comes
+	Lost()             // the connection is gone (not called after Close); nothing more comes
+}
+
+// Push puts the lease in push mode, for a subscriber's connection: from now on every reply and unsolicited
+// message goes to sink in the order received, and requests sent are written without waiting for a reply (a
+// SUBSCRIBE of n channels is answered n times). A lease in push mode is never reused: Release closes it.
+func (l *Lease) Push(sink PushSink) {
+	if l.c != nil {
+		l.c.push = sink
+	}
+}
+
 // Addr is the node the lease is connected to.
 func (l *Lease) Addr() string { return l.addr }
 
@@ -68,7 +83,8 @@ func (l *Lease) Release() {
 	}
 	l.c = nil
 	n := c.pool.nodes[c.addr]
-	if c.state != stateOpen || c.fifo.Len() > 0 || n == nil || n.stale || len(n.idle) >= idleLeases {
+	if c.push != nil || c.state != stateOpen || c.fifo.Len() > 0 || n == nil || n.stale || len(n.idle) >= idleLeases {
+		c.push = nil
 		c.pool.dropLease(c)
 		return
 	}
@@ -82,6 +98,7 @@ func (l *Lease) Close() {
 		return
 	}
 	l.c = nil
+	c.push = nil
 	c.pool.dropLease(c)
 }
 
@@ -92,6 +109,10 @@ func (p *Pool) dropLease(c *Conn) {
 	}
 	c.shut()
 	c.failPending(c.unreachable())
+	if sink := c.push; sink != nil {
+		c.push = nil
+		sink.Lost()
+	}
 }
 
 func remove(cs []*Conn, c *Conn) []*Conn {

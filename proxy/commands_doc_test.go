@@ -55,6 +55,14 @@ var handlerDocs = map[string]string{
 	"watch":   "sent on a connection leased from the keys' master, kept until `EXEC`",
 	"unwatch": "gives the `WATCH` connection up",
 
+	"subscribe":    "kept by the proxy; carried by a connection leased from one master (every node gets every message); the frame once the node confirmed",
+	"psubscribe":   "as `SUBSCRIBE`",
+	"ssubscribe":   "kept by the proxy; carried by a connection leased from a replica of the channel's shard (the master if none); channels of one slot, else `CROSSSLOT`",
+	"unsubscribe":  "answered by the proxy at once; the node's late messages dropped",
+	"punsubscribe": "as `UNSUBSCRIBE`",
+	"sunsubscribe": "as `UNSUBSCRIBE`",
+	"publish":      "sent to the master of the channel's slot, so that one publisher's messages stay in order",
+
 	"ping": local, "echo": local, "quit": local, "select": "answered by the proxy: 0 only, as a cluster",
 	"hello": "answered by the proxy (RESP2; `HELLO 3`: `-NOPROTO`)", "auth": local, "reset": local,
 	"client|setname": local, "client|getname": local, "client|id": local, "client|info": local,

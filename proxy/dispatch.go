@@ -26,6 +26,14 @@ var handlerNames = map[string]handler{
 	"watch":   cmdWatch,
 	"unwatch": cmdUnwatch,
 
+	"subscribe":    cmdSubscribe,
+	"psubscribe":   cmdSubscribe,
+	"ssubscribe":   cmdSsubscribe,
+	"unsubscribe":  cmdUnsubscribe,
+	"punsubscribe": cmdUnsubscribe,
+	"sunsubscribe": cmdSunsubscribe,
+	"publish":      cmdPublish,
+
 	"ping":   cmdPing,
 	"echo":   cmdEcho,
 	"quit":   cmdQuit,
@@ -84,7 +92,6 @@ var handlerNames = map[string]handler{
 // writes, and would hold a shared connection for its timeout (for ever with 0).
 var notYet = []string{
 	"wait",
-	"subscribe", "unsubscribe", "psubscribe", "punsubscribe", "ssubscribe", "sunsubscribe",
 	"monitor",
 }
 
@@ -157,6 +164,10 @@ func (s *session) dispatch(args [][]byte, raw []byte, now int64) {
 		return
 	case command.WrongArity:
 		s.local(resp.AppendError(nil, command.ArityError(cmd)))
+		return
+	}
+	if s.ps != nil && s.subscribed() && !subscribedOK[cmd.Name] {
+		s.local(errSubscribedMode(cmd))
 		return
 	}
 	if h := handlers[cmd.Index]; h != nil {

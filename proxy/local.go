@@ -23,6 +23,10 @@ func cmdOK(s *session, _ *command.Command, _ [][]byte, _ []byte, _ int64) {
 }
 
 func cmdPing(s *session, cmd *command.Command, args [][]byte, _ []byte, _ int64) {
+	if len(args) <= 2 && s.subscribed() {
+		s.local(pingSubscribed(args))
+		return
+	}
 	switch len(args) {
 	case 1:
 		s.local(replyPong)
@@ -136,6 +140,9 @@ func cmdAuth(s *session, _ *command.Command, args [][]byte, _ []byte, _ int64) {
 func cmdReset(s *session, _ *command.Command, _ [][]byte, _ []byte, _ int64) {
 	s.name, s.libName, s.libVer = "", "", ""
 	s.replyOff, s.skipNext, s.silentNow = false, false, false
+	if s.ps != nil {
+		s.ps.closeAll()
+	}
 	s.tx = nil
 	s.unwatch()
 	s.local([]byte("+RESET\r\n"))

@@ -410,7 +410,6 @@ func TestKeylessCommands(t *testing.T) {
 		"CLIENT SETNAME bad\nname":  "-ERR Client names cannot contain spaces, newlines or special characters.\r\n",
 		"CLIENT SETINFO lib-name x": "+OK\r\n",
 		"CLIENT SETINFO lib-ver 1":  "+OK\r\n",
-		"SUBSCRIBE ch":              "-ERR 'SUBSCRIBE' is not supported by the proxy yet\r\n",
 		"MONITOR":                   "-ERR 'MONITOR' is not supported by the proxy yet\r\n",
 		"WAIT 1 0":                  "-ERR 'WAIT' is not supported by the proxy yet\r\n",
 		"CONFIG SET maxmemory 1": "-ERR CONFIG SET failed (possibly related to argument 'maxmemory') - the proxy " +

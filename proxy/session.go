@@ -50,6 +50,7 @@ type session struct {
 	watch   *watching    // after WATCH, until EXEC, DISCARD, UNWATCH or RESET
 	held    bool         // a WATCH, EXEC or blocking command is in flight: later commands wait for it, as in Redis
 	blocked *blockedOp   // a blocking command, from its turn until its reply (blocking.go)
+	ps      *pubsub      // subscriptions (pubsub.go); nil before the first
 
 	replyOff  bool // CLIENT REPLY OFF
 	skipNext  bool // CLIENT REPLY SKIP: the next command gets no reply
@@ -139,6 +140,9 @@ func (s *session) onClose() {
 	s.unwatch()
 	if s.blocked != nil {
 		s.blocked.clientGone()
+	}
+	if s.ps != nil {
+		s.ps.closeAll()
 	}
 	s.l.forget(s)
 	// Requests still at backends come back through request.finish, which sees closed and recycles them.

@@ -111,7 +111,8 @@ func cmdDiscardWithoutMulti(s *session, _ *command.Command, _ [][]byte, _ []byte
 // sessionState are commands the proxy answers for the client's own connection: inside a transaction they
 // would act on the leased connection instead.
 var sessionState = map[string]bool{"hello": true, "auth": true, "select": true, "readonly": true,
-	"readwrite": true, "client": true}
+	"readwrite": true, "client": true, "subscribe": true, "psubscribe": true, "ssubscribe": true,
+	"unsubscribe": true, "punsubscribe": true, "sunsubscribe": true}
 
 // txCommand takes one command of a session in MULTI.
 func (s *session) txCommand(cmd *command.Command, st command.Status, args [][]byte, raw []byte, now int64) {
