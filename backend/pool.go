@@ -110,6 +110,7 @@ type node struct {
 	idle          []*Conn // released leases, open, kept for reuse
 	stale         bool    // not in the current snapshot: closed once idle
 	unhealthyTill int64   // unix ns; replicas are not chosen for reads before it
+	failedAt      int64   // unix ns of the last lost connection or failed dial
 }
 
 // NewPool makes the pool for event loop el. wake must arrange for the owner to call Tick on el after the delay.
@@ -171,6 +172,8 @@ func (p *Pool) Send(r *Request) {
 		n = p.node(r.ask)
 	case r.moved != "":
 		n = p.node(r.moved)
+	case r.Node != "" && r.attempts == 0 && r.redirects == 0:
+		n = p.node(r.Node)
 	default:
 		s := p.Snapshot()
 		if s == nil {
@@ -218,9 +221,17 @@ func (p *Pool) replicaFor(s *topology.Snapshot, r *Request) *node {
 	return nil
 }
 
+// FailedWithin tells whether addr lost a connection or failed a dial in the window before now (ns).
+func (p *Pool) FailedWithin(addr string, now, window int64) bool {
+	n := p.nodes[addr]
+	return n != nil && n.failedAt != 0 && now-n.failedAt < window
+}
+
 func (p *Pool) markUnhealthy(addr string, d time.Duration) {
 	if n := p.nodes[addr]; n != nil {
-		n.unhealthyTill = time.Now().Add(d).UnixNano()
+		now := time.Now()
+		n.unhealthyTill = now.Add(d).UnixNano()
+		n.failedAt = now.UnixNano()
 	}
 }
 

@@ -20,6 +20,7 @@ type Request struct {
 	ReadOnly   bool   // may be served by a replica under the read policy
 	Idempotent bool   // may be resent after its connection died with it in flight
 	Affinity   uint32 // picks one of a node's connections, so one client's commands to a node stay in order
+	Node       string // send to this node rather than the slot's; a resend after a failure goes by the slot
 	Deadline   int64  // unix nanoseconds; past it the request fails with one clear error
 	Replies    int    // on a Lease: how many replies Raw asks for (0 means 1); Sink gets each
 	Lost       bool   // on a Lease: the replies still owed are the proxy's errors for a lost or unreachable node

@@ -61,7 +61,8 @@ var handlerDocs = map[string]string{
 	"unsubscribe":  "answered by the proxy at once; the node's late messages dropped",
 	"punsubscribe": "as `UNSUBSCRIBE`",
 	"sunsubscribe": "as `UNSUBSCRIBE`",
-	"publish":      "sent to the master of the channel's slot, so that one publisher's messages stay in order",
+	"publish":      "sent to one node per channel (a rendezvous hash over all the nodes; a failover does not move it), so that a publisher's messages stay in order",
+	"spublish":     "sent to the shard node its subscribers use (a replica, else the master), then to that node while it stays in the shard, so that messages stay in order through a failover",
 
 	"ping": local, "echo": local, "quit": local, "select": "answered by the proxy: 0 only, as a cluster",
 	"hello": "answered by the proxy (RESP2; `HELLO 3`: `-NOPROTO`)", "auth": local, "reset": local,

@@ -33,6 +33,7 @@ var handlerNames = map[string]handler{
 	"punsubscribe": cmdUnsubscribe,
 	"sunsubscribe": cmdSunsubscribe,
 	"publish":      cmdPublish,
+	"spublish":     cmdSpublish,
 
 	"ping":   cmdPing,
 	"echo":   cmdEcho,

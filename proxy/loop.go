@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"context"
+	"hash/fnv"
+	"math"
 	"math/rand/v2"
 	"sync/atomic"
 	"time"
@@ -34,7 +36,13 @@ type loop struct {
 
 	shardSlotsOf  *topology.Snapshot // snapshot shardSlotsVal was computed for
 	shardSlotsVal []int
-	timeout       int64 // request deadline after arrival, ns
+	pubOf         *topology.Snapshot  // snapshot pubNodes was last updated from
+	pubNodes      map[string]*pubNode // Pub/Sub nodes by address (pubSubNode)
+	pubList       []*pubNode
+	pubLows       []int          // the lowest slot of each shard of pubOf
+	spubSticky    map[int]string // SPUBLISH node by the lowest slot of its shard
+	pubExpire     int64          // unix ns when a node that left the map is dropped from pubList
+	timeout       int64          // request deadline after arrival, ns
 
 	wakePending   atomic.Bool
 	flushQueued   bool          // a flushTask is queued on the loop
@@ -210,4 +218,103 @@ func (l *loop) shardSlots(snap *topology.Snapshot) []int {
 		l.shardSlotsOf, l.shardSlotsVal = snap, out
 	}
 	return l.shardSlotsVal
+}
+
+// pubNode is a node Pub/Sub may use, with its weight seed for rendezvous hashing.
+type pubNode struct {
+	addr  string
+	seed  uint64
+	shard int   // the lowest slot of the node's shard when it was last in a map
+	seen  int64 // unix ns it was last in a map
+}
+
+// pubLinger is how long a node that left the map is still chosen for Pub/Sub: a failover drops the demoted
+// master from CLUSTER SLOTS for a moment, and moving its channels elsewhere would reorder their messages.
+const pubLinger = int64(10 * time.Second)
+
+func (l *loop) refreshPubNodes(snap *topology.Snapshot, now int64) {
+	if l.pubOf == snap && now < l.pubExpire {
+		return
+	}
+	if l.pubNodes == nil {
+		l.pubNodes = map[string]*pubNode{}
+	}
+	lows := make([]int, len(snap.Shards))
+	for i := range lows {
+		lows[i] = -1
+	}
+	for slot, sh := range snap.Slots {
+		if lows[sh] < 0 {
+			lows[sh] = slot
+		}
+	}
+	for si, sh := range snap.Shards {
+		for _, ni := range append([]int{sh.Master}, sh.Replicas...) {
+			addr := snap.Nodes[ni].Addr
+			p := l.pubNodes[addr]
+			if p == nil {
+				h := fnv.New64a()
+				h.Write([]byte(addr))
+				p = &pubNode{addr: addr, seed: h.Sum64()}
+				l.pubNodes[addr] = p
+			}
+			p.shard, p.seen = lows[si], now
+		}
+	}
+	l.pubList, l.pubLows, l.pubExpire, l.pubOf = l.pubList[:0], lows, math.MaxInt64, snap
+	for addr, p := range l.pubNodes {
+		if now-p.seen >= pubLinger {
+			delete(l.pubNodes, addr)
+			continue
+		}
+		l.pubList = append(l.pubList, p)
+		if p.seen != now {
+			l.pubExpire = min(l.pubExpire, p.seen+pubLinger)
+		}
+	}
+}
+
+// publishNode picks the node for PUBLISH to a channel of slot: the highest rendezvous weight among the nodes
+// of the map, and those that left it less than pubLinger ago. A node coming or going moves only the channels
+// that pick it, and a failover none. A node that failed in the last pubLinger is passed over: going back and
+// forth would reorder messages.
+func (l *loop) publishNode(snap *topology.Snapshot, slot int, now int64) string {
+	l.refreshPubNodes(snap, now)
+	best, bestW, healthy := "", uint64(0), false
+	for _, n := range l.pubList {
+		w := mix64(n.seed ^ uint64(slot))
+		ok := !l.pool.FailedWithin(n.addr, now, pubLinger)
+		if best == "" || ok && !healthy || ok == healthy && w > bestW { // a node that just failed only if all did
+			best, bestW, healthy = n.addr, w, ok
+		}
+	}
+	return best
+}
+
+// spublishNode picks the node for SPUBLISH to a shard channel of slot: the node subscribers use
+// (shardChannelNode) when first asked, then the same node for as long as it stays in the shard and does not
+// fail, whatever its role: a failover promotes it and moves nothing.
+func (l *loop) spublishNode(snap *topology.Snapshot, slot int, now int64) string {
+	l.refreshPubNodes(snap, now)
+	low := l.pubLows[snap.Slots[slot]]
+	if a, ok := l.spubSticky[low]; ok {
+		if p := l.pubNodes[a]; p != nil && p.shard == low && !l.pool.FailedWithin(a, now, pubLinger) {
+			return a
+		}
+	}
+	if l.spubSticky == nil {
+		l.spubSticky = map[int]string{}
+	}
+	a := shardChannelNode(snap, slot, func(addr string) bool { return !l.pool.FailedWithin(addr, now, pubLinger) })
+	l.spubSticky[low] = a
+	return a
+}
+
+// mix64 is splitmix64's finalizer.
+func mix64(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	return x ^ x>>31
 }

@@ -19,9 +19,13 @@ import (
 //   - SUBSCRIBE and PSUBSCRIBE go to one node, a random master: Redis Cluster sends every PUBLISH to every
 //     node, so one is enough. A subscribe frame reaches the client once the node has confirmed the
 //     subscription, so a message published after the client saw it is delivered.
-//   - SSUBSCRIBE goes to a node of the channel's slot: a replica if the shard has one, else the master. A
-//     shard's master sends each SPUBLISH to its replicas, and a replica keeps its subscribers when it is
-//     promoted, so a failover loses no message. The channels of one SSUBSCRIBE must share a slot (CROSSSLOT).
+//   - SSUBSCRIBE goes to a node of the channel's shard, chosen by the slot (loop.publishNode), and so does
+//     SPUBLISH through the proxy: a shard's node sends each SPUBLISH to the shard's other nodes, and one node
+//     for both keeps a publisher's messages in order. A failover keeps the node. The channels of one
+//     SSUBSCRIBE must share a slot (CROSSSLOT).
+//   - A slot that moves to another shard takes its shard channels with it: the old node sends sunsubscribe,
+//     and the proxy subscribes at once where the slot is now. Messages the old shard took in between (its
+//     nodes learn of the move one after the other) are lost, as they are for any Redis Cluster client.
 //   - Messages are passed on as the node sent them, in the order it sent them, and only for what the client is
 //     subscribed to now (an unsubscribe is answered at once; the node's late messages are dropped).
 //   - When a subscriber's connection is lost (a node killed), the proxy subscribes again on another node,
@@ -40,7 +44,7 @@ type pubsub struct {
 	shard    map[string]*subLink // shard channel -> the link that carries it
 	global   *subLink            // carries channels and patterns
 	links    map[string]*subLink // shard links by node address
-	relink   bool                // a resubscribe is scheduled
+	lostAddr string              // the node of the last link lost: a new global link avoids it
 }
 
 func (ps *pubsub) count() int { return len(ps.channels) + len(ps.patterns) }
@@ -217,6 +221,7 @@ func (k *subLink) Lost() {
 		return
 	}
 	dones := k.pendingDones()
+	ps.lostAddr = k.addr
 	if ps.global == k {
 		ps.global = nil
 	}
@@ -245,8 +250,7 @@ func (k *subLink) pendingDones() []func([]byte) {
 func (ps *pubsub) scheduleRelink(dones ...func([]byte)) {
 	l := ps.sess.l
 	l.srv.topo.RequestRefresh()
-	ps.relink = true
-	time.AfterFunc(max(l.srv.bcfg.RetryBackoffMax, 10*time.Millisecond), func() {
+	time.AfterFunc(10*time.Millisecond, func() {
 		_ = l.el.Execute(context.Background(), runnable(func() {
 			ps.relinkNow(dones)
 			l.flush()
@@ -255,7 +259,6 @@ func (ps *pubsub) scheduleRelink(dones ...func([]byte)) {
 }
 
 func (ps *pubsub) relinkNow(dones []func([]byte)) {
-	ps.relink = false
 	s := ps.sess
 	if s.closed {
 		return
@@ -321,7 +324,8 @@ func sortedKeys(m map[string]bool) []string {
 	return out
 }
 
-// globalLink is the link for channels and patterns, leased from a random master if there is none.
+// globalLink is the link for channels and patterns, leased from a random master if there is none; after a
+// lost link, from a random node other than the one lost (the map may still name it a master).
 func (ps *pubsub) globalLink() *subLink {
 	if ps.global != nil && !ps.global.dead {
 		return ps.global
@@ -330,21 +334,50 @@ func (ps *pubsub) globalLink() *subLink {
 	if snap == nil {
 		return nil
 	}
-	ps.global = ps.newLink(snap.Nodes[snap.MasterOf(uint16(ps.sess.l.randomSlot()))].Addr, false)
+	addr := snap.Nodes[snap.MasterOf(uint16(ps.sess.l.randomSlot()))].Addr
+	if ps.lostAddr != "" && len(snap.Nodes) > 1 {
+		for addr == ps.lostAddr {
+			addr = snap.Nodes[ps.sess.l.rng.Uint64()%uint64(len(snap.Nodes))].Addr
+		}
+	}
+	ps.global = ps.newLink(addr, false)
 	return ps.global
 }
 
-// shardNode is where a shard channel of slot is subscribed: a replica of the slot's shard, else its master.
 func (ps *pubsub) shardNode(slot int) string {
-	snap := ps.sess.l.pool.Snapshot()
-	if snap == nil {
-		return ""
+	if snap := ps.sess.l.pool.Snapshot(); snap != nil {
+		now := time.Now().UnixNano()
+		return shardChannelNode(snap, slot, func(addr string) bool {
+			return !ps.sess.l.pool.FailedWithin(addr, now, pubLinger)
+		})
 	}
+	return ""
+}
+
+// shardChannelNode is where shard channels of slot are subscribed: a replica of the slot's shard that ok
+// takes, else the master. A promoted replica keeps its subscribers; a demoted master sends sunsubscribe.
+func shardChannelNode(snap *topology.Snapshot, slot int, ok func(addr string) bool) string {
 	sh := snap.Shards[snap.Slots[slot]]
-	if len(sh.Replicas) > 0 {
-		return snap.Nodes[sh.Replicas[0]].Addr
+	for _, r := range sh.Replicas {
+		if ok(snap.Nodes[r].Addr) {
+			return snap.Nodes[r].Addr
+		}
 	}
 	return snap.Nodes[sh.Master].Addr
+}
+
+// cmdSpublish sends SPUBLISH to the node shard channel subscribers of its slot use, and then to that node
+// while it stays in the shard (loop.spublishNode), so that a publisher's messages stay in order through a
+// failover; a redirect or a failure sends it to the slot's master.
+func cmdSpublish(s *session, cmd *command.Command, args [][]byte, raw []byte, now int64) {
+	r := s.l.newRequest(s)
+	r.be.Raw = appendRaw(r.be.Raw, args, raw)
+	slot := int(topology.Slot(args[1]))
+	s.prepare(r, cmd, slot, now)
+	if snap := s.l.pool.Snapshot(); snap != nil {
+		r.be.Node = s.l.spublishNode(snap, slot, now)
+	}
+	s.send(r)
 }
 
 // shardLink is the session's link to addr for shard channels.
@@ -569,10 +602,19 @@ func shardSet(m map[string]*subLink) map[string]bool {
 	return out
 }
 
-// cmdPublish sends PUBLISH to the master of the channel's slot: any node would reach every subscriber, but
-// one node per channel keeps a publisher's messages in order (two nodes' cluster bus links race).
+// cmdPublish sends PUBLISH to one node chosen by the channel's slot among all the nodes, replicas included
+// (loop.publishNode): any node reaches every subscriber, but a publisher's messages stay in order only if
+// they enter the cluster through one node (two nodes' cluster bus links race). A failover or a reshard does
+// not change the node; only a node leaving the map for long does. If the node fails the request, it goes to
+// the master of the channel's slot.
 func cmdPublish(s *session, cmd *command.Command, args [][]byte, raw []byte, now int64) {
-	s.forwardSlot(cmd, args, raw, int(topology.Slot(args[1])), now)
+	r := s.l.newRequest(s)
+	r.be.Raw = appendRaw(r.be.Raw, args, raw)
+	s.prepare(r, cmd, int(topology.Slot(args[1])), now)
+	if snap := s.l.pool.Snapshot(); snap != nil {
+		r.be.Node = s.l.publishNode(snap, int(topology.Slot(args[1])), now)
+	}
+	s.send(r)
 }
 
 // subscribedOK are the commands Redis takes from a RESP2 client in subscribed mode.

@@ -33,6 +33,8 @@ const (
 )
 
 type statefulResult struct {
+	pub pubsubResult
+
 	pushed      map[string]time.Time // acknowledged LPUSH: element -> when
 	unsure      map[string]bool      // LPUSH that failed: the element may or may not be in its queue
 	delivered   map[string]int       // element -> times a consumer got it
@@ -100,6 +102,8 @@ func startStateful(t *testing.T, addr string, tags []string) func() *statefulRes
 			w.consume(i, consumersDone)
 		}()
 	}
+	stopPubSub := startPubSub(t, addr, []string{tags[1] + "news", tags[11] + "news", tags[16] + "news"},
+		[]string{tags[2] + "sch", tags[12] + "sch", tags[17] + "sch"})
 	var watchers sync.WaitGroup
 	for i := range statefulWatchers {
 		watchers.Add(1)
@@ -110,6 +114,7 @@ func startStateful(t *testing.T, addr string, tags []string) func() *statefulRes
 	}
 	return func() *statefulResult {
 		w.stop.Store(true)
+		w.res.pub = stopPubSub()
 		producers.Wait()
 		watchers.Wait()
 		close(consumersDone) // consumers now stop at their first empty wait
@@ -334,6 +339,7 @@ func TestStatefulManualFailover(t *testing.T) {
 	}
 	res := stop()
 	res.check(t, "manual failover of each shard", false, nil)
+	res.pub.check(t, "manual failover of each shard", false, nil)
 }
 
 // TestStatefulReshard: the slots of half the queues move to another master (redis-cli --cluster reshard)
@@ -355,8 +361,10 @@ func TestStatefulReshard(t *testing.T) {
 	ctx := context.Background()
 	srcID, _ := src.Client(t).Do(ctx, "CLUSTER", "MYID").Text()
 	dstID, _ := dst.Client(t).Do(ctx, "CLUSTER", "MYID").Text()
+	reshardStart := time.Now()
 	out, err := exec.Command("redis-cli", "--cluster", "reshard", src.Addr, "--cluster-from", srcID,
 		"--cluster-to", dstID, "--cluster-slots", "1000", "--cluster-yes").CombinedOutput()
+	reshardEnd := time.Now().Add(time.Second) // the old shard's replica learns of the move a little later
 	if err != nil {
 		stop()
 		t.Fatalf("reshard: %v\n%s", err, tail(string(out), 20))
@@ -366,6 +374,11 @@ func TestStatefulReshard(t *testing.T) {
 	st := srv.BackendStats()
 	t.Logf("absorbed: MOVED %d, ASK %d, TRYAGAIN %d", st.Moved, st.Ask, st.TryAgain)
 	res.check(t, "live reshard of 1,000 slots", false, nil)
+	// A shard channel whose slot moves loses (and may reorder, at the switch) what the old shard took after the
+	// proxy followed the slot: Redis Cluster's sharded Pub/Sub does not carry subscriptions over.
+	res.pub.check(t, "live reshard of 1,000 slots", false, func(ch string, at time.Time) bool {
+		return ch == tags[2]+"sch" && (at.IsZero() || at.After(reshardStart) && at.Before(reshardEnd))
+	})
 }
 
 // TestStatefulMasterKilled: SIGKILL of a master under the stateful workload. Redis replicates asynchronously:
@@ -391,6 +404,11 @@ func TestStatefulMasterKilled(t *testing.T) {
 	res.check(t, "master SIGKILL", true, func(at time.Time) bool {
 		return at.After(killed.Add(-250*time.Millisecond)) && at.Before(killed)
 	})
+	// A subscriber whose node died is subscribed again elsewhere at once; what the dead master took shortly
+	// before the kill never left it.
+	res.pub.check(t, "master SIGKILL", true, func(_ string, at time.Time) bool {
+		return at.After(killed.Add(-250*time.Millisecond)) && at.Before(killed.Add(time.Second))
+	})
 	for _, lines := range [][]string{res.popErrors, res.pushErrors, res.execErrors} {
 		for _, l := range lines {
 			// Requests for the dead master's slots wait for the promotion (the 10 s timeout is longer):
@@ -399,5 +417,216 @@ func TestStatefulMasterKilled(t *testing.T) {
 				t.Errorf("an error other than a write in flight at the kill: %s", l)
 			}
 		}
+	}
+}
+
+// The Pub/Sub part of the stateful workload: 20 subscribers, each to 3 channels and 3 shard channels over the
+// three shards; one publisher sends a numbered message to each in turn, through the proxy.
+
+const statefulSubscribers = 20
+
+type pubsubResult struct {
+	published map[string]int // channel -> messages acknowledged (numbered 0..n-1)
+	at        map[string][]time.Time
+	unsure    map[string]map[int]bool // channel -> numbers whose PUBLISH failed
+	lostAt    map[string][]time.Time  // when the missing ones were published
+	pubErrors []string
+	// per subscriber and channel
+	missing, dup, reordered map[string]int // channel -> count over all subscribers
+	subErrors               []string
+	dupSample               string
+}
+
+func startPubSub(t *testing.T, addr string, chans, shardChans []string) func() pubsubResult {
+	t.Helper()
+	ctx := context.Background()
+	type subscriber struct {
+		ps  *redis.PubSub
+		mu  sync.Mutex
+		got map[string][]int
+	}
+	var subs []*subscriber
+	for range statefulSubscribers {
+		c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+		ps := c.Subscribe(ctx, chans...)
+		for _, ch := range shardChans {
+			if err := ps.SSubscribe(ctx, ch); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for range len(chans) + len(shardChans) {
+			if _, err := ps.Receive(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		sub := &subscriber{ps: ps, got: map[string][]int{}}
+		subs = append(subs, sub)
+		t.Cleanup(func() { ps.Close(); c.Close() })
+	}
+	res := pubsubResult{published: map[string]int{}, missing: map[string]int{}, dup: map[string]int{},
+		reordered: map[string]int{}, at: map[string][]time.Time{}, lostAt: map[string][]time.Time{},
+		unsure: map[string]map[int]bool{}}
+	var subErrMu sync.Mutex
+	for _, sub := range subs {
+		go func() {
+			for {
+				m, err := sub.ps.ReceiveMessage(ctx)
+				if err != nil {
+					subErrMu.Lock()
+					res.subErrors = append(res.subErrors, err.Error())
+					subErrMu.Unlock()
+					return
+				}
+				var n int
+				fmt.Sscan(m.Payload, &n)
+				sub.mu.Lock()
+				sub.got[m.Channel] = append(sub.got[m.Channel], n)
+				sub.mu.Unlock()
+			}
+		}()
+	}
+	var stop atomic.Bool
+	var publishers sync.WaitGroup
+	var pubMu sync.Mutex
+	start := time.Now()
+	for i, ch := range append(append([]string(nil), chans...), shardChans...) {
+		publishers.Add(1)
+		go func() { // one publisher per channel: its messages are numbered in order
+			defer publishers.Done()
+			c := redis.NewClient(&redis.Options{Addr: addr, PoolSize: 1, MaxRetries: -1, ReadTimeout: 30 * time.Second})
+			defer c.Close()
+			for n := 0; !stop.Load(); {
+				var err error
+				if i < len(chans) {
+					err = c.Publish(ctx, ch, n).Err()
+				} else {
+					err = c.SPublish(ctx, ch, n).Err()
+				}
+				pubMu.Lock()
+				if err != nil { // it may or may not have been published: its number is not used again
+					res.pubErrors = append(res.pubErrors, time.Since(start).Round(time.Millisecond).String()+" "+err.Error())
+					if res.unsure[ch] == nil {
+						res.unsure[ch] = map[int]bool{}
+					}
+					res.unsure[ch][n] = true
+				}
+				n++
+				res.published[ch] = n
+				res.at[ch] = append(res.at[ch], time.Now())
+				pubMu.Unlock()
+			}
+		}()
+	}
+	return func() pubsubResult {
+		stop.Store(true)
+		publishers.Wait()
+		// The last messages on their way.
+		deadline := time.Now().Add(5 * time.Second)
+		for _, sub := range subs {
+			for time.Now().Before(deadline) {
+				sub.mu.Lock()
+				complete := true
+				for ch, n := range res.published {
+					got := sub.got[ch]
+					complete = complete && len(got) > 0 && got[len(got)-1] == n-1
+				}
+				sub.mu.Unlock()
+				if complete {
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+		for _, sub := range subs {
+			sub.mu.Lock()
+			for ch, n := range res.published {
+				seen := make([]int, n)
+				last := -1
+				for _, m := range sub.got[ch] {
+					if m < 0 || m >= n {
+						continue
+					}
+					if seen[m]++; seen[m] > 1 {
+						res.dup[ch]++
+						if res.dupSample == "" {
+							got := sub.got[ch]
+							for j := range got {
+								if got[j] == m {
+									res.dupSample = fmt.Sprintf("%s: %v", ch, got[max(0, j-5):min(len(got), j+40)])
+									break
+								}
+							}
+						}
+					}
+					if m < last {
+						res.reordered[ch]++
+					}
+					last = max(last, m)
+				}
+				for i, k := range seen {
+					if k == 0 && !res.unsure[ch][i] {
+						res.missing[ch]++
+						res.lostAt[ch] = append(res.lostAt[ch], res.at[ch][i])
+					}
+				}
+			}
+			sub.mu.Unlock()
+		}
+		return res
+	}
+}
+
+// check fails the test for a message missing, duplicated or out of order, except missing ones lossy allows
+// (by channel and when the message was published), and reordered ones on a channel lossy allows at any time
+// (called with the zero time).
+func (p *pubsubResult) check(t *testing.T, scenario string, errorsOK bool, lossy func(ch string, at time.Time) bool) {
+	t.Helper()
+	total := 0
+	for _, n := range p.published {
+		total += n
+	}
+	t.Logf("%s: pub/sub: %d messages published to %d subscribers (%v); missing %v, duplicated %v, out of order "+
+		"%v; publisher errors %d %v; subscriber errors %v", scenario, total, statefulSubscribers, p.published,
+		p.missing, p.dup, p.reordered, len(p.pubErrors), head(p.pubErrors, 3), head(p.subErrors, 3))
+	if total < 10000 {
+		t.Errorf("%s: only %d messages published: the run proves little", scenario, total)
+	}
+	for ch, ats := range p.lostAt {
+		var first, last time.Time
+		for _, at := range ats {
+			if lossy == nil || !lossy(ch, at) {
+				t.Errorf("%s: %d deliveries of %s missing, one published at %s", scenario, len(ats), ch,
+					at.Format("15:04:05.000"))
+				break
+			}
+			if first.IsZero() || at.Before(first) {
+				first = at
+			}
+			if at.After(last) {
+				last = at
+			}
+		}
+		t.Logf("%s: %s: %d deliveries missing, published from %s to %s", scenario, ch, len(ats),
+			first.Format("15:04:05.000"), last.Format("15:04:05.000"))
+	}
+	for ch, n := range p.dup {
+		if n > 0 {
+			t.Errorf("%s: %d deliveries of %s duplicated", scenario, n, ch)
+		}
+	}
+	for ch, n := range p.reordered {
+		if n > 0 && (lossy == nil || !lossy(ch, time.Time{})) {
+			t.Errorf("%s: %d deliveries of %s out of order", scenario, n, ch)
+		}
+	}
+	if p.dupSample != "" {
+		t.Logf("%s: first duplicate and around: %s", scenario, p.dupSample)
+	}
+	if len(p.subErrors) > 0 {
+		t.Errorf("%s: subscriber errors: %v", scenario, head(p.subErrors, 3))
+	}
+	if !errorsOK && len(p.pubErrors) > 0 {
+		t.Errorf("%s: publisher errors: %v", scenario, head(p.pubErrors, 3))
 	}
 }
