@@ -46,6 +46,8 @@ func TestCommandsDoc(t *testing.T) {
 	}
 }
 
+const pubsubDoc = "sent to every node, replicas too (each counts only its own subscribers), merged as one Redis: channels once, counts summed"
+
 // handlerDocs says what each entry of handlerNames does; TestCommandsDoc fails if the two name different
 // commands.
 var handlerDocs = map[string]string{
@@ -55,14 +57,16 @@ var handlerDocs = map[string]string{
 	"watch":   "sent on a connection leased from the keys' master, kept until `EXEC`",
 	"unwatch": "gives the `WATCH` connection up",
 
-	"subscribe":    "kept by the proxy; carried by a connection leased from one master (every node gets every message); the frame once the node confirmed",
-	"psubscribe":   "as `SUBSCRIBE`",
-	"ssubscribe":   "kept by the proxy; carried by a connection leased from a replica of the channel's shard (the master if none); channels of one slot, else `CROSSSLOT`",
-	"unsubscribe":  "answered by the proxy at once; the node's late messages dropped",
-	"punsubscribe": "as `UNSUBSCRIBE`",
-	"sunsubscribe": "as `UNSUBSCRIBE`",
-	"publish":      "sent to one node per channel (a rendezvous hash over all the nodes; a failover does not move it), so that a publisher's messages stay in order",
-	"spublish":     "sent to the shard node its subscribers use (a replica, else the master), then to that node while it stays in the shard, so that messages stay in order through a failover",
+	"subscribe":       "kept by the proxy; carried by a connection leased from one master (every node gets every message); the frame once the node confirmed",
+	"psubscribe":      "as `SUBSCRIBE`",
+	"ssubscribe":      "kept by the proxy; carried by a connection leased from a replica of the channel's shard (the master if none); channels of one slot, else `CROSSSLOT`",
+	"unsubscribe":     "answered by the proxy at once; the node's late messages dropped",
+	"punsubscribe":    "as `UNSUBSCRIBE`",
+	"sunsubscribe":    "as `UNSUBSCRIBE`",
+	"publish":         "sent to one node per channel (a rendezvous hash over all the nodes; a failover does not move it), so that a publisher's messages stay in order",
+	"pubsub|channels": pubsubDoc, "pubsub|numsub": pubsubDoc, "pubsub|numpat": pubsubDoc,
+	"pubsub|shardchannels": pubsubDoc, "pubsub|shardnumsub": pubsubDoc,
+	"spublish": "sent to the shard node its subscribers use (a replica, else the master), then to that node while it stays in the shard, so that messages stay in order through a failover",
 
 	"ping": local, "echo": local, "quit": local, "select": "answered by the proxy: 0 only, as a cluster",
 	"hello": "answered by the proxy (RESP2; `HELLO 3`: `-NOPROTO`)", "auth": local, "reset": local,

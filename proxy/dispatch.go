@@ -35,6 +35,12 @@ var handlerNames = map[string]handler{
 	"publish":      cmdPublish,
 	"spublish":     cmdSpublish,
 
+	"pubsub|channels":      cmdPubsubQuery,
+	"pubsub|numsub":        cmdPubsubQuery,
+	"pubsub|numpat":        cmdPubsubQuery,
+	"pubsub|shardchannels": cmdPubsubQuery,
+	"pubsub|shardnumsub":   cmdPubsubQuery,
+
 	"ping":   cmdPing,
 	"echo":   cmdEcho,
 	"quit":   cmdQuit,

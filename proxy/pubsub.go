@@ -635,3 +635,114 @@ func pingSubscribed(args [][]byte) []byte {
 	}
 	return resp.AppendBulk(b, []byte{})
 }
+
+// PUBSUB CHANNELS, NUMSUB, NUMPAT, SHARDCHANNELS and SHARDNUMSUB: a node counts only its own subscribers, so
+// the question goes to every node of the map (replicas too: shard channel subscribers are there) and the
+// answers are merged as one Redis would answer: channels once each (sorted: Redis's order is its dict's),
+// counts summed per channel or in total.
+func cmdPubsubQuery(s *session, cmd *command.Command, args [][]byte, raw []byte, now int64) {
+	snap := s.l.pool.Snapshot()
+	if snap == nil {
+		s.local(errClusterDown)
+		return
+	}
+	var merge func(g *nodeCalls) []byte
+	switch cmd.Name {
+	case "pubsub|channels", "pubsub|shardchannels":
+		merge = mergeChannels
+	case "pubsub|numsub", "pubsub|shardnumsub":
+		merge = mergeNumsub
+	default:
+		merge = mergeNumpat
+	}
+	g := s.newNodeCalls(len(snap.Nodes), merge)
+	req := appendRaw(nil, args, raw)
+	for i := range g.calls {
+		c := &g.calls[i]
+		c.addr = snap.Nodes[i].Addr
+		c.be.Raw, c.be.Node, c.be.Slot = req, c.addr, s.l.randomSlot()
+		c.be.Deadline, c.be.ReadOnly = now+s.l.timeout, true
+	}
+	s.queue.Push(g.r)
+	for i := range g.calls {
+		s.l.pool.Send(&g.calls[i].be)
+	}
+}
+
+// firstError is the first node's error, which a single Redis would have answered.
+func firstError(g *nodeCalls) []byte {
+	for i := range g.calls {
+		if resp.IsError(g.calls[i].reply) {
+			return g.calls[i].reply
+		}
+	}
+	return nil
+}
+
+func mergeChannels(g *nodeCalls) []byte {
+	if e := firstError(g); e != nil {
+		return e
+	}
+	set := map[string]bool{}
+	for i := range g.calls {
+		elems, ok := resp.ArrayElems(g.calls[i].reply, nil)
+		if !ok {
+			return g.calls[i].reply
+		}
+		for _, e := range elems {
+			if v, _, ok := resp.BulkValue(e); ok {
+				set[string(v)] = true
+			}
+		}
+	}
+	names := sortedKeys(set)
+	b := resp.AppendArrayHeader(nil, len(names))
+	for _, n := range names {
+		b = resp.AppendBulkString(b, n)
+	}
+	return b
+}
+
+func mergeNumsub(g *nodeCalls) []byte {
+	if e := firstError(g); e != nil {
+		return e
+	}
+	var names [][]byte
+	var counts []int64
+	for i := range g.calls {
+		elems, ok := resp.ArrayElems(g.calls[i].reply, nil)
+		if !ok || len(elems)%2 != 0 || i > 0 && len(elems) != 2*len(names) {
+			return g.calls[i].reply
+		}
+		for j := 0; j < len(elems); j += 2 {
+			n, _ := resp.ParseInt(elems[j+1])
+			if i == 0 {
+				names = append(names, elems[j])
+				counts = append(counts, n)
+			} else {
+				counts[j/2] += n
+			}
+		}
+	}
+	b := resp.AppendArrayHeader(nil, 2*len(names))
+	for j, name := range names {
+		b = append(b, name...)
+		b = resp.AppendInt(b, counts[j])
+	}
+	return b
+}
+
+func mergeNumpat(g *nodeCalls) []byte {
+	if e := firstError(g); e != nil {
+		return e
+	}
+	var sum int64
+	for i := range g.calls {
+		n, ok := resp.ParseInt(g.calls[i].reply)
+		if !ok {
+			return g.calls[i].reply
+		}
+		sum += n
+	}
+	return resp.AppendInt(nil, sum)
+}

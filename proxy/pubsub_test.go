@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -166,5 +168,73 @@ func TestPubSubDelivery(t *testing.T) {
 			}
 		}
 		s.ps.Close()
+	}
+}
+
+// TestPubSubQueriesMatchStandalone: with the same subscribers on a standalone server and through the proxy
+// (plus one subscribed straight to a cluster replica), PUBSUB NUMSUB, SHARDNUMSUB and NUMPAT answer the same
+// bytes and CHANNELS, SHARDCHANNELS the same channels: every node's subscribers are counted once.
+func TestPubSubQueriesMatchStandalone(t *testing.T) {
+	addr, standalone, cl := shared(t)
+	subscribe := func(a string, cmds ...string) {
+		c := dialRaw(t, a)
+		for _, cmd := range cmds {
+			args := splitOne(cmd)
+			c.send(resp.AppendCommandStrings(nil, args...))
+			for range len(args) - 1 {
+				c.reply()
+			}
+		}
+	}
+	var replica string
+	for _, n := range cl.Nodes {
+		if !isMaster(n) {
+			replica = n.Addr
+			break
+		}
+	}
+	for i, a := range []string{standalone.Addr, addr} {
+		subscribe(a, "SUBSCRIBE pq:a pq:b", "PSUBSCRIBE pq:p*", "SSUBSCRIBE {pq}s")
+		subscribe(a, "SUBSCRIBE pq:a", "SSUBSCRIBE {pq}s {pq}t")
+		subscribe(a, "PSUBSCRIBE pq:q*")
+		if i == 0 {
+			subscribe(standalone.Addr, "SUBSCRIBE pq:a")
+		} else {
+			subscribe(replica, "SUBSCRIBE pq:a")
+		}
+	}
+	numpat := func(a string) int64 {
+		n, _ := resp.ParseInt(dialRaw(t, a).do("PUBSUB", "NUMPAT"))
+		return n
+	}
+	eventually(t, 5*time.Second, "the proxy's subscriptions are in place", func() bool {
+		return bytes.Equal(dialRaw(t, standalone.Addr).do("PUBSUB", "NUMSUB", "pq:a", "pq:b", "pq:none"),
+			dialRaw(t, addr).do("PUBSUB", "NUMSUB", "pq:a", "pq:b", "pq:none")) && numpat(addr) >= 2
+	})
+	for _, cmd := range []string{"PUBSUB NUMSUB pq:a pq:b pq:none", "PUBSUB NUMSUB", "PUBSUB SHARDNUMSUB {pq}s {pq}t {pq}u",
+		"PUBSUB CHANNELS pq:*", "PUBSUB CHANNELS pq:?", "PUBSUB SHARDCHANNELS {pq}*", "PUBSUB NUMPAT", "PUBSUB NOSUCH",
+		"PUBSUB CHANNELS a b"} {
+		args := splitOne(cmd)
+		w, g := dialRaw(t, standalone.Addr).do(args...), dialRaw(t, addr).do(args...)
+		if strings.Contains(cmd, "CHANNELS") { // a set: Redis's order is its dict's
+			ws, _ := resp.ArrayElems(w, nil)
+			gs, _ := resp.ArrayElems(g, nil)
+			slices.SortFunc(ws, bytes.Compare)
+			if len(ws) > 0 {
+				w = append(resp.AppendArrayHeader(nil, len(ws)), bytes.Join(ws, nil)...)
+			}
+			if len(gs) > 0 {
+				g = append(resp.AppendArrayHeader(nil, len(gs)), bytes.Join(gs, nil)...)
+			}
+		}
+		if cmd == "PUBSUB NUMPAT" { // other tests' pattern subscribers may linger on the cluster
+			if n := numpat(addr); n < 2 {
+				t.Errorf("PUBSUB NUMPAT = %d, want at least this test's 2", n)
+			}
+			continue
+		}
+		if !bytes.Equal(w, g) {
+			t.Errorf("%s:\n proxy %q\n redis %q", cmd, g, w)
+		}
 	}
 }
