@@ -1,5 +1,6 @@
 // ioredis with its default options against the proxy: commands, a pipeline, MULTI/EXEC, WATCH with a
-// conflict made by a second client. Prints "ok" or exits non-zero with the first difference.
+// conflict made by a second client, a blocking move woken by another client, Pub/Sub with sharded channels, a
+// script. Prints "ok" or exits non-zero with the first difference.
 const Redis = require("ioredis");
 const assert = require("assert/strict");
 
@@ -20,6 +21,28 @@ async function main() {
     assert.deepEqual(await a.multi().incr("{io}n").exec(), [[null, 11]]);
     await assert.rejects(a.multi().set("{io}k", "x").incr("{io}k", "extra").exec(), /EXECABORT/);
     assert.deepEqual(await a.mget("{io}k", "nosuch", "{io}n"), ["v", null, "11"]);
+
+    await a.del("{io}q", "{io}w");
+    setTimeout(() => b.lpush("{io}q", "job"), 200);
+    assert.equal(await a.blmove("{io}q", "{io}w", "RIGHT", "LEFT", 5), "job");
+    assert.deepEqual(await a.lrange("{io}w", 0, -1), ["job"]);
+
+    const sub = new Redis({ host, port: Number(port) });
+    const got = [];
+    const done = new Promise((resolve) => {
+      const take = (ch, m) => { got.push([ch, m]); if (got.length === 2) resolve(); };
+      sub.on("message", take);
+      sub.on("smessage", take);
+    });
+    await sub.subscribe("io:news");
+    await sub.ssubscribe("{io}shard");
+    await b.publish("io:news", "hello");
+    await b.spublish("{io}shard", "world");
+    await done;
+    assert.deepEqual(got, [["io:news", "hello"], ["{io}shard", "world"]]);
+    sub.disconnect();
+
+    assert.equal(await a.eval("return redis.call('incr', KEYS[1])", 1, "{io}n"), 12);
     console.log("ok");
   } finally {
     a.disconnect();

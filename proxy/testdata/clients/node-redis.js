@@ -1,5 +1,6 @@
 // node-redis 5 with its default options against the proxy: commands, MULTI/EXEC, WATCH with a conflict made
-// by a second client. Prints "ok" or exits non-zero with the first difference.
+// by a second client, a blocking pop woken by another client, Pub/Sub. Prints "ok" or exits non-zero with the
+// first difference.
 const { createClient, WatchError } = require("redis");
 const assert = require("assert/strict");
 
@@ -18,6 +19,24 @@ async function main() {
     await a.watch("{nr}n");
     assert.deepEqual(await a.multi().incr("{nr}n").exec(), [11]);
     assert.deepEqual(await a.mGet(["{nr}k", "nosuch", "{nr}n"]), ["v", null, "11"]);
+
+    await a.del("{nr}q");
+    setTimeout(() => b.rPush("{nr}q", "job"), 200);
+    assert.deepEqual(await a.blPop("{nr}q", 5), { key: "{nr}q", element: "job" });
+
+    const sub = a.duplicate();
+    await sub.connect();
+    const got = [];
+    let resolve;
+    const done = new Promise((r) => { resolve = r; });
+    const take = (m, ch) => { got.push([ch, m]); if (got.length === 2) resolve(); };
+    await sub.subscribe("nr:news", take);
+    await sub.pSubscribe("nr:p*", take);
+    await b.publish("nr:news", "hello");
+    await b.publish("nr:pat", "world");
+    await done;
+    assert.deepEqual(got, [["nr:news", "hello"], ["nr:pat", "world"]]);
+    sub.destroy();
     console.log("ok");
   } finally {
     a.destroy();
