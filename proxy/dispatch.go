@@ -94,12 +94,13 @@ var handlerNames = map[string]handler{
 	"swapdb": refuse("ERR SWAPDB is not allowed in cluster mode"),
 }
 
-// notYet are commands that need connection state the proxy does not keep yet: refused with a clear error
-// rather than served wrongly on a shared pipeline. WAIT counts the replicas that have the connection's own
-// writes, and would hold a shared connection for its timeout (for ever with 0).
-var notYet = []string{
-	"wait",
-	"monitor",
+// notYet are commands the proxy cannot serve as Redis does: refused with the reason rather than served
+// wrongly.
+var notYet = map[string]string{
+	"wait": "ERR WAIT is not supported by the proxy: a client's writes travel on connections shared with other " +
+		"clients, so no node can count the replicas that have them",
+	"monitor": "ERR MONITOR is not supported by the proxy: a node would show its own commands, sent by the " +
+		"proxy; run MONITOR on the nodes",
 }
 
 var idempotentNames = []string{
@@ -122,11 +123,10 @@ func init() {
 			handlers[c.Index] = h
 		}
 	}
-	for _, name := range notYet {
+	for name, why := range notYet {
 		notYetSet[name] = true
 		if c := byName[name]; c != nil {
-			handlers[c.Index] = refuse("ERR '" + strings.ToUpper(strings.ReplaceAll(name, "|", " ")) +
-				"' is not supported by the proxy yet")
+			handlers[c.Index] = refuse(why)
 		}
 	}
 	for _, c := range command.All() {
