@@ -170,6 +170,9 @@ func (k *subLink) confirmed(kind, ch string) {
 				if w.done != nil {
 					w.done(nil)
 				}
+				if len(k.waits) == 0 {
+					k.ps.closeIdleLinks() // everything may have been unsubscribed meanwhile
+				}
 			}
 			return
 		}

@@ -238,3 +238,61 @@ func TestPubSubQueriesMatchStandalone(t *testing.T) {
 		}
 	}
 }
+
+// TestPubSubLeavesNoConnection: clients that subscribe and unsubscribe at once (pipelined, before the node
+// confirmed), that leave right after SUBSCRIBE, or that RESET while subscribed leave no subscription and no
+// connection on the nodes.
+func TestPubSubLeavesNoConnection(t *testing.T) {
+	_, _, cl := shared(t)
+	addr := startProxy(t, cl.Addrs())
+	nodeClients := func() int {
+		n := 0
+		for _, node := range cl.Nodes {
+			info, err := node.DoString("INFO", "clients")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var k int
+			fmt.Sscan(infoField(info, "connected_clients"), &k)
+			n += k
+		}
+		return n
+	}
+	dialRaw(t, addr).do("PING") // the proxy's shared connections, opened before counting
+	before := nodeClients()
+	const clients = 30
+	for i := range clients {
+		c := dialRaw(t, addr)
+		var req []byte
+		for _, cmd := range []string{"SUBSCRIBE lc:a lc:b", "UNSUBSCRIBE", "SSUBSCRIBE {lc}s", "SUNSUBSCRIBE",
+			"PSUBSCRIBE lc:*", "PUNSUBSCRIBE lc:*"} {
+			req = resp.AppendCommandStrings(req, splitOne(cmd)...)
+		}
+		switch i % 3 {
+		case 0: // all of it, then the frames
+			c.send(resp.AppendCommandStrings(req, "PING"))
+			for range 2 + 2 + 1 + 1 + 1 + 1 + 1 {
+				c.reply()
+			}
+		case 1: // leaves before the node confirmed
+			c.send(resp.AppendCommandStrings(nil, "SUBSCRIBE", "lc:gone"))
+			c.c.Close()
+		case 2: // RESET while subscribed
+			c.send(resp.AppendCommandStrings(resp.AppendCommandStrings(nil, "SSUBSCRIBE", "{lc}r"), "RESET"))
+			c.reply()
+			if got := string(c.reply()); got != "+RESET\r\n" {
+				t.Fatalf("RESET = %q", got)
+			}
+		}
+	}
+	eventually(t, 5*time.Second, "no subscriber left on the nodes", func() bool {
+		r := dialRaw(t, addr)
+		return string(r.do("PUBSUB", "NUMSUB", "lc:a", "lc:gone")) == "*4\r\n$4\r\nlc:a\r\n:0\r\n$7\r\nlc:gone\r\n:0\r\n" &&
+			string(r.do("PUBSUB", "SHARDNUMSUB", "{lc}s", "{lc}r")) == "*4\r\n$5\r\n{lc}s\r\n:0\r\n$5\r\n{lc}r\r\n:0\r\n" &&
+			string(r.do("PUBSUB", "NUMPAT")) == ":0\r\n"
+	})
+	// The proxy keeps a few released leases open per node and loop; subscriber connections are never kept.
+	eventually(t, 5*time.Second, "the subscribers' connections closed", func() bool {
+		return nodeClients() <= before+2*len(cl.Nodes)
+	})
+}

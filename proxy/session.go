@@ -138,12 +138,6 @@ func (s *session) onTraffic() {
 func (s *session) onClose() {
 	s.closed = true
 	s.unwatch()
-	if s.blocked != nil {
-		s.blocked.clientGone()
-	}
-	if s.ps != nil {
-		s.ps.closeAll()
-	}
 	s.l.forget(s)
 	// Requests still at backends come back through request.finish, which sees closed and recycles them.
 	for s.queue.Len() > 0 {
@@ -153,6 +147,13 @@ func (s *session) onClose() {
 		} else {
 			r.orphan = true
 		}
+	}
+	// Only now: ending these may answer their requests at once, which must then be orphans, recycled once.
+	if s.blocked != nil {
+		s.blocked.clientGone()
+	}
+	if s.ps != nil {
+		s.ps.closeAll()
 	}
 }
 
