@@ -2,6 +2,7 @@ package backend
 
 import (
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -48,5 +49,35 @@ func TestResendKeepsOrder(t *testing.T) {
 		if k != fmt.Sprint("k", i) {
 			t.Fatalf("resent out of order: %v", order)
 		}
+	}
+}
+
+// TestNoWaitBehindAnsweredRequests: a client's request that failed at its deadline leaves nothing for the
+// client's next one to wait behind, even while other clients' requests back off: a GET to a healthy node
+// is answered at once (it was parked until its own deadline behind a request long gone).
+func TestNoWaitBehindAnsweredRequests(t *testing.T) {
+	down := fakeredis.Start(t, func(c *fakeredis.Conn, args [][]byte) { c.Error("CLUSTERDOWN The cluster is down") })
+	up := fakeredis.Start(t, func(c *fakeredis.Conn, args [][]byte) { fakeredis.Default(c, args) })
+	h := newHarness(t, testConfig(), down, up)
+	h.warm(t, 9000)
+	for i := range 20 { // other clients' requests back off on the node that is down, until their deadline
+		other := newCall(0, "GET", "x")
+		other.Affinity = uint32(100 + i)
+		h.send(other)
+		time.Sleep(3 * time.Millisecond)
+	}
+	first := newCall(0, "GET", "y").timeout(300 * time.Millisecond)
+	first.Affinity = 1
+	h.send(first)
+	if got, _ := first.wait(t, 2*time.Second); !strings.HasPrefix(string(got), "-CLUSTERDOWN") {
+		t.Fatalf("request to the node that is down: %q", got)
+	}
+	second := newCall(9000, "GET", "z").timeout(2 * time.Second)
+	second.Affinity = 1
+	start := time.Now()
+	h.send(second)
+	got, _ := second.wait(t, 5*time.Second)
+	if strings.HasPrefix(string(got), "-") || time.Since(start) > time.Second {
+		t.Errorf("the client's next request, to a healthy node: %q after %v", got, time.Since(start))
 	}
 }

@@ -77,7 +77,7 @@ type Pool struct {
 	moved   map[int]string   // slot → node named by a MOVED since the last snapshot swap
 	dirty   []*Conn          // connections with bytes waiting for Flush
 	waiting []*Request       // requests backing off before a retry
-	behind  map[uint32]int64 // Affinity → the latest retryAt of its waiting requests (Pool.retry)
+	behind  map[uint32]behind // Affinity → its requests in waiting (Pool.retry)
 	due     []*Request       // scratch for Tick
 	wakeAt  int64            // earliest pending wake-up (unix ns), 0 if none
 
@@ -154,15 +154,45 @@ func (p *Pool) node(addr string) *node {
 	return n
 }
 
+// behind is what a client (an Affinity) has in waiting: how many requests, and the latest retryAt of them.
+type behind struct {
+	last int64
+	n    int
+}
+
+// park puts r in waiting until at, counted for its client.
+func (p *Pool) park(r *Request, at int64) {
+	if p.behind == nil {
+		p.behind = make(map[uint32]behind)
+	}
+	b := p.behind[r.Affinity]
+	b.last, b.n = max(b.last, at), b.n+1
+	p.behind[r.Affinity] = b
+	r.retryAt = min(at, r.Deadline) // at the deadline Tick gives the one error instead of a resend
+	p.waiting = append(p.waiting, r)
+}
+
+// unpark counts r out of waiting.
+func (p *Pool) unpark(r *Request) {
+	if b, ok := p.behind[r.Affinity]; ok {
+		if b.n--; b.n <= 0 {
+			delete(p.behind, r.Affinity)
+		} else {
+			p.behind[r.Affinity] = b
+		}
+	}
+}
+
 // Send routes r to its node and queues it there. The reply arrives through r.Sink, on this loop, possibly
 // before Send returns (for an error that needs no network round trip).
 func (p *Pool) Send(r *Request) {
 	if len(p.waiting) > 0 && r.attempts == 0 && r.redirects == 0 {
-		if last := p.behind[r.Affinity]; last > 0 {
+		if b := p.behind[r.Affinity]; b.n > 0 {
 			// Its client has requests waiting to be resent: a new one must not overtake them.
 			r.lastErr = "ERR proxy timeout: waiting behind an earlier request of this client"
-			r.retryAt = min(last, r.Deadline)
-			p.waiting = append(p.waiting, r)
+			p.park(r, b.last)
+			now := time.Now().UnixNano()
+			p.scheduleWake(max(b.last, now), now)
 			return
 		}
 	}
@@ -256,15 +286,13 @@ func (p *Pool) Tick(now int64) {
 	for _, r := range p.waiting {
 		if r.retryAt <= now {
 			due = append(due, r)
+			p.unpark(r)
 		} else {
 			keep = append(keep, r)
 		}
 	}
 	clear(p.waiting[len(keep):])
 	p.waiting = keep
-	if len(p.waiting) == 0 {
-		clear(p.behind)
-	}
 	for i, r := range due {
 		due[i] = nil
 		if now >= r.Deadline {
@@ -385,16 +413,11 @@ func (p *Pool) retry(r *Request, errText string) {
 	}
 	// A client's requests are resent in the order it sent them: none before an earlier one that waits too
 	// (Tick resends due requests in the order they were parked).
-	if last := p.behind[r.Affinity]; last > at {
-		at = last
+	if b := p.behind[r.Affinity]; b.n > 0 && b.last > at {
+		at = b.last
 	}
-	if p.behind == nil {
-		p.behind = make(map[uint32]int64)
-	}
-	p.behind[r.Affinity] = at
-	r.retryAt = min(at, r.Deadline) // at the deadline Tick gives the one error instead of a resend
 	r.ask = ""
-	p.waiting = append(p.waiting, r)
+	p.park(r, at)
 	p.scheduleWake(at, now)
 }
 
