@@ -72,14 +72,14 @@ type Pool struct {
 	wake func(after time.Duration) // asks the owner to run Tick on this loop after a delay; safe off-loop
 
 	snap    *topology.Snapshot
-	byNode  []*node          // snapshot node index → node
-	nodes   map[string]*node // every node this loop has connections to, by address
-	moved   map[int]string   // slot → node named by a MOVED since the last snapshot swap
-	dirty   []*Conn          // connections with bytes waiting for Flush
-	waiting []*Request       // requests backing off before a retry
+	byNode  []*node           // snapshot node index → node
+	nodes   map[string]*node  // every node this loop has connections to, by address
+	moved   map[int]string    // slot → node named by a MOVED since the last snapshot swap
+	dirty   []*Conn           // connections with bytes waiting for Flush
+	waiting []*Request        // requests backing off before a retry
 	behind  map[uint32]behind // Affinity → its requests in waiting (Pool.retry)
-	due     []*Request       // scratch for Tick
-	wakeAt  int64            // earliest pending wake-up (unix ns), 0 if none
+	due     []*Request        // scratch for Tick
+	wakeAt  int64             // earliest pending wake-up (unix ns), 0 if none
 
 	Stats Stats // written by the loop only, read by anyone
 
