@@ -130,9 +130,10 @@ func (s *session) startReading() {
 }
 
 // setInterest sets which events the loop's epoll reports for c: reads if read, and writes while gnet has
-// output waiting for c (gnet's own setting then).
+// output waiting for c (gnet's own setting then). A client that is not read is still seen leaving (RDHUP):
+// Redis frees a client at EOF, even a blocked one, and a blocked client's wait must end with it.
 func (l *loop) setInterest(c gnet.Conn, read bool) error {
-	var ev uint32
+	ev := uint32(unix.EPOLLRDHUP)
 	if read {
 		ev = unix.EPOLLIN | unix.EPOLLPRI
 	}

@@ -96,6 +96,15 @@ func (s *session) block(cmd *command.Command, args [][]byte, raw []byte, now int
 	}
 }
 
+// abandon: the client left before the command's turn; nothing was sent.
+func (b *blockedOp) abandon() {
+	b.ended, b.gone = true, true
+	b.sess.l.srv.stats.Blocked.Add(-1)
+	if b.sess.blocked == b {
+		b.sess.blocked = nil
+	}
+}
+
 // findTimeout locates and reads the timeout argument as Redis does; a value Redis rejects leaves tArg -1.
 func (b *blockedOp) findTimeout(now int64) {
 	i := len(b.args) - 1 // BLPOP, BRPOP, BZPOPMIN, BZPOPMAX, BLMOVE, BRPOPLPUSH
@@ -253,6 +262,9 @@ func (b *blockedOp) Reply(be *backend.Request, reply []byte) {
 			b.send(addr, ask)
 			return
 		}
+		// A raw MOVED would tell a cluster-unaware client nothing it can act on.
+		reply = resp.AppendError(nil, "ERR too many redirects ("+strconv.Itoa(b.hops)+") for slot "+
+			strconv.Itoa(b.slot)+": last from "+b.addr+" to "+addr)
 	} else if be.Lost || transient(reply) {
 		if b.errAt == 0 {
 			b.errAt = now
@@ -352,6 +364,9 @@ func (u *unblocker) send() {
 // few tries the blocked connection is closed.
 func (u *unblocker) Reply(be *backend.Request, reply []byte) {
 	b := u.op
+	if resp.IsError(reply) && !b.ended && b.lease != nil {
+		b.lease.Close() // CLIENT UNBLOCK refused (an ACL): closing the connection ends the wait
+	}
 	if n, ok := resp.ParseInt(reply); ok && n == 0 && !b.ended && !be.Lost {
 		if u.tries < 3 {
 			l := b.sess.l

@@ -121,7 +121,8 @@ func (l *loop) forget(s *session) {
 // closeIdle closes the clients that sent nothing for idle ns and wait for no reply, as Redis's timeout does.
 func (l *loop) closeIdle(now, idle int64) {
 	for _, s := range l.sessions {
-		if now-s.lastActive > idle && s.queue.Len() == 0 && s.c.OutboundBuffered() == 0 && !s.closing {
+		if now-s.lastActive > idle && s.queue.Len() == 0 && s.c.OutboundBuffered() == 0 && !s.closing &&
+			!s.subscribed() { // Redis's timeout spares Pub/Sub clients
 			l.srv.stats.IdleClosed.Add(1)
 			l.srv.log.Debug("closing idle client", "client", s.raddr)
 			s.closing = true

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"slices"
 	"strings"
@@ -49,6 +50,9 @@ type pubsub struct {
 
 func (ps *pubsub) count() int { return len(ps.channels) + len(ps.patterns) }
 
+// busy is BUSY (a script running long on the node) or another error transient() knows.
+func isBusy(reply []byte) bool { return bytes.HasPrefix(reply, []byte("-BUSY")) }
+
 // subscribed tells whether the session is in subscribed mode.
 func (s *session) subscribed() bool {
 	return s.ps != nil && (s.ps.count() > 0 || len(s.ps.shard) > 0)
@@ -74,10 +78,11 @@ type subLink struct {
 
 // subWait is one command sent on a link: its confirmations (one per channel) or its one error.
 type subWait struct {
-	kind  string          // the frame kind it is answered with: subscribe, psubscribe, ssubscribe, unsubscribe ...
-	left  map[string]bool // channels not confirmed yet
-	chans []string
-	done  func(errReply []byte) // when every channel is confirmed (nil), or on an error; may be nil
+	kind   string          // the frame kind it is answered with: subscribe, psubscribe, ssubscribe, unsubscribe ...
+	left   map[string]bool // channels not confirmed yet
+	chans  []string
+	done   func(errReply []byte) // when every channel is confirmed (nil), or on an error; may be nil
+	sentAt int64
 }
 
 // discard is a Sink for requests on a push-mode lease: their replies come through Push.
@@ -98,18 +103,37 @@ func (ps *pubsub) newLink(addr string, shard bool) *subLink {
 
 // send writes one (un)subscribe command for chans and awaits its confirmations.
 func (k *subLink) send(kind string, chans []string, done func([]byte)) {
-	w := &subWait{kind: kind, left: make(map[string]bool, len(chans)), chans: chans, done: done}
-	args := make([][]byte, 0, len(chans)+1)
-	args = append(args, []byte(strings.ToUpper(kind)))
-	for _, c := range chans {
+	k.resend(&subWait{kind: kind, chans: chans, done: done, sentAt: time.Now().UnixNano()})
+}
+
+func (k *subLink) resend(w *subWait) {
+	w.left = make(map[string]bool, len(w.chans))
+	args := make([][]byte, 0, len(w.chans)+1)
+	args = append(args, []byte(strings.ToUpper(w.kind)))
+	for _, c := range w.chans {
 		w.left[c] = true
 		args = append(args, []byte(c))
 	}
 	k.waits = append(k.waits, w)
-	r := &backend.Request{Raw: resp.AppendCommand(nil, args...), Sink: discard{},
-		Deadline: time.Now().UnixNano() + k.ps.sess.l.timeout}
+	l := k.ps.sess.l
+	r := &backend.Request{Raw: resp.AppendCommand(nil, args...), Sink: discard{}, Deadline: time.Now().UnixNano() + l.timeout}
 	k.lease.Send(r)
-	k.ps.sess.l.pool.Flush()
+	l.pool.Flush()
+	if w.done == nil {
+		return
+	}
+	// A node that stays connected but does not answer would hold the client's reply for ever: past the
+	// request timeout the link is given up and its channels subscribed elsewhere.
+	time.AfterFunc(time.Duration(l.timeout), func() {
+		_ = l.el.Execute(context.Background(), runnable(func() {
+			if !k.dead && slices.Contains(k.waits, w) {
+				l.srv.log.Warn("subscriber's node did not confirm in time; subscribing elsewhere", "node", k.addr)
+				k.lease.Close()
+				k.Lost()
+				l.flush()
+			}
+		}))
+	})
 }
 
 // close gives the link up; replies still waiting on it are given as they are (the client unsubscribed or
@@ -159,23 +183,24 @@ func (k *subLink) Push(frame []byte) {
 	}
 }
 
-// confirmed takes one confirmation frame: it belongs to the oldest command, unless the node sent it unasked
-// (a shard channel given up when its slot moved).
+// confirmed takes one confirmation frame: it belongs to the oldest command that waits for it, unless the node
+// sent it unasked (a shard channel given up when its slot moved).
 func (k *subLink) confirmed(kind, ch string) {
-	if len(k.waits) > 0 {
-		if w := k.waits[0]; w.kind == kind && w.left[ch] {
-			delete(w.left, ch)
-			if len(w.left) == 0 {
-				k.waits = k.waits[1:]
-				if w.done != nil {
-					w.done(nil)
-				}
-				if len(k.waits) == 0 {
-					k.ps.closeIdleLinks() // everything may have been unsubscribed meanwhile
-				}
-			}
-			return
+	for i, w := range k.waits { // the node answers in order: the first command still waiting for it
+		if w.kind != kind || !w.left[ch] {
+			continue
 		}
+		delete(w.left, ch)
+		if len(w.left) == 0 {
+			k.waits = slices.Delete(k.waits, i, i+1)
+			if w.done != nil {
+				w.done(nil)
+			}
+			if len(k.waits) == 0 {
+				k.ps.closeIdleLinks() // everything may have been unsubscribed meanwhile
+			}
+		}
+		return
 	}
 	if kind == "sunsubscribe" && k.ps.shard[ch] == k {
 		// At once: every message published meanwhile is lost. A stale map sends it to a node that answers
@@ -208,6 +233,35 @@ func (k *subLink) failed(frame []byte) {
 			return
 		}
 	}
+	if (transient(frame) || isBusy(frame)) && !k.dead && time.Now().UnixNano()-w.sentAt < ps.sess.l.timeout {
+		// The node did not take it for now (LOADING, BUSY script, a failover under way): ask again shortly.
+		l := ps.sess.l
+		time.AfterFunc(50*time.Millisecond, func() {
+			_ = l.el.Execute(context.Background(), runnable(func() {
+				if !k.dead && !ps.sess.closed {
+					k.resend(w)
+					l.flush()
+				} else if w.done != nil {
+					w.done(nil)
+				}
+			}))
+		})
+		return
+	}
+	// Refused (an ACL, a bad name): as in Redis, the client is not subscribed to any of the command's names.
+	for _, c := range w.chans {
+		switch w.kind {
+		case "subscribe":
+			delete(ps.channels, c)
+		case "psubscribe":
+			delete(ps.patterns, c)
+		case "ssubscribe":
+			if ps.shard[c] == k {
+				delete(ps.shard, c)
+			}
+		}
+	}
+	ps.closeIdleLinks()
 	if w.done != nil {
 		w.done(frame)
 	}
@@ -476,6 +530,7 @@ func (s *session) awaitReply(frames []byte) func([]byte) {
 }
 
 func cmdSubscribe(s *session, cmd *command.Command, args [][]byte, _ []byte, _ int64) {
+	s.silentNow = false // Redis sends (un)subscribe frames whatever CLIENT REPLY says
 	ps := s.pubsubState()
 	kind, set := "subscribe", ps.channels
 	if cmd.Name == "psubscribe" {
@@ -510,6 +565,7 @@ func errLeases(s *session, what string) []byte {
 }
 
 func cmdSsubscribe(s *session, _ *command.Command, args [][]byte, _ []byte, _ int64) {
+	s.silentNow = false // Redis sends (un)subscribe frames whatever CLIENT REPLY says
 	slot := topology.Slot(args[1])
 	for _, a := range args[2:] {
 		if topology.Slot(a) != slot {
@@ -542,6 +598,7 @@ func cmdSsubscribe(s *session, _ *command.Command, args [][]byte, _ []byte, _ in
 }
 
 func cmdUnsubscribe(s *session, cmd *command.Command, args [][]byte, _ []byte, _ int64) {
+	s.silentNow = false // Redis sends (un)subscribe frames whatever CLIENT REPLY says
 	ps := s.pubsubState()
 	kind, set := "unsubscribe", ps.channels
 	if cmd.Name == "punsubscribe" {
@@ -573,6 +630,7 @@ func cmdUnsubscribe(s *session, cmd *command.Command, args [][]byte, _ []byte, _
 }
 
 func cmdSunsubscribe(s *session, _ *command.Command, args [][]byte, _ []byte, _ int64) {
+	s.silentNow = false // Redis sends (un)subscribe frames whatever CLIENT REPLY says
 	ps := s.pubsubState()
 	names := args[1:]
 	if len(names) == 0 {

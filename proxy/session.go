@@ -137,18 +137,21 @@ func (s *session) onTraffic() {
 
 func (s *session) onClose() {
 	s.closed = true
-	s.unwatch()
 	s.l.forget(s)
 	// Requests still at backends come back through request.finish, which sees closed and recycles them.
 	for s.queue.Len() > 0 {
 		r := s.queue.Pop()
-		if r.done || r.exec != nil { // an EXEC not started is nowhere else
+		if r.exec != nil { // an EXEC, WATCH or blocking command not started is nowhere else
+			r.exec.abandon()
+		}
+		if r.done || r.exec != nil {
 			s.l.release(r)
 		} else {
 			r.orphan = true
 		}
 	}
 	// Only now: ending these may answer their requests at once, which must then be orphans, recycled once.
+	s.unwatch()
 	if s.blocked != nil {
 		s.blocked.clientGone()
 	}
@@ -236,7 +239,10 @@ type request struct {
 }
 
 // heldOp is a command that runs on a leased connection once the session's requests before it are answered.
-type heldOp interface{ start() }
+type heldOp interface {
+	start()
+	abandon() // the client left before its turn
+}
 
 // resumeAfterHeld lets the commands that waited behind a held command go.
 func (s *session) resumeAfterHeld() {

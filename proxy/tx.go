@@ -250,6 +250,14 @@ func (s *session) leased(x *execution, addr string, slot int, now int64) {
 	}
 }
 
+// abandon gives up the WATCH's lease an EXEC took over, for a client that left before its EXEC's turn.
+func (x *execution) abandon() {
+	if x.lease != nil {
+		x.lease.Close()
+		x.lease = nil
+	}
+}
+
 // start sends the transaction, once.
 func (x *execution) start() {
 	x.r.exec = nil
