@@ -277,17 +277,19 @@ func (l *loop) refreshPubNodes(snap *topology.Snapshot, now int64) {
 
 // publishNode picks the node for PUBLISH to a channel of slot: the highest rendezvous weight among the nodes
 // of the map, and those that left it less than pubLinger ago. A node coming or going moves only the channels
-// that pick it, and a failover none. A node that failed in the last pubLinger is passed over: going back and
-// forth would reorder messages.
+// that pick it, and a failover none. While the node chosen has failed in the last pubLinger, "": the request
+// goes by its slot, where the pool also resends one the node failed, so that both take the same way (two
+// ways would reorder messages).
 func (l *loop) publishNode(snap *topology.Snapshot, slot int, now int64) string {
 	l.refreshPubNodes(snap, now)
-	best, bestW, healthy := "", uint64(0), false
+	best, bestW := "", uint64(0)
 	for _, n := range l.pubList {
-		w := mix64(n.seed ^ uint64(slot))
-		ok := !l.pool.FailedWithin(n.addr, now, pubLinger)
-		if best == "" || ok && !healthy || ok == healthy && w > bestW { // a node that just failed only if all did
-			best, bestW, healthy = n.addr, w, ok
+		if w := mix64(n.seed ^ uint64(slot)); best == "" || w > bestW {
+			best, bestW = n.addr, w
 		}
+	}
+	if l.pool.FailedWithin(best, now, pubLinger) {
+		return ""
 	}
 	return best
 }
