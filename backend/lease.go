@@ -29,7 +29,7 @@ func (p *Pool) Lease(addr string) *Lease {
 	if len(n.leased) >= p.cfg.MaxLeases {
 		return nil
 	}
-	c := &Conn{pool: p, addr: addr, leased: true}
+	c := &Conn{pool: p, addr: addr, leased: true, pushy: p.cfg.Protocol == 3}
 	c.in.Buffers = p.Buffers
 	n.leased = append(n.leased, c)
 	c.dial()
@@ -47,7 +47,7 @@ type PushSink interface {
 // SUBSCRIBE of n channels is answered n times). A lease in push mode is never reused: Release closes it.
 func (l *Lease) Push(sink PushSink) {
 	if l.c != nil {
-		l.c.push = sink
+		l.c.push, l.c.pushy = sink, true
 	}
 }
 
