@@ -19,7 +19,7 @@ import (
 // RESP3 reply of the proxy legitimately differs from the standalone server's. maskID blanks it in both.
 var helloID = regexp.MustCompile(`\$2\r\nid\r\n:\d+\r\n`)
 
-func maskID(b []byte) []byte { return helloID.ReplaceAll(b, []byte("$2\r\nid\r\n:ID\r\n")) }
+func maskID(b []byte) []byte { return helloID.ReplaceAllLiteral(b, []byte("$2\r\nid\r\n:ID\r\n")) }
 
 // resp3Pair dials the standalone server and the proxy, says HELLO 3 on both and checks the two HELLO maps
 // are the same but for the id.
@@ -192,8 +192,18 @@ func TestResp3HelloBackAndReset(t *testing.T) {
 		RESET
 		ZSCORE r3b:z m
 	`))
-	// In one write: the switches wait for what was sent before them.
+	// In one write: the switches wait for what was sent before them, so that a command after one never runs
+	// before a command sent ahead of it on the other protocol's connections.
 	pipelined3(t, split(`
+		SET r3b:o 1
+		HELLO 2
+		GET r3b:o
+		INCR r3b:o
+		HELLO 3
+		GET r3b:o
+		INCR r3b:o
+		RESET
+		GET r3b:o
 		HELLO 2
 		HGETALL r3b:h
 		ZSCORE r3b:z m
