@@ -157,6 +157,10 @@ func (c *Conn) flush() {
 	}
 }
 
+func (c *Conn) noConnection() string {
+	return "ERR proxy timeout: no connection to " + c.addr + " in time"
+}
+
 func (c *Conn) unreachable() string {
 	return "CLUSTERDOWN The cluster is down: node " + c.addr + " is unreachable"
 }
@@ -433,8 +437,16 @@ func (c *Conn) dialFailed(err error) {
 	if c.failures == 1 {
 		p.log.Warn("cannot connect to node", "node", c.addr, "err", err)
 	}
+	now := time.Now().UnixNano()
 	for c.fifo.Len() > 0 {
-		if r := c.fifo.Pop(); r != nil && r != askingMarker {
+		r := c.fifo.Pop()
+		switch {
+		case r == nil || r == askingMarker:
+		case now >= r.Deadline && r.lastErr == "":
+			// Its deadline came while the dial was under way (a node that accepts but does not answer the
+			// handshake fails it at DialTimeout): the error expire gives then, whichever of the two ran first.
+			p.fail(r, c.noConnection())
+		default:
 			p.retry(r, c.unreachable())
 		}
 	}
@@ -470,7 +482,7 @@ func (c *Conn) expire(now int64) {
 			// CLUSTERDOWN while a lost node is redialled), not a timeout that suggests it may have run.
 			c.pool.fail(r, r.lastErr)
 		default:
-			c.pool.fail(r, fmt.Sprintf("ERR proxy timeout: no connection to %s in time", c.addr))
+			c.pool.fail(r, c.noConnection())
 		}
 	}
 	if c.reads != c.readsSeen || c.fifo.Len() == c.unsent || c.quietSince == 0 {
