@@ -59,7 +59,10 @@ type Conn struct {
 
 	leased bool     // a Lease's: replies delivered as they come, no policy (lease.go)
 	push   PushSink // a leased connection in push mode: everything received goes here
-	part   int      // leased: replies the head request has received
+	// pushy: push is set, or the connection speaks RESP3, where a push message (>) may come between replies.
+	// One flag for both keeps a RESP2 pipelined connection's reply loop at the one test it always had.
+	pushy bool
+	part  int // leased: replies the head request has received
 
 	reads      uint64 // read events, a progress count for stall detection
 	readsSeen  uint64 // reads at the last Tick
@@ -154,6 +157,10 @@ func (c *Conn) flush() {
 	}
 }
 
+func (c *Conn) noConnection() string {
+	return "ERR proxy timeout: no connection to " + c.addr + " in time"
+}
+
 func (c *Conn) unreachable() string {
 	return "CLUSTERDOWN The cluster is down: node " + c.addr + " is unreachable"
 }
@@ -183,9 +190,10 @@ func (c *Conn) dial() {
 	}()
 }
 
-// handshake authenticates a fresh connection, and sends READONLY when reads may go to replicas (harmless on a
-// master, and a master may become a replica later), before it joins the loop, while it is still a blocking
-// net.Conn with deadlines.
+// handshake authenticates a fresh connection, sends READONLY when reads may go to replicas (harmless on a
+// master, and a master may become a replica later) and HELLO 3 for a RESP3 pool, before it joins the loop,
+// while it is still a blocking net.Conn with deadlines. AUTH comes first: HELLO without it fails on a node
+// that requires a password.
 func handshake(nc net.Conn, cfg *Config) error {
 	var cmd []byte
 	replies := 0
@@ -201,6 +209,10 @@ func handshake(nc net.Conn, cfg *Config) error {
 		cmd = resp.AppendCommandStrings(cmd, "READONLY")
 		replies++
 	}
+	if cfg.Protocol == 3 {
+		cmd = resp.AppendCommandStrings(cmd, "HELLO", "3")
+		replies++
+	}
 	if replies == 0 {
 		return nil
 	}
@@ -209,16 +221,30 @@ func handshake(nc net.Conn, cfg *Config) error {
 	if _, err := nc.Write(cmd); err != nil {
 		return err
 	}
-	// Both commands answer one line: +OK or an error.
+	// AUTH and READONLY answer +OK or an error; HELLO 3 a map, or an error. Every reply is read whole, so that
+	// nothing of the handshake is left for the loop to match to a request.
 	r := bufio.NewReader(nc)
+	var sc resp.ReplyScanner
+	var buf []byte
 	for range replies {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			return err
+		n := 0
+		for n == 0 {
+			b, err := r.ReadByte()
+			if err != nil {
+				return err
+			}
+			buf = append(buf, b)
+			if b != '\n' {
+				continue
+			}
+			if n, err = sc.Scan(buf); err != nil {
+				return fmt.Errorf("handshake: %w", err)
+			}
 		}
-		if len(line) > 0 && line[0] == '-' {
-			return errors.New("handshake: " + strings.TrimRight(line[1:], "\r\n"))
+		if buf[0] == '-' {
+			return errors.New("handshake: " + strings.TrimRight(string(buf[1:n]), "\r\n"))
 		}
+		buf = buf[:0]
 	}
 	return nil
 }
@@ -273,12 +299,20 @@ func (c *Conn) OnTraffic(gc gnet.Conn) {
 		}
 		reply := buf[off : off+n]
 		off += n
-		if c.push != nil {
-			c.push.Push(reply)
-			if c.push == nil { // closed from the sink
-				return
+		if c.pushy {
+			if c.push != nil {
+				c.push.Push(reply)
+				if c.push == nil { // closed from the sink
+					return
+				}
+				continue
 			}
-			continue
+			if reply[0] == '>' {
+				// Out of band (RESP3): never the answer to a request. The proxy subscribes only on connections
+				// in push mode and refuses CLIENT TRACKING, so none is expected; it is dropped.
+				c.pool.log.Debug("dropping a push message on a request connection", "node", c.addr)
+				continue
+			}
 		}
 		if c.fifo.Len()-c.unsent <= 0 {
 			c.outOfStep(gc, "reply without request")
@@ -403,8 +437,16 @@ func (c *Conn) dialFailed(err error) {
 	if c.failures == 1 {
 		p.log.Warn("cannot connect to node", "node", c.addr, "err", err)
 	}
+	now := time.Now().UnixNano()
 	for c.fifo.Len() > 0 {
-		if r := c.fifo.Pop(); r != nil && r != askingMarker {
+		r := c.fifo.Pop()
+		switch {
+		case r == nil || r == askingMarker:
+		case now >= r.Deadline && r.lastErr == "":
+			// Its deadline came while the dial was under way (a node that accepts but does not answer the
+			// handshake fails it at DialTimeout): the error expire gives then, whichever of the two ran first.
+			p.fail(r, c.noConnection())
+		default:
 			p.retry(r, c.unreachable())
 		}
 	}
@@ -440,7 +482,7 @@ func (c *Conn) expire(now int64) {
 			// CLUSTERDOWN while a lost node is redialled), not a timeout that suggests it may have run.
 			c.pool.fail(r, r.lastErr)
 		default:
-			c.pool.fail(r, fmt.Sprintf("ERR proxy timeout: no connection to %s in time", c.addr))
+			c.pool.fail(r, c.noConnection())
 		}
 	}
 	if c.reads != c.readsSeen || c.fifo.Len() == c.unsent || c.quietSince == 0 {

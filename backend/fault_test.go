@@ -507,3 +507,42 @@ func TestDeadlineMidReply(t *testing.T) {
 		t.Errorf("%d connections, want 1: a slow reply must not close the connection", srv.Accepted())
 	}
 }
+
+// TestResp3Connections: a pool with Protocol 3 sends HELLO 3 on connect, after AUTH, and reads its map reply
+// whole; a push message (>) that a RESP3 node sends between replies is never taken for the answer to the
+// request in flight, and the connection stays open.
+func TestResp3Connections(t *testing.T) {
+	hello := "%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n$6\r\n7.0.15\r\n$5\r\nproto\r\n:3\r\n" +
+		"$2\r\nid\r\n:5\r\n$4\r\nmode\r\n$7\r\ncluster\r\n$4\r\nrole\r\n$6\r\nmaster\r\n$7\r\nmodules\r\n*0\r\n"
+	push := ">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$3\r\nhi!\r\n"
+	srv := fakeredis.Start(t, func(c *fakeredis.Conn, args [][]byte) {
+		switch strings.ToUpper(string(args[0])) {
+		case "HELLO":
+			c.Write([]byte(hello))
+		case "GET":
+			c.Write([]byte(push))
+			c.Write(append([]byte(push), resp.AppendBulk(nil, []byte("v-"+string(args[1])))...))
+		default:
+			fakeredis.Default(c, args)
+		}
+	})
+	srv.RequirePass("", "pw")
+	cfg := testConfig()
+	cfg.Password, cfg.Protocol = "pw", 3
+	h := newHarness(t, cfg, srv)
+	for _, k := range []string{"a", "b", "c"} {
+		c := newCall(0, "GET", k)
+		h.send(c)
+		c.expect(t, bulk("v-"+k))
+	}
+	if srv.Accepted() != 1 {
+		t.Errorf("%d connections, want 1: a push must not put the connection out of step", srv.Accepted())
+	}
+	var got []string
+	for _, cmd := range srv.Log() {
+		got = append(got, cmd.Name())
+	}
+	if want := "AUTH HELLO GET GET GET"; strings.Join(got, " ") != want {
+		t.Errorf("node received %v, want %s", got, want)
+	}
+}

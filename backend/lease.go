@@ -9,8 +9,9 @@ import "fmt"
 //
 // A Lease is owned by the Pool's event loop, like the rest of the Pool.
 type Lease struct {
-	c    *Conn // nil once released or closed
-	addr string
+	c       *Conn // nil once released or closed
+	addr    string
+	tainted bool // Taint: Release closes the connection
 }
 
 // idleLeases is how many released leases a node keeps open for reuse on each loop.
@@ -29,7 +30,7 @@ func (p *Pool) Lease(addr string) *Lease {
 	if len(n.leased) >= p.cfg.MaxLeases {
 		return nil
 	}
-	c := &Conn{pool: p, addr: addr, leased: true}
+	c := &Conn{pool: p, addr: addr, leased: true, pushy: p.cfg.Protocol == 3}
 	c.in.Buffers = p.Buffers
 	n.leased = append(n.leased, c)
 	c.dial()
@@ -47,9 +48,13 @@ type PushSink interface {
 // SUBSCRIBE of n channels is answered n times). A lease in push mode is never reused: Release closes it.
 func (l *Lease) Push(sink PushSink) {
 	if l.c != nil {
-		l.c.push = sink
+		l.c.push, l.c.pushy = sink, true
 	}
 }
+
+// Taint says the connection's state was changed for good (a HELLO sent on it switched its protocol): it is
+// not the pool's kind any more, so Release closes it instead of keeping it for another session.
+func (l *Lease) Taint() { l.tainted = true }
 
 // Addr is the node the lease is connected to.
 func (l *Lease) Addr() string { return l.addr }
@@ -83,7 +88,7 @@ func (l *Lease) Release() {
 	}
 	l.c = nil
 	n := c.pool.nodes[c.addr]
-	if c.push != nil || c.state != stateOpen || c.fifo.Len() > 0 || n == nil || n.stale || len(n.idle) >= idleLeases {
+	if l.tainted || c.push != nil || c.state != stateOpen || c.fifo.Len() > 0 || n == nil || n.stale || len(n.idle) >= idleLeases {
 		c.push = nil
 		c.pool.dropLease(c)
 		return

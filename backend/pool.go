@@ -28,6 +28,9 @@ type Config struct {
 	Password        string        // AUTH password; empty means no AUTH
 	ReadFrom        ReadPolicy    // where read-only commands go
 	MaxLeases       int           // leased connections per node per event loop (lease.go)
+	// Protocol is the RESP version the connections speak: 3 sends HELLO 3 on connect, so every reply comes in
+	// RESP3 and is passed through to RESP3 clients as it is; 0 or 2 is RESP2, Redis's default.
+	Protocol int
 }
 
 // ReadPolicy says which nodes serve read-only commands. Replica reads may be stale: a replica applies its
@@ -146,7 +149,7 @@ func (p *Pool) node(addr string) *node {
 	if n == nil {
 		n = &node{addr: addr, conns: make([]*Conn, p.cfg.ConnsPerNode)}
 		for i := range n.conns {
-			n.conns[i] = &Conn{pool: p, addr: addr}
+			n.conns[i] = &Conn{pool: p, addr: addr, pushy: p.cfg.Protocol == 3}
 			n.conns[i].in.Buffers = p.Buffers
 		}
 		p.nodes[addr] = n

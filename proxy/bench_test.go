@@ -11,18 +11,30 @@ import (
 )
 
 // pipelineRoundTrip returns a function that sends the same pipeline of depth GETs of absent keys through
-// the proxy at addr and reads the replies, allocating nothing itself; the pools are warmed first.
-func pipelineRoundTrip(t testing.TB, addr string, depth int) func() {
+// the proxy at addr and reads the replies, allocating nothing itself; the pools are warmed first. With resp3
+// the connection says HELLO 3 first (absent keys answer "_").
+func pipelineRoundTrip(t testing.TB, addr string, depth int, resp3 bool) func() {
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
+	null := "$-1\r\n"
+	if resp3 {
+		null = "_\r\n"
+		hello := make([]byte, 1<<10)
+		if _, err := c.Write(resp.AppendCommandStrings(nil, "HELLO", "3")); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := c.Read(hello); err != nil || hello[0] != '%' {
+			t.Fatalf("HELLO 3: %q, %v", hello[:n], err)
+		}
+	}
 	var req []byte
 	for i := 0; i < depth; i++ {
 		req = resp.AppendCommandStrings(req, "GET", fmt.Sprintf("bench:%d", i))
 	}
-	buf := make([]byte, depth*len("$-1\r\n"))
+	buf := make([]byte, depth*len(null))
 	roundTrip := func() {
 		if _, err := c.Write(req); err != nil {
 			t.Fatal(err)
@@ -39,9 +51,9 @@ func pipelineRoundTrip(t testing.TB, addr string, depth int) func() {
 
 // benchPipeline sends the same pipeline of GETs through the running proxy b.N/len times. The client side
 // allocates nothing, so allocs/op is the proxy's own cost per command (parse → route → backend → reply).
-func benchPipeline(b *testing.B, depth int) {
+func benchPipeline(b *testing.B, depth int, resp3 bool) {
 	addr, _, _ := shared(b)
-	roundTrip := pipelineRoundTrip(b, addr, depth)
+	roundTrip := pipelineRoundTrip(b, addr, depth, resp3)
 	time.Sleep(50 * time.Millisecond)
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -50,21 +62,26 @@ func benchPipeline(b *testing.B, depth int) {
 	}
 }
 
-func BenchmarkProxyGET(b *testing.B)           { benchPipeline(b, 1) }
-func BenchmarkProxyGETPipeline16(b *testing.B) { benchPipeline(b, 16) }
+func BenchmarkProxyGET(b *testing.B)                { benchPipeline(b, 1, false) }
+func BenchmarkProxyGETPipeline16(b *testing.B)      { benchPipeline(b, 16, false) }
+func BenchmarkProxyGETResp3(b *testing.B)           { benchPipeline(b, 1, true) }
+func BenchmarkProxyGETPipeline16Resp3(b *testing.B) { benchPipeline(b, 16, true) }
 
-// TestProxyPathAllocs: in the steady state the whole parse → route → backend → reply path allocates nothing.
+// TestProxyPathAllocs: in the steady state the whole parse → route → backend → reply path allocates nothing,
+// in RESP2 and in RESP3.
 // The count is the whole process's (the client allocates nothing), so the slot-map refresh and timers that
 // may run meanwhile are in it too: the bound is half an allocation per request, where one allocation per
 // request would be a regression.
 func TestProxyPathAllocs(t *testing.T) {
 	addr, _, _ := shared(t)
-	for _, depth := range []int{1, 16} {
-		roundTrip := pipelineRoundTrip(t, addr, depth)
-		perRequest := testing.AllocsPerRun(2000/depth, roundTrip) / float64(depth)
-		t.Logf("pipeline of %d GETs: %.3f allocations per request", depth, perRequest)
-		if perRequest > 0.5 {
-			t.Errorf("pipeline of %d GETs: %.2f allocations per request, want 0", depth, perRequest)
+	for _, resp3 := range []bool{false, true} {
+		for _, depth := range []int{1, 16} {
+			roundTrip := pipelineRoundTrip(t, addr, depth, resp3)
+			perRequest := testing.AllocsPerRun(2000/depth, roundTrip) / float64(depth)
+			t.Logf("pipeline of %d GETs, RESP3 %v: %.3f allocations per request", depth, resp3, perRequest)
+			if perRequest > 0.5 {
+				t.Errorf("pipeline of %d GETs, RESP3 %v: %.2f allocations per request, want 0", depth, resp3, perRequest)
+			}
 		}
 	}
 }

@@ -174,7 +174,7 @@ func (b *blockedOp) send(addr string, asking bool) {
 		if b.lease != nil {
 			b.lease.Release()
 		}
-		b.lease = l.pool.Lease(addr)
+		b.lease = b.sess.pool.Lease(addr)
 	}
 	b.addr, b.asking = addr, asking
 	if b.lease == nil {
@@ -204,7 +204,7 @@ func (b *blockedOp) send(addr string, asking bool) {
 	}
 	b.seen, b.nodeID, b.sentAt = 0, 0, now
 	b.lease.Send(be)
-	l.pool.Flush()
+	b.sess.pool.Flush()
 }
 
 // remaining is the timeout argument for what is left of the command's timeout: at least the smallest Redis
@@ -406,7 +406,7 @@ func (b *blockedOp) putBack(reply []byte) {
 	pb.r.Deadline = time.Now().UnixNano() + l.timeout
 	pb.r.Sink = pb
 	pb.lease.Send(&pb.r)
-	l.pool.Flush()
+	b.sess.pool.Flush()
 }
 
 type putBack struct {
@@ -433,9 +433,9 @@ func (p *putBack) Reply(be *backend.Request, reply []byte) {
 // restoreCommand is the command that undoes the pop in reply; nil when nothing was taken.
 func (b *blockedOp) restoreCommand(reply []byte) [][]byte {
 	elems, ok := resp.ArrayElems(reply, nil)
-	bulk := func(v []byte) []byte {
-		s, isNull, ok := resp.BulkValue(v)
-		if !ok || isNull {
+	bulk := func(v []byte) []byte { // a bulk, or in RESP3 a score's double
+		s, ok := resp.ScalarText(v)
+		if !ok {
 			return nil
 		}
 		return s

@@ -13,7 +13,7 @@ import (
 
 // TestRealClients runs real client libraries, each with its default options, through the proxy: commands,
 // pipelines, MULTI/EXEC and WATCH with a conflict made by a second client, blocking commands, Pub/Sub,
-// scripts (proxy/testdata/clients). deploy/test.sh
+// scripts, and node-redis with RESP: 3 (proxy/testdata/clients). deploy/test.sh
 // installs them: python3-redis from Debian, ioredis and node-redis 5 from npm (package-lock.json).
 func TestRealClients(t *testing.T) {
 	addr, _, _ := shared(t)
@@ -27,6 +27,7 @@ func TestRealClients(t *testing.T) {
 	}{
 		{"ioredis", []string{"node", "ioredis.js", addr}},
 		{"node-redis", []string{"node", "node-redis.js", addr}},
+		{"node-redis RESP3", []string{"node", "node-redis-resp3.js", addr}},
 		{"redis-py", []string{"/usr/bin/python3", "redis-py.py", addr}}, // Debian's python, with python3-redis
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -69,7 +69,7 @@ var handlerDocs = map[string]string{
 	"spublish": "sent to the shard node its subscribers use (a replica, else the master), then to that node while it stays in the shard, so that messages stay in order through a failover",
 
 	"ping": local, "echo": local, "quit": local, "select": "answered by the proxy: 0 only, as a cluster",
-	"hello": "answered by the proxy (RESP2; `HELLO 3`: `-NOPROTO`)", "auth": local, "reset": local,
+	"hello": "answered by the proxy with its own values; `2` and `3` switch the connection's protocol, `3` to RESP3 served over connections that said `HELLO 3` to the nodes", "auth": local, "reset": local,
 	"client|setname": local, "client|getname": local, "client|id": local, "client|info": local,
 	"client|list": "answered by the proxy: the client's own connection", "client|no-evict": local,
 	"client|reply":    "answered by the proxy: `OFF` and `SKIP` drop the replies Redis drops",

@@ -152,7 +152,7 @@ func cmdConfigGet(s *session, _ *command.Command, args [][]byte, raw []byte, now
 		return
 	}
 	slots := s.l.shardSlots(snap)
-	g := s.newNodeCalls(len(slots), (*nodeCalls).configGetReply)
+	g := s.newNodeCalls(len(slots), func(g *nodeCalls) []byte { return g.configGetReply(s) })
 	cmd := appendRaw(nil, args, raw)
 	for i, slot := range slots {
 		be := &g.calls[i].be
@@ -161,12 +161,13 @@ func cmdConfigGet(s *session, _ *command.Command, args [][]byte, raw []byte, now
 	}
 	s.queue.Push(g.r)
 	for i := range g.calls {
-		s.l.pool.Send(&g.calls[i].be)
+		s.pool.Send(&g.calls[i].be)
 	}
 }
 
 // configGetReply merges the masters' CONFIG GET replies (see the comment at the top of the file).
-func (g *nodeCalls) configGetReply() []byte {
+// A RESP3 session's nodes answer a map, and so does the merge.
+func (g *nodeCalls) configGetReply(s *session) []byte {
 	for i := range g.calls {
 		if resp.IsError(g.calls[i].reply) {
 			return g.calls[i].reply
@@ -178,7 +179,12 @@ func (g *nodeCalls) configGetReply() []byte {
 	for i := range g.calls {
 		c := &g.calls[i]
 		var ok bool
-		if elems, ok = resp.ArrayElems(c.reply, elems[:0]); !ok || len(elems)%2 != 0 {
+		if len(c.reply) > 0 && c.reply[0] == '%' {
+			elems, ok = resp.MapElems(c.reply, elems[:0])
+		} else {
+			elems, ok = resp.ArrayElems(c.reply, elems[:0])
+		}
+		if !ok || len(elems)%2 != 0 {
 			return c.reply
 		}
 		for j := 0; j < len(elems); j += 2 {
@@ -193,7 +199,7 @@ func (g *nodeCalls) configGetReply() []byte {
 			}
 		}
 	}
-	out := resp.AppendArrayHeader(nil, 2*len(pairs))
+	out := s.appendMapHeader(nil, len(pairs))
 	for _, p := range pairs {
 		name, value := p[0], p[1]
 		key := strings.ToLower(string(name))
@@ -307,7 +313,7 @@ func cmdConfigResetstat(s *session, _ *command.Command, args [][]byte, raw []byt
 // toEveryNode sends cmd to every node of the slot map, each on a connection leased for it (the pipelined
 // connections go by slot, to masters), and answers +OK when every node did, then running applied if not nil.
 func (s *session) toEveryNode(cmd []byte, what string, now int64, applied func()) {
-	p := s.l.pool
+	p := s.pool
 	snap := p.Snapshot()
 	if snap == nil {
 		s.local(errClusterDown)

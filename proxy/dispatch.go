@@ -173,7 +173,7 @@ func (s *session) dispatch(args [][]byte, raw []byte, now int64) {
 		s.local(resp.AppendError(nil, command.ArityError(cmd)))
 		return
 	}
-	if s.ps != nil && s.subscribed() && !subscribedOK[cmd.Name] {
+	if s.ps != nil && !s.resp3 && s.subscribed() && !subscribedOK[cmd.Name] {
 		s.local(errSubscribedMode(cmd))
 		return
 	}

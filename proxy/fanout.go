@@ -121,7 +121,7 @@ func (s *session) sendParent(p *request) {
 	p.pending = len(p.children)
 	s.queue.Push(p)
 	for _, ch := range p.children {
-		s.l.pool.Send(&ch.be)
+		s.pool.Send(&ch.be)
 	}
 }
 
@@ -274,6 +274,9 @@ func cmdInfo(s *session, cmd *command.Command, args [][]byte, raw []byte, now in
 func (p *request) infoReply(out []byte) []byte {
 	c := p.children[0]
 	text, isNull, ok := resp.BulkValue(c.reply)
+	if c.reply[0] == '=' { // RESP3
+		_, text, ok = resp.VerbatimValue(c.reply)
+	}
 	if !ok || isNull {
 		return append(out, c.reply...)
 	}
@@ -282,5 +285,5 @@ func (p *request) infoReply(out []byte) []byte {
 	if len(p.order) > 0 {
 		b = p.sess.l.srv.appendInfoSection(b)
 	}
-	return resp.AppendBulk(out, b)
+	return p.sess.appendText(out, b)
 }

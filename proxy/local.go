@@ -23,7 +23,7 @@ func cmdOK(s *session, _ *command.Command, _ [][]byte, _ []byte, _ int64) {
 }
 
 func cmdPing(s *session, cmd *command.Command, args [][]byte, _ []byte, _ int64) {
-	if len(args) <= 2 && s.subscribed() {
+	if len(args) <= 2 && s.subscribed() && !s.resp3 {
 		s.local(pingSubscribed(args))
 		return
 	}
@@ -60,19 +60,22 @@ func cmdSelect(s *session, _ *command.Command, args [][]byte, _ []byte, _ int64)
 	}
 }
 
-// cmdHello speaks RESP2 only; for 3 it answers NOPROTO as Redis does for an unsupported version, and clients
-// fall back to RESP2.
+// cmdHello is Redis's HELLO [protover [AUTH user pass] [SETNAME name]]: 2 and 3 switch the session's
+// protocol (switchProtocol), without a version it stays; the reply, in the protocol switched to, has the
+// proxy's own values: this connection's id, a standalone master without modules.
 func cmdHello(s *session, _ *command.Command, args [][]byte, _ []byte, _ int64) {
+	resp3 := s.resp3
 	if len(args) >= 2 {
 		ver, err := strconv.ParseInt(string(args[1]), 10, 64)
 		if err != nil {
 			s.local(resp.AppendError(nil, "ERR Protocol version is not an integer or out of range"))
 			return
 		}
-		if ver != 2 {
+		if ver != 2 && ver != 3 {
 			s.local(resp.AppendError(nil, "NOPROTO unsupported protocol version"))
 			return
 		}
+		resp3 = ver == 3
 	}
 	var name []byte
 	setName := false
@@ -100,13 +103,22 @@ func cmdHello(s *session, _ *command.Command, args [][]byte, _ []byte, _ int64) 
 		}
 		s.name = string(name)
 	}
-	b := resp.AppendArrayHeader(nil, 14)
+	s.switchProtocol(resp3, s.helloReply)
+}
+
+// helloReply is HELLO's map, in the session's protocol.
+func (s *session) helloReply() []byte {
+	proto := int64(2)
+	if s.resp3 {
+		proto = 3
+	}
+	b := s.appendMapHeader(nil, 7)
 	b = resp.AppendBulkString(b, "server")
 	b = resp.AppendBulkString(b, "redis")
 	b = resp.AppendBulkString(b, "version")
 	b = resp.AppendBulkString(b, redisVersion)
 	b = resp.AppendBulkString(b, "proto")
-	b = resp.AppendInt(b, 2)
+	b = resp.AppendInt(b, proto)
 	b = resp.AppendBulkString(b, "id")
 	b = resp.AppendInt(b, s.id)
 	b = resp.AppendBulkString(b, "mode")
@@ -114,8 +126,7 @@ func cmdHello(s *session, _ *command.Command, args [][]byte, _ []byte, _ int64) 
 	b = resp.AppendBulkString(b, "role")
 	b = resp.AppendBulkString(b, "master")
 	b = resp.AppendBulkString(b, "modules")
-	b = resp.AppendArrayHeader(b, 0)
-	s.local(b)
+	return resp.AppendArrayHeader(b, 0)
 }
 
 var errWrongPass = resp.AppendError(nil, "WRONGPASS invalid username-password pair or user is disabled.")
@@ -145,8 +156,10 @@ func cmdReset(s *session, _ *command.Command, _ [][]byte, _ []byte, _ int64) {
 	}
 	s.tx = nil
 	s.unwatch()
-	s.local([]byte("+RESET\r\n"))
+	s.switchProtocol(false, func() []byte { return replyReset }) // RESET goes back to RESP2, as in Redis
 }
+
+var replyReset = []byte("+RESET\r\n")
 
 var errBadClientName = resp.AppendError(nil, "ERR Client names cannot contain spaces, newlines or special characters.")
 
@@ -171,7 +184,7 @@ func cmdClientSetname(s *session, _ *command.Command, args [][]byte, _ []byte, _
 
 func cmdClientGetname(s *session, _ *command.Command, _ [][]byte, _ []byte, _ int64) {
 	if s.name == "" {
-		s.local(resp.AppendNullBulk(nil))
+		s.local(s.appendNullBulk(nil))
 		return
 	}
 	s.local(resp.AppendBulkString(nil, s.name))
@@ -182,7 +195,7 @@ func cmdClientID(s *session, _ *command.Command, _ [][]byte, _ []byte, _ int64) 
 }
 
 func cmdClientInfo(s *session, _ *command.Command, _ [][]byte, _ []byte, _ int64) {
-	s.local(resp.AppendBulk(nil, s.appendInfoLine(nil, "client|info")))
+	s.local(s.appendText(nil, s.appendInfoLine(nil, "client|info")))
 }
 
 // cmdClientList lists this connection only: other clients live on other loops and other proxies. The filters
@@ -218,7 +231,7 @@ func cmdClientList(s *session, _ *command.Command, args [][]byte, _ []byte, _ in
 	if listed {
 		line = s.appendInfoLine(nil, "client|list")
 	}
-	s.local(resp.AppendBulk(nil, line))
+	s.local(s.appendText(nil, line))
 }
 
 var errSyntax = resp.AppendError(nil, "ERR syntax error")
@@ -246,9 +259,9 @@ func cmdClientGetredir(s *session, _ *command.Command, _ [][]byte, _ []byte, _ i
 }
 
 func cmdClientTrackinginfo(s *session, _ *command.Command, _ [][]byte, _ []byte, _ int64) {
-	b := resp.AppendArrayHeader(nil, 6)
+	b := s.appendMapHeader(nil, 3)
 	b = resp.AppendBulkString(b, "flags")
-	b = resp.AppendArrayHeader(b, 1)
+	b = s.appendSetHeader(b, 1)
 	b = resp.AppendBulkString(b, "off")
 	b = resp.AppendBulkString(b, "redirect")
 	b = resp.AppendInt(b, -1)
@@ -268,10 +281,14 @@ func cmdClientNoEvict(s *session, _ *command.Command, args [][]byte, _ []byte, _
 // appendInfoLine is the connection's CLIENT LIST line; cmd is the command being run, as Redis shows it.
 func (s *session) appendInfoLine(b []byte, cmd string) []byte {
 	age := int64(time.Since(s.created).Seconds())
+	proto := 2
+	if s.resp3 {
+		proto = 3
+	}
 	return fmt.Appendf(b, "id=%d addr=%s laddr=%s fd=-1 name=%s age=%d idle=0 flags=N db=0 sub=0 psub=0 ssub=0 "+
 		"multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r "+
-		"cmd=%s user=default redir=-1 resp=2 lib-name=%s lib-ver=%s\n",
-		s.id, s.raddr, s.localAddr(), s.name, age, cmd, s.libName, s.libVer)
+		"cmd=%s user=default redir=-1 resp=%d lib-name=%s lib-ver=%s\n",
+		s.id, s.raddr, s.localAddr(), s.name, age, cmd, proto, s.libName, s.libVer)
 }
 
 // localAddr is the connection's own address (gnet reports the listener's, 0.0.0.0:7777 or a port 0), looked

@@ -20,7 +20,13 @@ import (
 type loop struct {
 	srv  *Server
 	el   gnet.EventLoop
-	pool *backend.Pool
+	pool *backend.Pool // RESP2 connections: every session's until it says HELLO 3
+	// pool3 holds RESP3 connections (HELLO 3 on connect), for the sessions that said HELLO 3: made by the
+	// first of them (resp3Pool), so a loop of RESP2 clients has none. Their replies pass through as the nodes
+	// send them. Converting RESP2 replies instead cannot work: RESP2 does not say that HGETALL's array is a
+	// map, that ZSCORE's bulk is a double or that SMEMBERS's array is a set; only the command's reply schema
+	// does, and every reply would be decoded and re-encoded on the loop. Nil before.
+	pool3 *backend.Pool
 
 	touched   []*session    // sessions with replies to write at the end of this callback
 	paused    []*session    // sessions that stopped reading at a limit; retried on every tick
@@ -33,6 +39,7 @@ type loop struct {
 	rng       *rand.PCG
 	elems     [][]byte // merge scratch
 	starts    []int    // merge scratch
+	pushBuf   []byte   // a RESP3 session's Pub/Sub message being written (pushFrame)
 
 	shardSlotsOf  *topology.Snapshot // snapshot shardSlotsVal was computed for
 	shardSlotsVal []int
@@ -53,10 +60,31 @@ func newLoop(s *Server, el gnet.EventLoop) *loop {
 	l := &loop{srv: s, el: el, slotChild: make([]*request, topology.NumSlots), timeout: int64(s.cfg.Timeout.D()),
 		epfd: epollFD(el)}
 	l.rng = rand.NewPCG(uint64(time.Now().UnixNano()), uint64(s.nextClientID.Load()))
-	l.pool = backend.NewPool(el, &s.bcfg, s.topo, s.log, l.wakeAfter)
-	l.pool.Buffers = &l.bufs
-	l.pool.Owner = l
+	l.pool = l.newPool(&s.bcfg)
 	return l
+}
+
+func (l *loop) newPool(cfg *backend.Config) *backend.Pool {
+	p := backend.NewPool(l.el, cfg, l.srv.topo, l.srv.log, l.wakeAfter)
+	p.Buffers = &l.bufs
+	p.Owner = l
+	return p
+}
+
+// resp3Pool is the loop's pool of RESP3 connections, made on first use.
+func (l *loop) resp3Pool() *backend.Pool {
+	if l.pool3 == nil {
+		l.pool3 = l.newPool(&l.srv.bcfg3)
+	}
+	return l.pool3
+}
+
+// pools are the loop's backend pools. Not for the request path.
+func (l *loop) pools() []*backend.Pool {
+	if l.pool3 == nil {
+		return []*backend.Pool{l.pool}
+	}
+	return []*backend.Pool{l.pool, l.pool3}
 }
 
 func (l *loop) wakeAfter(d time.Duration) {
@@ -81,6 +109,9 @@ func (l *loop) Run(context.Context) error {
 	l.wakePending.Store(false)
 	now := time.Now().UnixNano()
 	l.pool.Tick(now)
+	if l.pool3 != nil {
+		l.pool3.Tick(now)
+	}
 	if idle := l.srv.live.idleTimeout.Load(); idle > 0 && now >= l.idleCheck {
 		l.idleCheck = now + int64(time.Second)
 		l.closeIdle(now, idle)
@@ -143,6 +174,9 @@ func (l *loop) touch(s *session) {
 func (l *loop) flush() {
 	l.flushClients()
 	l.pool.Flush()
+	if l.pool3 != nil {
+		l.pool3.Flush()
+	}
 }
 
 func (l *loop) flushClients() {

@@ -421,7 +421,7 @@ func TestKeylessCommands(t *testing.T) {
 		"CLUSTER SLOTS": "-ERR 'CLUSTER SLOTS' is not supported by the proxy\r\n",
 		"CLUSTER INFO":  "-ERR 'CLUSTER INFO' is not supported by the proxy\r\n",
 		"SELECT 1":      "-ERR SELECT is not allowed in cluster mode\r\n",
-		"HELLO 3":       "-NOPROTO unsupported protocol version\r\n",
+		"HELLO 4":       "-NOPROTO unsupported protocol version\r\n",
 		"MOVE k 1":      "-ERR MOVE is not allowed in cluster mode\r\n",
 	} {
 		args := strings.Split(cmd, " ")

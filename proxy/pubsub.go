@@ -35,7 +35,8 @@ import (
 //     the slot is now; the client sees nothing of it.
 //
 // In subscribed mode a RESP2 client may send only (P|S)SUBSCRIBE, (P|S)UNSUBSCRIBE, PING, QUIT and RESET, as
-// in Redis, with Redis's error otherwise.
+// in Redis, with Redis's error otherwise; a RESP3 client may send anything, and its frames are push messages
+// (resp3.go).
 
 // pubsub is a session's subscriptions.
 type pubsub struct {
@@ -485,8 +486,16 @@ func (ps *pubsub) closeAll() {
 	ps.global = nil
 }
 
-// pushFrame gives the client a message, in order with the replies before it.
+// pushFrame gives the client a message, in order with the replies before it. The links speak RESP2: for a
+// RESP3 session the array header of the frame becomes a push header (resp3.go).
 func (s *session) pushFrame(frame []byte) {
+	if s.resp3 && len(frame) > 0 && frame[0] == '*' {
+		s.l.pushBuf = append(append(s.l.pushBuf[:0], '>'), frame[1:]...)
+		frame = s.l.pushBuf
+		if cap(s.l.pushBuf) > 64<<10 {
+			s.l.pushBuf = nil // the frame is copied or written below; a big one must not stay pinned
+		}
+	}
 	if s.queue.Len() == 0 {
 		s.emit(frame)
 	} else {
@@ -499,11 +508,11 @@ func (s *session) pushFrame(frame []byte) {
 	s.l.touch(s)
 }
 
-func appendSubFrame(b []byte, kind string, ch []byte, count int) []byte {
-	b = resp.AppendArrayHeader(b, 3)
+func (s *session) appendSubFrame(b []byte, kind string, ch []byte, count int) []byte {
+	b = s.appendPushHeader(b, 3)
 	b = resp.AppendBulkString(b, kind)
 	if ch == nil {
-		b = resp.AppendNullBulk(b)
+		b = s.appendNullBulk(b)
 	} else {
 		b = resp.AppendBulk(b, ch)
 	}
@@ -543,7 +552,7 @@ func cmdSubscribe(s *session, cmd *command.Command, args [][]byte, _ []byte, _ i
 			set[c] = true
 			fresh = append(fresh, c)
 		}
-		frames = appendSubFrame(frames, kind, a, ps.count())
+		frames = s.appendSubFrame(frames, kind, a, ps.count())
 	}
 	if len(fresh) == 0 {
 		s.local(frames)
@@ -580,7 +589,7 @@ func cmdSsubscribe(s *session, _ *command.Command, args [][]byte, _ []byte, _ in
 		if _, ok := ps.shard[string(a)]; !ok && !slices.Contains(fresh, string(a)) {
 			fresh = append(fresh, string(a))
 		}
-		frames = appendSubFrame(frames, "ssubscribe", a, len(ps.shard)+len(fresh))
+		frames = s.appendSubFrame(frames, "ssubscribe", a, len(ps.shard)+len(fresh))
 	}
 	if len(fresh) == 0 {
 		s.local(frames)
@@ -617,10 +626,10 @@ func cmdUnsubscribe(s *session, cmd *command.Command, args [][]byte, _ []byte, _
 			delete(set, string(a))
 			gone = append(gone, string(a))
 		}
-		frames = appendSubFrame(frames, kind, a, ps.count())
+		frames = s.appendSubFrame(frames, kind, a, ps.count())
 	}
 	if len(names) == 0 {
-		frames = appendSubFrame(frames, kind, nil, ps.count())
+		frames = s.appendSubFrame(frames, kind, nil, ps.count())
 	}
 	if k := ps.global; k != nil && len(gone) > 0 && ps.count() > 0 {
 		k.send(kind, gone, nil)
@@ -646,10 +655,10 @@ func cmdSunsubscribe(s *session, _ *command.Command, args [][]byte, _ []byte, _ 
 				k.send("sunsubscribe", []string{string(a)}, nil)
 			}
 		}
-		frames = appendSubFrame(frames, "sunsubscribe", a, len(ps.shard))
+		frames = s.appendSubFrame(frames, "sunsubscribe", a, len(ps.shard))
 	}
 	if len(names) == 0 {
-		frames = appendSubFrame(frames, "sunsubscribe", nil, 0)
+		frames = s.appendSubFrame(frames, "sunsubscribe", nil, 0)
 	}
 	ps.closeIdleLinks()
 	s.local(frames)

@@ -42,6 +42,7 @@ type Server struct {
 	cfg   *Config    // as loaded; never written
 	live  liveConfig // the values of cfg that CONFIG SET changes at run time: read these, not cfg's
 	bcfg  backend.Config
+	bcfg3 backend.Config // bcfg with Protocol 3, for the pools of RESP3 sessions
 	topo  Topology
 	log   *slog.Logger
 	start time.Time
@@ -95,6 +96,8 @@ func New(cfg *Config, topo Topology, log *slog.Logger) *Server {
 		stopped: make(chan struct{}),
 		loops:   make(map[gnet.EventLoop]*loop),
 	}
+	s.bcfg3 = s.bcfg
+	s.bcfg3.Protocol = 3
 	s.live.init(cfg)
 	return s
 }
@@ -154,14 +157,16 @@ func (s *Server) BackendStats() (st struct{ Moved, Ask, TryAgain, ClusterDown, F
 	s.loopsMu.Lock()
 	defer s.loopsMu.Unlock()
 	for _, l := range s.loops {
-		b := &l.pool.Stats
-		st.Moved += b.Moved.Load()
-		st.Ask += b.Ask.Load()
-		st.TryAgain += b.TryAgain.Load()
-		st.ClusterDown += b.ClusterDown.Load()
-		st.Failed += b.Failed.Load()
-		st.ConnsLost += b.ConnsLost.Load()
-		st.DialErrors += b.DialErrors.Load()
+		for _, p := range l.pools() {
+			b := &p.Stats
+			st.Moved += b.Moved.Load()
+			st.Ask += b.Ask.Load()
+			st.TryAgain += b.TryAgain.Load()
+			st.ClusterDown += b.ClusterDown.Load()
+			st.Failed += b.Failed.Load()
+			st.ConnsLost += b.ConnsLost.Load()
+			st.DialErrors += b.DialErrors.Load()
+		}
 	}
 	return st
 }
@@ -179,7 +184,13 @@ func (s *Server) BackendConns() map[string]int {
 	for _, l := range loops {
 		ch := make(chan map[string]int, 1)
 		err := l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-			ch <- l.pool.Conns()
+			m := l.pool.Conns()
+			if l.pool3 != nil {
+				for addr, n := range l.pool3.Conns() {
+					m[addr] += n
+				}
+			}
+			ch <- m
 			return nil
 		}))
 		if err != nil {

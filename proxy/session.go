@@ -23,6 +23,8 @@ const (
 // session is one client connection. Owned by its loop.
 type session struct {
 	l      *loop
+	pool   *backend.Pool // the loop's pool of the session's protocol: l.pool, or l.resp3Pool() after HELLO 3
+	resp3  bool          // HELLO 3: replies in RESP3
 	c      gnet.Conn
 	id     int64
 	parser resp.CommandParser
@@ -65,7 +67,7 @@ type session struct {
 }
 
 func newSession(l *loop, c gnet.Conn, id int64) *session {
-	s := &session{l: l, c: c, id: id, created: time.Now()}
+	s := &session{l: l, pool: l.pool, c: c, id: id, created: time.Now()}
 	s.lastActive = s.created.UnixNano()
 	s.in.Buffers = &l.bufs
 	s.avgReply = firstReplyGuess
@@ -219,7 +221,7 @@ func (s *session) local(reply []byte) {
 // send queues r in order and hands it to the backend.
 func (s *session) send(r *request) {
 	s.queue.Push(r)
-	s.l.pool.Send(&r.be)
+	s.pool.Send(&r.be)
 }
 
 // request is one client command in flight, or one part of a split multi-key command.

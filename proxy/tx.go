@@ -207,7 +207,7 @@ func (s *session) exec(now int64) {
 		return
 	case w != nil && w.broken:
 		s.unwatch()
-		s.local(resp.AppendNullArray(nil))
+		s.local(s.appendNullArray(nil))
 		return
 	}
 	slot := tx.slot
@@ -285,7 +285,7 @@ type execution struct {
 
 // send writes the transaction on a connection leased from addr, after ASKING if asking.
 func (x *execution) send(addr string, asking bool) {
-	p := x.sess.l.pool
+	p := x.sess.pool
 	if x.lease == nil {
 		x.lease = p.Lease(addr)
 	}
@@ -339,7 +339,7 @@ func (x *execution) Reply(be *backend.Request, reply []byte) {
 	case x.watched:
 		// The watch is void (the slot left the watching node, or the node is gone) and nothing ran: the client
 		// hears what Redis says for a touched watch, so that its optimistic loop tries again.
-		x.done(resp.AppendNullArray(nil))
+		x.done(x.sess.appendNullArray(nil))
 		return
 	case x.redirect != nil && x.hops < x.sess.l.srv.cfg.MaxRedirects:
 		// The node took none of it (EXECABORT): send the same transaction where the slot is.

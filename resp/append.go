@@ -96,3 +96,34 @@ func AppendCommandStrings(dst []byte, args ...string) []byte {
 	}
 	return dst
 }
+
+// RESP3 (Redis's resp3 spec; what Redis 7.0 sends a client after HELLO 3).
+
+// AppendMapHeader appends "%<n>\r\n": a map of n key-value pairs follows.
+func AppendMapHeader(dst []byte, n int) []byte { return appendHeader(dst, '%', n) }
+
+// AppendSetHeader appends "~<n>\r\n".
+func AppendSetHeader(dst []byte, n int) []byte { return appendHeader(dst, '~', n) }
+
+// AppendPushHeader appends "><n>\r\n": an out-of-band message (Pub/Sub) of n elements follows.
+func AppendPushHeader(dst []byte, n int) []byte { return appendHeader(dst, '>', n) }
+
+// AppendNull appends RESP3's null, "_\r\n", which stands for RESP2's null bulk and null array alike.
+func AppendNull(dst []byte) []byte { return append(dst, "_\r\n"...) }
+
+// AppendVerbatim appends a verbatim string of format (three bytes: "txt", "mkd") and text.
+func AppendVerbatim(dst []byte, format string, text []byte) []byte {
+	dst = append(dst, '=')
+	dst = strconv.AppendInt(dst, int64(len(format)+1+len(text)), 10)
+	dst = append(dst, '\r', '\n')
+	dst = append(dst, format...)
+	dst = append(dst, ':')
+	dst = append(dst, text...)
+	return append(dst, '\r', '\n')
+}
+
+func appendHeader(dst []byte, typ byte, n int) []byte {
+	dst = append(dst, typ)
+	dst = strconv.AppendInt(dst, int64(n), 10)
+	return append(dst, '\r', '\n')
+}

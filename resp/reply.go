@@ -201,15 +201,24 @@ func ArrayLen(reply []byte) (int, bool) {
 // nothing and is ok; ArrayLen tells it from "*0". dst grows only by elements actually present, whatever
 // count the header declares. ok is false if reply is not exactly one well-formed array.
 func ArrayElems(reply []byte, dst [][]byte) (elems [][]byte, ok bool) {
-	n, body, ok := header(reply, '*')
+	return aggregateElems(reply, '*', 1, dst)
+}
+
+// MapElems is ArrayElems for a RESP3 map ("%<n>"): it appends each key and each value, 2n elements in order.
+func MapElems(reply []byte, dst [][]byte) (elems [][]byte, ok bool) {
+	return aggregateElems(reply, '%', 2, dst)
+}
+
+func aggregateElems(reply []byte, typ byte, per int64, dst [][]byte) (elems [][]byte, ok bool) {
+	n, body, ok := header(reply, typ)
 	if !ok {
 		return dst, false
 	}
 	if n == -1 {
-		return dst, len(body) == 0
+		return dst, typ == '*' && len(body) == 0
 	}
 	off, keep := len(reply)-len(body), len(dst)
-	for i := int64(0); i < n; i++ {
+	for i := int64(0); i < n*per; i++ {
 		l := valueLen(reply[off:])
 		if l == 0 {
 			return dst[:keep], false
@@ -221,4 +230,32 @@ func ArrayElems(reply []byte, dst [][]byte) (elems [][]byte, ok bool) {
 		return dst[:keep], false
 	}
 	return dst, true
+}
+
+// VerbatimValue reads a RESP3 verbatim string reply ("=<n>\r\ntxt:...") that spans all of reply.
+func VerbatimValue(reply []byte) (format string, text []byte, ok bool) {
+	n, body, ok := header(reply, '=')
+	if !ok || n < 4 || int64(len(body)) != n+2 || body[3] != ':' || body[n] != '\r' || body[n+1] != '\n' {
+		return "", nil, false
+	}
+	return string(body[:3]), body[4:n:n], true
+}
+
+// ScalarText is the text of a bulk string, simple string, integer, double or big number reply (a sorted
+// set's score is a bulk in RESP2 and a double in RESP3), for a command built from what a reply said; ok is
+// false for anything else, nulls included.
+func ScalarText(reply []byte) ([]byte, bool) {
+	if len(reply) > 0 && reply[0] == '$' {
+		v, isNull, ok := BulkValue(reply)
+		return v, ok && !isNull
+	}
+	if len(reply) < 4 || reply[len(reply)-2] != '\r' || reply[len(reply)-1] != '\n' {
+		return nil, false
+	}
+	switch reply[0] {
+	case '+', ':', ',', '(':
+		line := reply[1 : len(reply)-2]
+		return line, bytes.IndexByte(line, '\r') < 0 && bytes.IndexByte(line, '\n') < 0
+	}
+	return nil, false
 }
