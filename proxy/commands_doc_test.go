@@ -63,6 +63,7 @@ var handlerDocs = map[string]string{
 	"unsubscribe":     "answered by the proxy at once; the node's late messages dropped",
 	"punsubscribe":    "as `UNSUBSCRIBE`",
 	"sunsubscribe":    "as `UNSUBSCRIBE`",
+	"wait":            "every master's replication offset read, then its replicas' acknowledgements until numreplicas or the timeout; the smallest count over the masters (proxy/wait.go)",
 	"publish":         "sent to one node per channel (a rendezvous hash over all the nodes; a failover does not move it), so that a publisher's messages stay in order",
 	"pubsub|channels": pubsubDoc, "pubsub|numsub": pubsubDoc, "pubsub|numpat": pubsubDoc,
 	"pubsub|shardchannels": pubsubDoc, "pubsub|shardnumsub": pubsubDoc,

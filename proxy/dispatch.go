@@ -33,6 +33,7 @@ var handlerNames = map[string]handler{
 	"punsubscribe": cmdUnsubscribe,
 	"sunsubscribe": cmdSunsubscribe,
 	"publish":      cmdPublish,
+	"wait":         cmdWait,
 	"spublish":     cmdSpublish,
 
 	"pubsub|channels":      cmdPubsubQuery,
@@ -97,8 +98,6 @@ var handlerNames = map[string]handler{
 // notYet are commands the proxy cannot serve as Redis does: refused with the reason rather than served
 // wrongly.
 var notYet = map[string]string{
-	"wait": "ERR WAIT is not supported by the proxy: a client's writes travel on connections shared with other " +
-		"clients, so no node can count the replicas that have them",
 	"monitor": "ERR MONITOR is not supported by the proxy: a node would show its own commands, sent by the " +
 		"proxy; run MONITOR on the nodes",
 }

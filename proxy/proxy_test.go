@@ -412,8 +412,6 @@ func TestKeylessCommands(t *testing.T) {
 		"CLIENT SETINFO lib-ver 1":  "+OK\r\n",
 		"MONITOR": "-ERR MONITOR is not supported by the proxy: a node would show its own commands, sent by " +
 			"the proxy; run MONITOR on the nodes\r\n",
-		"WAIT 1 0": "-ERR WAIT is not supported by the proxy: a client's writes travel on connections shared " +
-			"with other clients, so no node can count the replicas that have them\r\n",
 		"CONFIG SET maxmemory 1": "-ERR CONFIG SET failed (possibly related to argument 'maxmemory') - the proxy " +
 			"sends a node parameter to every node only with config_set_broadcast: true in proxy.yaml\r\n",
 		"DEBUG SLEEP 0": "-ERR 'DEBUG' is not supported by the proxy\r\n",
