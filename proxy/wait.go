@@ -19,7 +19,9 @@ import (
 // timeout passes (0: none). The answer is the smallest count over the masters: every write the client made
 // before WAIT, on whatever shard, is on at least that many replicas. Replicas acknowledge once a second
 // unless a WAIT on the master asks them sooner, so a WAIT through the proxy takes up to about a second
-// where Redis answers in a round trip. The client's later commands wait for it, as in Redis.
+// where Redis answers in a round trip, and the offset read may be past the client's own writes (other
+// clients', replication pings): with a timeout under a second the count can be lower than Redis's, never
+// higher. The client's later commands wait for it, as in Redis.
 
 const waitPoll = 50 * time.Millisecond
 
