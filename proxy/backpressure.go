@@ -79,6 +79,9 @@ func (s *session) tryResume() bool {
 // checkOutputLimits closes the client past the output buffer limits, and reports whether it did.
 func (s *session) checkOutputLimits() bool {
 	lim := &s.l.srv.cfg.OutputLimit
+	if s.ps != nil && s.subscribed() {
+		lim = &pubsubOutputLimit
+	}
 	if lim.Hard == 0 && lim.Soft == 0 {
 		return false
 	}
@@ -104,6 +107,10 @@ func (s *session) checkOutputLimits() bool {
 	_ = s.c.Close()
 	return true
 }
+
+// pubsubOutputLimit is Redis's default client-output-buffer-limit for Pub/Sub clients: a subscriber that
+// does not keep up with its messages is closed long before a normal client would be.
+var pubsubOutputLimit = OutputLimit{Hard: 32 << 20, Soft: 8 << 20, SoftSeconds: Duration(60 * time.Second)}
 
 // stopReading takes the client's read interest out of the loop's epoll set.
 func (s *session) stopReading() {

@@ -296,3 +296,52 @@ func TestPubSubLeavesNoConnection(t *testing.T) {
 		return nodeClients() <= before+2*len(cl.Nodes)
 	})
 }
+
+// TestSlowSubscriberClosed: a subscriber that reads nothing while messages pile up is closed at Redis's
+// Pub/Sub output limit (32 MiB), not the normal clients' one; other subscribers go on.
+func TestSlowSubscriberClosed(t *testing.T) {
+	_, _, cl := shared(t)
+	addr, srv := startProxyOpt(t, cl.Addrs(), false)
+	slow, fast := dialRaw(t, addr), newClient(addr)
+	defer fast.Close()
+	ctx := context.Background()
+	slow.do("SUBSCRIBE", "slow:ch")
+	ps := fast.Subscribe(ctx, "slow:ch")
+	defer ps.Close()
+	if _, err := ps.Receive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	received := make(chan int)
+	go func() {
+		n := 0
+		for {
+			if _, err := ps.ReceiveMessage(ctx); err != nil {
+				break
+			}
+			if n++; n == 600 {
+				break
+			}
+		}
+		received <- n
+	}()
+	pub := newClient(addr)
+	defer pub.Close()
+	payload := strings.Repeat("x", 100<<10)
+	before := srv.Stats().OutputLimitClosed.Load()
+	for range 600 { // 60 MiB
+		if err := pub.Publish(ctx, "slow:ch", payload).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 10*time.Second, "the slow subscriber closed", func() bool {
+		return srv.Stats().OutputLimitClosed.Load() == before+1
+	})
+	select {
+	case n := <-received:
+		if n != 600 {
+			t.Errorf("the subscriber that reads got %d messages, want 600", n)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the subscriber that reads did not get its messages")
+	}
+}
