@@ -11,7 +11,6 @@ import (
 	"github.com/slotproxy/slotproxy/backend"
 	"github.com/slotproxy/slotproxy/proxy/command"
 	"github.com/slotproxy/slotproxy/resp"
-	"github.com/slotproxy/slotproxy/topology"
 )
 
 // Blocking commands (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP, BZPOPMIN, BZPOPMAX, BZMPOP, XREAD and
@@ -66,12 +65,10 @@ func (s *session) block(cmd *command.Command, args [][]byte, raw []byte, now int
 		s.forwardSlot(cmd, args, raw, s.l.randomSlot(), now)
 		return
 	}
-	slot := topology.Slot(args[keys[0]])
-	for _, k := range keys[1:] {
-		if topology.Slot(args[k]) != slot {
-			s.local(errCrossSlot)
-			return
-		}
+	slot, ok := keysSlot(args, keys)
+	if !ok {
+		s.local(errCrossSlot)
+		return
 	}
 	b := &blockedOp{sess: s, name: cmd.Name, slot: int(slot), tArg: -1}
 	b.args = make([][]byte, len(args))
@@ -86,14 +83,7 @@ func (s *session) block(cmd *command.Command, args [][]byte, raw []byte, now int
 	b.r = r
 	s.blocked = b
 	s.l.srv.stats.Blocked.Add(1)
-	s.held = true
-	empty := s.queue.Len() == 0
-	s.queue.Push(r)
-	if empty {
-		b.start()
-	} else {
-		r.exec = b
-	}
+	s.hold(r, b)
 }
 
 // abandon: the client left before the command's turn; nothing was sent.

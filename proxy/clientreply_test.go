@@ -1,19 +1,13 @@
 package proxy_test
 
-import (
-	"bytes"
-	"testing"
-
-	"github.com/slotproxy/slotproxy/resp"
-)
+import "testing"
 
 // TestClientReplyMatchesStandalone: CLIENT REPLY OFF, SKIP and ON through the proxy drop exactly the replies a
 // standalone Redis drops, for commands the proxy answers, forwards, splits over slots, runs on a lease
 // (blocking, transactions) or refuses; RESET turns replies back on. The tracking commands answer as for a
 // client that never enabled tracking.
 func TestClientReplyMatchesStandalone(t *testing.T) {
-	addr, standalone, _ := shared(t)
-	script := split(`
+	pipelined(t, split(`
 		DEL {cr}k {cr}n {cr}l
 		CLIENT REPLY OFF
 		SET {cr}k 1
@@ -48,20 +42,5 @@ func TestClientReplyMatchesStandalone(t *testing.T) {
 		CLIENT REPLY SKIP
 		ECHO two-skips
 		ECHO end
-	`)
-	var req []byte
-	for _, cmd := range script {
-		req = resp.AppendCommandStrings(req, cmd...)
-	}
-	var got [2][]byte
-	for i, a := range []string{standalone.Addr, addr} {
-		c := dialRaw(t, a)
-		c.send(req)
-		for !bytes.HasSuffix(got[i], []byte("$3\r\nend\r\n")) {
-			got[i] = append(got[i], c.reply()...)
-		}
-	}
-	if !bytes.Equal(got[0], got[1]) {
-		t.Errorf("replies:\n proxy %q\n redis %q", got[1], got[0])
-	}
+	`))
 }

@@ -219,14 +219,23 @@ func (s *session) forward(cmd *command.Command, args [][]byte, raw []byte, now i
 		s.forwardSlot(cmd, args, raw, s.l.randomSlot(), now)
 		return
 	}
+	slot, ok := keysSlot(args, keys)
+	if !ok {
+		s.local(errCrossSlot)
+		return
+	}
+	s.forwardSlot(cmd, args, raw, int(slot), now)
+}
+
+// keysSlot is the slot of the keys at positions keys of args, if they share one.
+func keysSlot(args [][]byte, keys []int) (uint16, bool) {
 	slot := topology.Slot(args[keys[0]])
 	for _, k := range keys[1:] {
 		if topology.Slot(args[k]) != slot {
-			s.local(errCrossSlot)
-			return
+			return 0, false
 		}
 	}
-	s.forwardSlot(cmd, args, raw, int(slot), now)
+	return slot, true
 }
 
 var errCrossSlot = resp.AppendError(nil, "CROSSSLOT Keys in request don't hash to the same slot")

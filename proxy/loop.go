@@ -235,15 +235,7 @@ func (l *loop) randomSlot() int {
 // shardSlots returns one slot owned by each shard of snap, in shard order.
 func (l *loop) shardSlots(snap *topology.Snapshot) []int {
 	if l.shardSlotsOf != snap {
-		slots := make([]int, len(snap.Shards))
-		for i := range slots {
-			slots[i] = -1
-		}
-		for slot, sh := range snap.Slots {
-			if slots[sh] < 0 {
-				slots[sh] = slot
-			}
-		}
+		slots := lowestSlots(snap)
 		out := slots[:0]
 		for _, slot := range slots {
 			if slot >= 0 {
@@ -253,6 +245,20 @@ func (l *loop) shardSlots(snap *topology.Snapshot) []int {
 		l.shardSlotsOf, l.shardSlotsVal = snap, out
 	}
 	return l.shardSlotsVal
+}
+
+// lowestSlots is the lowest slot of each shard of snap, by shard index; -1 for a shard without slots.
+func lowestSlots(snap *topology.Snapshot) []int {
+	lows := make([]int, len(snap.Shards))
+	for i := range lows {
+		lows[i] = -1
+	}
+	for slot, sh := range snap.Slots {
+		if lows[sh] < 0 {
+			lows[sh] = slot
+		}
+	}
+	return lows
 }
 
 // pubNode is a node Pub/Sub may use, with its weight seed for rendezvous hashing.
@@ -274,15 +280,7 @@ func (l *loop) refreshPubNodes(snap *topology.Snapshot, now int64) {
 	if l.pubNodes == nil {
 		l.pubNodes = map[string]*pubNode{}
 	}
-	lows := make([]int, len(snap.Shards))
-	for i := range lows {
-		lows[i] = -1
-	}
-	for slot, sh := range snap.Slots {
-		if lows[sh] < 0 {
-			lows[sh] = slot
-		}
-	}
+	lows := lowestSlots(snap)
 	for si, sh := range snap.Shards {
 		for _, ni := range append([]int{sh.Master}, sh.Replicas...) {
 			addr := snap.Nodes[ni].Addr

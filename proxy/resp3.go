@@ -74,9 +74,7 @@ func (s *session) switchProtocol(resp3 bool, reply func() []byte) {
 		return
 	}
 	r := s.l.newRequest(s)
-	r.exec = &protoSwitch{r: r, resp3: resp3, reply: reply}
-	s.held = true
-	s.queue.Push(r)
+	s.hold(r, &protoSwitch{r: r, resp3: resp3, reply: reply})
 }
 
 // protoSwitch is a HELLO or RESET that changes the protocol, waiting for the requests before it.

@@ -246,6 +246,19 @@ type heldOp interface {
 	abandon() // the client left before its turn
 }
 
+// hold queues r for op, which starts once the session's requests before it are answered; the commands after
+// it wait for its reply, so that it runs where it stands in the client's order.
+func (s *session) hold(r *request, op heldOp) {
+	s.held = true
+	empty := s.queue.Len() == 0
+	s.queue.Push(r)
+	if empty {
+		op.start()
+	} else {
+		r.exec = op
+	}
+}
+
 // resumeAfterHeld lets the commands that waited behind a held command go.
 func (s *session) resumeAfterHeld() {
 	if s.held && !s.closed {

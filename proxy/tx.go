@@ -55,14 +55,9 @@ func cmdUnwatch(s *session, _ *command.Command, _ [][]byte, _ []byte, _ int64) {
 func cmdWatch(s *session, cmd *command.Command, args [][]byte, raw []byte, now int64) {
 	keys := command.ClusterKeyIndexes(cmd, args, s.keys[:0])
 	s.keys = keys[:0]
-	slot := int(topology.Slot(args[keys[0]]))
-	for _, k := range keys[1:] {
-		if int(topology.Slot(args[k])) != slot {
-			s.local(errCrossSlot)
-			return
-		}
-	}
-	if s.watch != nil && s.watch.slot != slot {
+	ks, ok := keysSlot(args, keys)
+	slot := int(ks)
+	if !ok || s.watch != nil && s.watch.slot != slot {
 		s.local(errCrossSlot)
 		return
 	}
@@ -240,14 +235,7 @@ func (s *session) leased(x *execution, addr string, slot int, now int64) {
 	r.be.Deadline = now + s.l.timeout
 	r.be.Sink = x
 	x.r, x.addr = r, addr
-	s.held = true
-	empty := s.queue.Len() == 0
-	s.queue.Push(r)
-	if empty {
-		x.start()
-	} else {
-		r.exec = x
-	}
+	s.hold(r, x)
 }
 
 // abandon gives up the WATCH's lease an EXEC took over, for a client that left before its EXEC's turn.

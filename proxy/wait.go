@@ -65,14 +65,7 @@ func cmdWait(s *session, _ *command.Command, args [][]byte, _ []byte, now int64)
 		w.until = now + ms*int64(time.Millisecond)
 	}
 	w.r = s.l.newRequest(s)
-	s.held = true
-	empty := s.queue.Len() == 0
-	s.queue.Push(w.r)
-	if empty {
-		w.start()
-	} else {
-		w.r.exec = w
-	}
+	s.hold(w.r, w)
 }
 
 func (w *waitOp) abandon() {}
