@@ -40,13 +40,14 @@ import (
 
 // pubsub is a session's subscriptions.
 type pubsub struct {
-	sess     *session
-	channels map[string]bool
-	patterns map[string]bool
-	shard    map[string]*subLink // shard channel -> the link that carries it
-	global   *subLink            // carries channels and patterns
-	links    map[string]*subLink // shard links by node address
-	lostAddr string              // the node of the last link lost: a new global link avoids it
+	sess         *session
+	channels     map[string]bool
+	patterns     map[string]bool
+	shard        map[string]*subLink // shard channel -> the link that carries it
+	global       *subLink            // carries channels and patterns
+	links        map[string]*subLink // shard links by node address
+	lostAddr     string              // the node of the last link lost: a new global link avoids it
+	relinkFailed bool                // the last resubscribe found no connection to lease
 }
 
 func (ps *pubsub) count() int { return len(ps.channels) + len(ps.patterns) }
@@ -304,11 +305,17 @@ func (k *subLink) pendingDones() []func([]byte) {
 	return dones
 }
 
-// scheduleRelink subscribes again, after a backoff, to whatever has no live link; then dones run.
+// scheduleRelink subscribes again, after a backoff, to whatever has no live link; then dones run. The
+// first try after a loss comes at once (10 ms): messages are lost meanwhile; tries that found no
+// connection to lease back off to the retry backoff's maximum.
 func (ps *pubsub) scheduleRelink(dones ...func([]byte)) {
 	l := ps.sess.l
 	l.srv.topo.RequestRefresh()
-	time.AfterFunc(10*time.Millisecond, func() {
+	delay := 10 * time.Millisecond
+	if ps.relinkFailed {
+		delay = max(l.srv.bcfg.RetryBackoffMax, delay)
+	}
+	time.AfterFunc(delay, func() {
 		_ = l.el.Execute(context.Background(), runnable(func() {
 			ps.relinkNow(dones)
 			l.flush()
@@ -318,6 +325,7 @@ func (ps *pubsub) scheduleRelink(dones ...func([]byte)) {
 
 func (ps *pubsub) relinkNow(dones []func([]byte)) {
 	s := ps.sess
+	ps.relinkFailed = true // until it gets through
 	if s.closed {
 		return
 	}
@@ -368,6 +376,7 @@ func (ps *pubsub) relinkNow(dones []func([]byte)) {
 		pending++
 		k.send("ssubscribe", chans, waitAll)
 	}
+	ps.relinkFailed = false
 	if pending == 0 {
 		all(nil)
 	}
