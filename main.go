@@ -80,6 +80,16 @@ func run() error {
 	topo.Start()
 	defer topo.Close()
 
+	if p := cfg.Peers; p.Bind != "" {
+		peers, err := topology.StartPeers(topology.PeersConfig{Bind: p.Bind, Advertise: p.Advertise, Join: p.Join,
+			Secret: p.Secret, Profile: p.Profile, Logger: log}, topo)
+		if err != nil {
+			return err
+		}
+		defer peers.Close(time.Second)
+		log.Info("peers: gossiping", "addr", peers.Addr(), "name", peers.Name(), "members", peers.Members())
+	}
+
 	srv := proxy.New(cfg, topo, log)
 	if cfg.Metrics != "" {
 		reg := metrics.NewRegistry()

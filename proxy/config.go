@@ -46,6 +46,17 @@ type Config struct {
 	// CONFIG SET of a parameter the proxy does not own, and CONFIG RESETSTAT, go to every node (masters and
 	// replicas) only when true; false refuses them with an error naming this key (configcmd.go).
 	ConfigSetBroadcast bool `yaml:"config_set_broadcast"`
+	// Peers: other proxies of the fleet, to learn cluster changes together; off while Bind is empty.
+	Peers Peers `yaml:"peers"`
+}
+
+// Peers is the proxy's membership in a fleet of proxies (topology.Peers): where it gossips, whom it joins.
+type Peers struct {
+	Bind      string   `yaml:"bind"`      // host:port for gossip (TCP and UDP); empty: no peers
+	Advertise string   `yaml:"advertise"` // host:port the other proxies reach this one at; empty: bind
+	Join      []string `yaml:"join"`      // peers to join at start; empty: the first of a fleet
+	Secret    string   `yaml:"secret"`    // 16, 24 or 32 bytes, or as hex: encrypts gossip; empty: clear
+	Profile   string   `yaml:"profile"`   // lan (default), wan or local: memberlist's timing presets
 }
 
 // OutputLimit is Redis's client-output-buffer-limit for normal clients: a client whose unread replies pass
@@ -186,6 +197,21 @@ func (c *Config) Validate() error {
 	}
 	if len(c.Seeds) == 0 {
 		return errors.New("seeds: at least one cluster node is needed")
+	}
+	if p := c.Peers; p.Bind != "" {
+		for key, addr := range map[string]string{"peers.bind": p.Bind, "peers.advertise": p.Advertise} {
+			if _, _, err := net.SplitHostPort(addr); addr != "" && err != nil {
+				return fmt.Errorf("%s: %q is not host:port", key, addr)
+			}
+		}
+		switch p.Profile {
+		case "", "lan", "wan", "local":
+		default:
+			return fmt.Errorf("peers.profile: %q: want lan, wan or local", p.Profile)
+		}
+		if n := len(p.Secret); n != 0 && n != 16 && n != 24 && n != 32 && n != 32*2 && n != 24*2 {
+			return errors.New("peers.secret: want 16, 24 or 32 bytes, or as many bytes in hex")
+		}
 	}
 	for _, s := range c.Seeds {
 		if _, _, err := net.SplitHostPort(s); err != nil {

@@ -1,0 +1,102 @@
+package proxy_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/slotproxy/slotproxy/internal/redistest"
+	"github.com/slotproxy/slotproxy/proxy"
+	"github.com/slotproxy/slotproxy/topology"
+)
+
+// TestPeersLearnFailoverTogether: three proxies over one 3+3 cluster, and a master SIGKILLed while only proxy
+// A has clients on its slots. A finds the promoted replica through its own failing requests; with gossip,
+// B and C re-read the cluster on A's hint and route to it within 250 ms of A; without, they wait for their
+// periodic refresh (3 s here).
+func TestPeersLearnFailoverTogether(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	for _, gossip := range []bool{true, false} {
+		name := "gossip off"
+		if gossip {
+			name = "gossip on"
+		}
+		t.Run(name, func(t *testing.T) {
+			cl := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3, Replicas: 1})
+			var srvs []*proxy.Server
+			var addrs []string
+			var peers []*topology.Peers
+			for i := range 3 {
+				addr, srv := startProxyOpt(t, cl.Addrs(), false, func(c *proxy.Config) {
+					c.RefreshInterval = proxy.Duration(3 * time.Second)
+				})
+				srvs, addrs = append(srvs, srv), append(addrs, addr)
+				if !gossip {
+					continue
+				}
+				cfg := topology.PeersConfig{Bind: "127.0.0.1:0", Secret: "0123456789abcdef"}
+				if i > 0 {
+					cfg.Join = []string{peers[0].Addr()}
+				}
+				p, err := topology.StartPeers(cfg, srv.Topology().(*topology.Manager))
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { p.Close(100 * time.Millisecond) })
+				peers = append(peers, p)
+			}
+			if gossip {
+				eventually(t, 5*time.Second, "3 members", func() bool {
+					return peers[0].Members() == 3 && peers[1].Members() == 3 && peers[2].Members() == 3
+				})
+			}
+			snap := snapshotOf(srvs[0])
+			master := nodeByAddr(cl, snap.Nodes[snap.Shards[0].Master].Addr)
+			replica := snap.Nodes[snap.Shards[0].Replicas[0]].Addr
+			slot := firstSlot(snap, 0)
+			// Traffic for the shard through proxy A only.
+			stop := make(chan struct{})
+			go func() {
+				c := newClient(addrs[0])
+				defer c.Close()
+				k := keyInShard(snap, 0)
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+						_ = c.Set(context.Background(), k, "v", 0).Err()
+					}
+				}
+			}()
+			defer close(stop)
+			time.Sleep(200 * time.Millisecond)
+			master.Kill()
+			learnt := make([]time.Time, 3)
+			eventually(t, 30*time.Second, "every proxy routes to the promoted replica", func() bool {
+				done := true
+				for i, srv := range srvs {
+					if s := snapshotOf(srv); learnt[i].IsZero() && s.Nodes[s.MasterOf(uint16(slot))].Addr == replica {
+						learnt[i] = time.Now()
+					}
+					done = done && !learnt[i].IsZero()
+				}
+				return done
+			})
+			first := learnt[0]
+			for _, at := range learnt[1:] {
+				if at.Before(first) {
+					first = at
+				}
+			}
+			lagB, lagC := learnt[1].Sub(first), learnt[2].Sub(first)
+			t.Logf("%s: proxy A learnt the new master at +0 (first %v), B at +%v, C at +%v", name,
+				learnt[0].Sub(first), lagB, lagC)
+			if gossip && (lagB > 250*time.Millisecond || lagC > 250*time.Millisecond) {
+				t.Errorf("with gossip, B and C learnt %v and %v after the first proxy, want within 250 ms", lagB, lagC)
+			}
+		})
+	}
+}

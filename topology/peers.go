@@ -1,0 +1,372 @@
+package topology
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Peers is the proxy's membership in a fleet of proxies (hashicorp/memberlist). Each proxy gossips a small
+// hint whenever its slot map changes: who says it, a sequence number, the map's config epoch and a digest of
+// its routing. A proxy that hears of a newer epoch, or of another routing at the same epoch, refreshes from
+// the cluster at once. It never installs a map a peer describes: Redis stays the only source of truth, so a
+// wrong or hostile peer can cost a refresh and nothing else, and a lost hint costs at most one refresh
+// interval. Receivers relay a hint the first time they see it (the broadcast queue sends it only a few times
+// from the proxy that queued it).
+type Peers struct {
+	ml    *memberlist.Memberlist
+	queue *memberlist.TransmitLimitedQueue
+	topo  Refresher
+	log   *slog.Logger
+	name  string
+
+	mu   sync.Mutex
+	seq  uint64            // of this proxy's last hint
+	last []byte            // this proxy's last hint, encoded, for push/pull anti-entropy
+	seen map[string]uint64 // origin → the highest sequence number relayed
+
+	events    chan memberEvent
+	done      chan struct{}
+	closeOnce sync.Once
+
+	stats PeerStats
+}
+
+// Refresher is what Peers needs of the topology: the current map, and a way to ask for a fresh one.
+type Refresher interface {
+	Snapshot() *Snapshot
+	RequestRefresh()
+}
+
+// PeersConfig says where a proxy gossips and whom it joins.
+type PeersConfig struct {
+	Bind      string        // host:port for gossip, TCP and UDP; port 0: any
+	Advertise string        // host:port the others reach it at; empty: Bind
+	Join      []string      // host:port of peers to join; none: the first of a fleet
+	Secret    string        // 16, 24 or 32 bytes (or twice as many hex digits): encrypts gossip; empty: clear
+	Profile   string        // lan (default), wan or local: memberlist's timing presets
+	Name      string        // unique in the fleet; empty: random
+	Logger    *slog.Logger  // nil: slog.Default()
+	Leave     time.Duration // how long Close waits to tell the others it leaves; 0: 1s
+}
+
+// PeerStats counts what Peers did. All counters only grow.
+type PeerStats struct {
+	HintsSent, HintsReceived, HintRefreshes, Joins, Leaves atomic.Uint64
+}
+
+type memberEvent struct {
+	kind string // joined, left, updated
+	name string
+	addr string
+}
+
+// hint is what a proxy gossips when its map changes: 8 bytes each of seq, epoch and digest, then the origin.
+type hint struct {
+	origin string
+	seq    uint64
+	epoch  uint64
+	digest uint64
+}
+
+const hintMagic = 'H'
+
+func (h hint) encode() []byte {
+	b := make([]byte, 0, 25+len(h.origin))
+	b = append(b, hintMagic)
+	b = binary.BigEndian.AppendUint64(b, h.seq)
+	b = binary.BigEndian.AppendUint64(b, h.epoch)
+	b = binary.BigEndian.AppendUint64(b, h.digest)
+	return append(b, h.origin...)
+}
+
+func decodeHint(b []byte) (hint, bool) {
+	if len(b) < 26 || b[0] != hintMagic || len(b) > 25+256 {
+		return hint{}, false
+	}
+	return hint{seq: binary.BigEndian.Uint64(b[1:]), epoch: binary.BigEndian.Uint64(b[9:]),
+		digest: binary.BigEndian.Uint64(b[17:]), origin: string(b[25:])}, true
+}
+
+// Digest is a hash of a map's routing: which node serves each slot. Two proxies with the same map compute
+// the same digest.
+func Digest(s *Snapshot) uint64 {
+	if s == nil {
+		return 0
+	}
+	h := fnv.New64a()
+	prev := -1
+	for slot, sh := range s.Slots {
+		if m := s.Shards[sh].Master; m != prev {
+			prev = m
+			var b [2]byte
+			binary.BigEndian.PutUint16(b[:], uint16(slot))
+			h.Write(b[:])
+			h.Write([]byte(s.Nodes[m].Addr))
+		}
+	}
+	return h.Sum64()
+}
+
+// StartPeers joins (or starts) a fleet and gossips topo's changes. topo is typically a *Manager, whose
+// Subscribe it uses when it has one.
+func StartPeers(cfg PeersConfig, topo Refresher) (*Peers, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Leave <= 0 {
+		cfg.Leave = time.Second
+	}
+	var mc *memberlist.Config
+	switch strings.ToLower(cfg.Profile) {
+	case "", "lan":
+		mc = memberlist.DefaultLANConfig()
+	case "wan":
+		mc = memberlist.DefaultWANConfig()
+	case "local":
+		mc = memberlist.DefaultLocalConfig()
+		mc.RetransmitMult = 4 // the local preset's 2 loses broadcasts with 4 members or more
+	default:
+		return nil, fmt.Errorf("peers profile %q: want lan, wan or local", cfg.Profile)
+	}
+	host, port, err := splitHostPort(cfg.Bind)
+	if err != nil {
+		return nil, fmt.Errorf("peers bind %q: %w", cfg.Bind, err)
+	}
+	mc.BindAddr, mc.BindPort = host, port
+	if cfg.Advertise != "" {
+		if mc.AdvertiseAddr, mc.AdvertisePort, err = splitHostPort(cfg.Advertise); err != nil {
+			return nil, fmt.Errorf("peers advertise %q: %w", cfg.Advertise, err)
+		}
+	}
+	if cfg.Secret != "" {
+		if mc.SecretKey, err = secretKey(cfg.Secret); err != nil {
+			return nil, err
+		}
+	}
+	p := &Peers{topo: topo, log: cfg.Logger, seen: map[string]uint64{}, events: make(chan memberEvent, 256),
+		done: make(chan struct{})}
+	p.name = cfg.Name
+	if p.name == "" {
+		var b [6]byte
+		_, _ = rand.Read(b[:])
+		p.name = "slotproxy-" + hex.EncodeToString(b[:])
+	}
+	mc.Name = p.name
+	mc.Delegate, mc.Events = p, p
+	mc.Logger = log.New(&memberlistLog{log: cfg.Logger}, "", 0)
+	if p.ml, err = memberlist.Create(mc); err != nil {
+		return nil, fmt.Errorf("peers: %w", err)
+	}
+	p.queue = &memberlist.TransmitLimitedQueue{NumNodes: p.ml.NumMembers, RetransmitMult: mc.RetransmitMult}
+	go p.logEvents()
+	if len(cfg.Join) > 0 {
+		if n, err := p.ml.Join(cfg.Join); err != nil {
+			p.log.Warn("peers: could not join any peer yet; the others can still join this one", "join",
+				strings.Join(cfg.Join, ","), "err", err)
+		} else {
+			p.log.Info("peers: joined", "contacted", n, "members", p.ml.NumMembers())
+		}
+	}
+	if m, ok := topo.(interface{ Subscribe(func(*Snapshot)) }); ok {
+		m.Subscribe(p.Announce)
+	}
+	if s := topo.Snapshot(); s != nil {
+		p.Announce(s)
+	}
+	return p, nil
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 {
+		return "", 0, errors.New("bad port")
+	}
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	return host, n, nil
+}
+
+// secretKey reads the shared secret: raw 16, 24 or 32 bytes, or those as hex.
+func secretKey(s string) ([]byte, error) {
+	if b, err := hex.DecodeString(s); err == nil && (len(b) == 16 || len(b) == 24 || len(b) == 32) {
+		return b, nil
+	}
+	if n := len(s); n == 16 || n == 24 || n == 32 {
+		return []byte(s), nil
+	}
+	return nil, errors.New("peers secret: want 16, 24 or 32 bytes, or as many bytes in hex")
+}
+
+// Name is this proxy's name in the fleet.
+func (p *Peers) Name() string { return p.name }
+
+// Addr is where this proxy gossips (host:port).
+func (p *Peers) Addr() string { return p.ml.LocalNode().Address() }
+
+// Members counts the live members, this proxy included.
+func (p *Peers) Members() int { return p.ml.NumMembers() }
+
+// Stats are the counters.
+func (p *Peers) Stats() *PeerStats { return &p.stats }
+
+// Announce gossips that this proxy's map is now s.
+func (p *Peers) Announce(s *Snapshot) {
+	p.mu.Lock()
+	p.seq++
+	h := hint{origin: p.name, seq: p.seq, epoch: s.Epoch, digest: Digest(s)}
+	p.last = h.encode()
+	p.seen[p.name] = h.seq
+	msg := p.last
+	p.mu.Unlock()
+	p.stats.HintsSent.Add(1)
+	p.queue.QueueBroadcast(&broadcast{name: "topology/" + h.origin, msg: msg})
+}
+
+// take handles a hint heard from a peer: relay it once, and refresh if it knows of a newer or other map.
+func (p *Peers) take(msg []byte) {
+	h, ok := decodeHint(msg)
+	if !ok || h.origin == p.name {
+		return
+	}
+	p.mu.Lock()
+	fresh := h.seq > p.seen[h.origin]
+	if fresh {
+		p.seen[h.origin] = h.seq
+	}
+	p.mu.Unlock()
+	if !fresh {
+		return
+	}
+	p.stats.HintsReceived.Add(1)
+	p.queue.QueueBroadcast(&broadcast{name: "topology/" + h.origin, msg: bytes.Clone(msg)})
+	cur := p.topo.Snapshot()
+	if cur == nil || h.epoch > cur.Epoch || h.epoch == cur.Epoch && h.digest != Digest(cur) {
+		p.stats.HintRefreshes.Add(1)
+		p.log.Debug("peers: a peer has another slot map; refreshing from the cluster", "peer", h.origin,
+			"epoch", h.epoch)
+		p.topo.RequestRefresh()
+	}
+}
+
+// Close tells the others this proxy leaves, then stops gossiping. Later calls do nothing.
+func (p *Peers) Close(leave time.Duration) {
+	p.closeOnce.Do(func() {
+		if leave <= 0 {
+			leave = time.Second
+		}
+		if err := p.ml.Leave(leave); err != nil {
+			p.log.Warn("peers: leaving", "err", err)
+		}
+		_ = p.ml.Shutdown()
+		close(p.done)
+	})
+}
+
+// stop stops gossiping without telling anyone, as a crash would.
+func (p *Peers) stop() {
+	p.closeOnce.Do(func() {
+		_ = p.ml.Shutdown()
+		close(p.done)
+	})
+}
+
+// broadcast is a hint in memberlist's queue; a newer hint of the same origin replaces a queued one.
+type broadcast struct {
+	name string
+	msg  []byte
+}
+
+func (b *broadcast) Invalidates(o memberlist.Broadcast) bool {
+	ob, ok := o.(*broadcast)
+	return ok && ob.name == b.name
+}
+func (b *broadcast) Name() string    { return b.name }
+func (b *broadcast) Message() []byte { return b.msg }
+func (b *broadcast) Finished()       {}
+
+// memberlist.Delegate. Every method may run concurrently.
+
+func (p *Peers) NodeMeta(int) []byte { return nil }
+func (p *Peers) NotifyMsg(b []byte)  { p.take(b) }
+func (p *Peers) GetBroadcasts(overhead, limit int) [][]byte {
+	return p.queue.GetBroadcasts(overhead, limit)
+}
+func (p *Peers) LocalState(bool) []byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return bytes.Clone(p.last)
+}
+func (p *Peers) MergeRemoteState(b []byte, _ bool) { p.take(b) }
+
+// memberlist.EventDelegate: called with memberlist's lock held, so it only hands the event on.
+
+func (p *Peers) NotifyJoin(n *memberlist.Node)   { p.event("joined", n) }
+func (p *Peers) NotifyLeave(n *memberlist.Node)  { p.event("left", n) }
+func (p *Peers) NotifyUpdate(n *memberlist.Node) { p.event("updated", n) }
+
+func (p *Peers) event(kind string, n *memberlist.Node) {
+	select {
+	case p.events <- memberEvent{kind: kind, name: n.Name, addr: n.Address()}:
+	default: // a burst the log cannot keep up with: the counters still count
+	}
+	switch kind {
+	case "joined":
+		p.stats.Joins.Add(1)
+	case "left":
+		p.stats.Leaves.Add(1)
+	}
+}
+
+func (p *Peers) logEvents() {
+	for {
+		select {
+		case e := <-p.events:
+			if e.name != p.name {
+				p.log.Info("peers: peer "+e.kind, "peer", e.name, "addr", e.addr)
+			}
+		case <-p.done:
+			return
+		}
+	}
+}
+
+// memberlistLog turns memberlist's "[LEVEL] memberlist: ..." lines into slog records; DEBUG is dropped.
+type memberlistLog struct{ log *slog.Logger }
+
+func (w *memberlistLog) Write(b []byte) (int, error) {
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "[DEBUG]"):
+		case strings.HasPrefix(line, "[ERR]"):
+			w.log.Warn("peers: " + strings.TrimSpace(strings.TrimPrefix(line, "[ERR]")))
+		case strings.HasPrefix(line, "[WARN]"):
+			w.log.Warn("peers: " + strings.TrimSpace(strings.TrimPrefix(line, "[WARN]")))
+		default:
+			w.log.Info("peers: " + strings.TrimSpace(strings.TrimPrefix(line, "[INFO]")))
+		}
+	}
+	return len(b), nil
+}
