@@ -110,6 +110,7 @@ func Default() *Config {
 		LogLevel:        "info",
 
 		ConfigSetBroadcast: false,
+		Peers:              Peers{Profile: "lan"},
 	}
 }
 
