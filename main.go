@@ -80,6 +80,7 @@ func run() error {
 	topo.Start()
 	defer topo.Close()
 
+	srv := proxy.New(cfg, topo, log)
 	if p := cfg.Peers; p.Bind != "" {
 		peers, err := topology.StartPeers(topology.PeersConfig{Bind: p.Bind, Advertise: p.Advertise, Join: p.Join,
 			Secret: p.Secret, Profile: p.Profile, Logger: log}, topo)
@@ -87,10 +88,9 @@ func run() error {
 			return err
 		}
 		defer peers.Close(time.Second)
+		srv.SetPeers(peers)
 		log.Info("peers: gossiping", "addr", peers.Addr(), "name", peers.Name(), "members", peers.Members())
 	}
-
-	srv := proxy.New(cfg, topo, log)
 	if cfg.Metrics != "" {
 		reg := metrics.NewRegistry()
 		proxy.RegisterMetrics(reg, srv)

@@ -356,6 +356,12 @@ func (s *Server) appendInfoSection(b []byte) []byte {
 		b = fmt.Appendf(b, "proxy_cluster_nodes:%d\r\nproxy_cluster_shards:%d\r\nproxy_slot_map_version:%d\r\n",
 			len(snap.Nodes), len(snap.Shards), snap.Version)
 	}
+	if p := s.peers.Load(); p != nil {
+		ps := p.Stats()
+		b = fmt.Appendf(b, "proxy_peers_name:%s\r\nproxy_peers_addr:%s\r\nproxy_peers_members:%d\r\n"+
+			"proxy_peers_hints_sent:%d\r\nproxy_peers_hints_received:%d\r\nproxy_peers_hint_refreshes:%d\r\n",
+			p.Name(), p.Addr(), p.Members(), ps.HintsSent.Load(), ps.HintsReceived.Load(), ps.HintRefreshes.Load())
+	}
 	return b
 }
 

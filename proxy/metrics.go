@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/slotproxy/slotproxy/metrics"
+	"github.com/slotproxy/slotproxy/topology"
 )
 
 // RegisterMetrics exports the server's counters; they are read at scrape time only.
@@ -50,6 +51,20 @@ func RegisterMetrics(reg prometheus.Registerer, s *Server) {
 		get := m.get
 		metrics.CounterFunc(reg, m.name, m.help, func() float64 { return float64(get()) })
 	}
+	peerStat := func(get func(*topology.Peers) float64) func() float64 {
+		return func() float64 {
+			if p := s.peers.Load(); p != nil {
+				return get(p)
+			}
+			return 0
+		}
+	}
+	metrics.GaugeFunc(reg, "peers_members", "Live proxies of the fleet, this one included; 0 without peers.",
+		peerStat(func(p *topology.Peers) float64 { return float64(p.Members()) }))
+	metrics.CounterFunc(reg, "peers_hints_received_total", "Topology hints heard from other proxies.",
+		peerStat(func(p *topology.Peers) float64 { return float64(p.Stats().HintsReceived.Load()) }))
+	metrics.CounterFunc(reg, "peers_hint_refreshes_total", "Refreshes from the cluster asked for by a peer's hint.",
+		peerStat(func(p *topology.Peers) float64 { return float64(p.Stats().HintRefreshes.Load()) }))
 	metrics.GaugeFunc(reg, "slot_map_version", "Version of the slot map in use; 0 before the first one.",
 		func() float64 {
 			if snap := s.topo.Snapshot(); snap != nil {

@@ -45,12 +45,17 @@ func TestPeersLearnFailoverTogether(t *testing.T) {
 					t.Fatal(err)
 				}
 				t.Cleanup(func() { p.Close(100 * time.Millisecond) })
+				srv.SetPeers(p)
 				peers = append(peers, p)
 			}
 			if gossip {
 				eventually(t, 5*time.Second, "3 members", func() bool {
 					return peers[0].Members() == 3 && peers[1].Members() == 3 && peers[2].Members() == 3
 				})
+				info := string(dialRaw(t, addrs[1]).do("INFO", "proxy"))
+				if infoField(info, "proxy_peers_members") != "3" || infoField(info, "proxy_peers_name") != peers[1].Name() {
+					t.Errorf("INFO proxy without the fleet: %q", info)
+				}
 			}
 			snap := snapshotOf(srvs[0])
 			master := nodeByAddr(cl, snap.Nodes[snap.Shards[0].Master].Addr)

@@ -57,6 +57,7 @@ type Server struct {
 
 	nextClientID atomic.Int64
 	stats        Stats
+	peers        atomic.Pointer[topology.Peers] // the fleet this proxy gossips with; nil without peers
 }
 
 // Stats are process-wide counters, updated atomically by the loops.
@@ -148,6 +149,9 @@ func (s *Server) Stop(ctx context.Context) error {
 
 // Topology is the slot map source the server routes by.
 func (s *Server) Topology() Topology { return s.topo }
+
+// SetPeers makes the fleet's membership visible in INFO and the metrics.
+func (s *Server) SetPeers(p *topology.Peers) { s.peers.Store(p) }
 
 // Stats are the server's counters, for tests and tools in this process.
 func (s *Server) Stats() *Stats { return &s.stats }
