@@ -40,32 +40,24 @@ func checkAlive(t *testing.T, b *rawConn, tag string) {
 
 // TestSubscribeThenLeave: a client that leaves right after SUBSCRIBE, before the node confirmed, disturbs no
 // other client of its loop (its request was recycled while still queued, and a later reply went missing).
-func TestSubscribeThenLeave(t *testing.T) {
-	_, _, cl := shared(t)
-	addr := startProxy(t, cl.Addrs(), oneLoop)
-	b := dialRaw(t, addr)
-	checkAlive(t, b, "warm")
-	for round := 0; round < 3; round++ {
-		a := dialRaw(t, addr)
-		a.send(resp.AppendCommandStrings(nil, "SUBSCRIBE", "lvch"))
-		a.c.Close()
-		time.Sleep(100 * time.Millisecond)
-		checkAlive(t, b, fmt.Sprint("sub", round))
-	}
-}
+func TestSubscribeThenLeave(t *testing.T) { leaveRightAfter(t, "sub", "SUBSCRIBE", "lvch") }
 
 // TestBlockThenLeave: the same for a client that leaves right after BLPOP.
-func TestBlockThenLeave(t *testing.T) {
+func TestBlockThenLeave(t *testing.T) { leaveRightAfter(t, "blk", "BLPOP", "lv:bl", "0") }
+
+// leaveRightAfter has clients send cmd and leave at once, three times, and checks another client of the same
+// loop gets every reply.
+func leaveRightAfter(t *testing.T, tag string, cmd ...string) {
 	_, _, cl := shared(t)
 	addr := startProxy(t, cl.Addrs(), oneLoop)
 	b := dialRaw(t, addr)
 	checkAlive(t, b, "warm")
 	for round := 0; round < 3; round++ {
 		a := dialRaw(t, addr)
-		a.send(resp.AppendCommandStrings(nil, "BLPOP", "lv:bl", "0"))
+		a.send(resp.AppendCommandStrings(nil, cmd...))
 		a.c.Close()
 		time.Sleep(100 * time.Millisecond)
-		checkAlive(t, b, fmt.Sprint("blk", round))
+		checkAlive(t, b, fmt.Sprint(tag, round))
 	}
 }
 
