@@ -81,15 +81,14 @@ func run() error {
 	defer topo.Close()
 
 	srv := proxy.New(cfg, topo, log)
-	if p := cfg.Peers; p.Bind != "" {
-		peers, err := topology.StartPeers(topology.PeersConfig{Bind: p.Bind, Advertise: p.Advertise, Join: p.Join,
-			Secret: p.Secret, Profile: p.Profile, Logger: log}, topo)
+	if cfg.Peers.Bind != "" {
+		peers, err := srv.JoinPeers(log)
 		if err != nil {
 			return err
 		}
 		defer peers.Close(time.Second)
-		srv.SetPeers(peers)
-		log.Info("peers: gossiping", "addr", peers.Addr(), "name", peers.Name(), "members", peers.Members())
+		log.Info("peers: gossiping", "addr", peers.Addr(), "name", peers.Name(), "members", peers.Members(),
+			"cluster_facade", cfg.Peers.ClusterFacade)
 	}
 	if cfg.Metrics != "" {
 		reg := metrics.NewRegistry()

@@ -36,6 +36,13 @@ func GaugeFunc(reg prometheus.Registerer, name, help string, f func() float64) {
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: Namespace, Name: name, Help: help}, f))
 }
 
+// LabeledGaugeFunc registers one series of a gauge, with fixed labels, read from f at scrape time; register
+// each series of the gauge with the same name and help.
+func LabeledGaugeFunc(reg prometheus.Registerer, name, help string, labels prometheus.Labels, f func() float64) {
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: Namespace, Name: name, Help: help,
+		ConstLabels: labels}, f))
+}
+
 // Server serves /metrics, /healthz (the process is up) and /readyz (ready() is true).
 type Server struct {
 	http *http.Server

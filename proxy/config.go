@@ -57,6 +57,14 @@ type Peers struct {
 	Join      []string `yaml:"join"`      // peers to join at start; empty: the first of a fleet
 	Secret    string   `yaml:"secret"`    // 16, 24 or 32 bytes, or as hex: encrypts gossip; empty: clear
 	Profile   string   `yaml:"profile"`   // lan (default), wan or local: memberlist's timing presets
+	// ClusterFacade: to cluster-aware clients (CLUSTER SLOTS, SHARDS, NODES, INFO ...) the live proxies look
+	// like a Redis Cluster of masters, the slots spread evenly over them; any proxy still serves any slot.
+	ClusterFacade bool `yaml:"cluster_facade"`
+	// Announce is host:port where clients reach this proxy, for the facade; empty: listen, with the gossip
+	// address's host when listen is on every interface.
+	Announce string `yaml:"announce"`
+	// PollEveryone: every proxy polls the cluster on its own; false: one proxy of the fleet polls for all.
+	PollEveryone bool `yaml:"poll_everyone"`
 }
 
 // OutputLimit is Redis's client-output-buffer-limit for normal clients: a client whose unread replies pass
@@ -200,7 +208,8 @@ func (c *Config) Validate() error {
 		return errors.New("seeds: at least one cluster node is needed")
 	}
 	if p := c.Peers; p.Bind != "" {
-		for key, addr := range map[string]string{"peers.bind": p.Bind, "peers.advertise": p.Advertise} {
+		for key, addr := range map[string]string{"peers.bind": p.Bind, "peers.advertise": p.Advertise,
+			"peers.announce": p.Announce} {
 			if _, _, err := net.SplitHostPort(addr); addr != "" && err != nil {
 				return fmt.Errorf("%s: %q is not host:port", key, addr)
 			}
@@ -213,6 +222,8 @@ func (c *Config) Validate() error {
 		if n := len(p.Secret); n != 0 && n != 16 && n != 24 && n != 32 && n != 32*2 && n != 24*2 {
 			return errors.New("peers.secret: want 16, 24 or 32 bytes, or as many bytes in hex")
 		}
+	} else if c.Peers.ClusterFacade {
+		return errors.New("peers.cluster_facade: needs peers.bind")
 	}
 	for _, s := range c.Seeds {
 		if _, _, err := net.SplitHostPort(s); err != nil {

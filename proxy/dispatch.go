@@ -91,6 +91,15 @@ var handlerNames = map[string]handler{
 	"exists": fanOutKeys(mergeSum, 1),
 	"touch":  fanOutKeys(mergeSum, 1),
 
+	"cluster|slots":           facadeCommand((*session).facadeSlots),
+	"cluster|shards":          facadeCommand((*session).facadeShards),
+	"cluster|nodes":           facadeCommand((*session).facadeNodes),
+	"cluster|info":            facadeCommand((*session).facadeInfo),
+	"cluster|myid":            facadeCommand((*session).facadeMyID),
+	"cluster|keyslot":         facadeCommand((*session).facadeKeyslot),
+	"cluster|countkeysinslot": cmdClusterSlotKeys,
+	"cluster|getkeysinslot":   cmdClusterSlotKeys,
+
 	"move":   refuse("ERR MOVE is not allowed in cluster mode"),
 	"swapdb": refuse("ERR SWAPDB is not allowed in cluster mode"),
 }
@@ -132,8 +141,7 @@ func init() {
 		idempotent[c.Index] = c.Has(command.ReadOnly)
 		// The cluster's own commands would tell clients they talk to a cluster, or act on one node of many.
 		if strings.HasPrefix(c.Name, "cluster") && handlers[c.Index] == nil {
-			handlers[c.Index] = refuse("ERR '" + strings.ToUpper(strings.ReplaceAll(c.Name, "|", " ")) +
-				"' is not supported by the proxy")
+			handlers[c.Index] = refuse(notSupported(c))
 		}
 	}
 	for _, name := range idempotentNames {
@@ -211,8 +219,7 @@ func (s *session) forward(cmd *command.Command, args [][]byte, raw []byte, now i
 	s.keys = keys[:0]
 	if len(keys) == 0 {
 		if cmd.Has(command.Admin) {
-			s.local(resp.AppendError(nil, "ERR '"+strings.ToUpper(strings.ReplaceAll(cmd.Name, "|", " "))+
-				"' is not supported by the proxy"))
+			s.local(errNotSupported(cmd))
 			return
 		}
 		// Keyless, or key-count arguments Redis will reject: any master answers as Redis would.

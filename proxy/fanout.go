@@ -250,7 +250,8 @@ func (p *request) scanReply(out []byte) []byte {
 }
 
 // cmdInfo forwards INFO to a master and adds the proxy's section. Clients must not conclude they talk to a
-// cluster (some switch to cluster mode on cluster_enabled:1), so the cluster markers are rewritten.
+// cluster (some switch to cluster mode on cluster_enabled:1), so the cluster markers are rewritten, unless
+// the cluster facade is on.
 func cmdInfo(s *session, cmd *command.Command, args [][]byte, raw []byte, now int64) {
 	p := s.l.newRequest(s)
 	p.merge = mergeInfo
@@ -280,8 +281,11 @@ func (p *request) infoReply(out []byte) []byte {
 	if !ok || isNull {
 		return append(out, c.reply...)
 	}
-	b := bytes.ReplaceAll(text, []byte("redis_mode:cluster"), []byte("redis_mode:standalone"))
-	b = bytes.ReplaceAll(b, []byte("cluster_enabled:1"), []byte("cluster_enabled:0"))
+	b := text
+	if !p.sess.l.srv.facadeOn() {
+		b = bytes.ReplaceAll(b, []byte("redis_mode:cluster"), []byte("redis_mode:standalone"))
+		b = bytes.ReplaceAll(b, []byte("cluster_enabled:1"), []byte("cluster_enabled:0"))
+	}
 	if len(p.order) > 0 {
 		b = p.sess.l.srv.appendInfoSection(b)
 	}

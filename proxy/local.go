@@ -13,6 +13,7 @@ import (
 
 	"github.com/slotproxy/slotproxy/proxy/command"
 	"github.com/slotproxy/slotproxy/resp"
+	"github.com/slotproxy/slotproxy/topology"
 )
 
 // redisVersion is what HELLO reports: the Redis version the command table was generated from.
@@ -52,7 +53,7 @@ func cmdSelect(s *session, _ *command.Command, args [][]byte, _ []byte, _ int64)
 	db, err := strconv.ParseInt(string(args[1]), 10, 64)
 	switch {
 	case err != nil:
-		s.local(resp.AppendError(nil, "ERR value is not an integer or out of range"))
+		s.local(errNotInteger)
 	case db != 0:
 		s.local(resp.AppendError(nil, "ERR SELECT is not allowed in cluster mode"))
 	default:
@@ -122,7 +123,11 @@ func (s *session) helloReply() []byte {
 	b = resp.AppendBulkString(b, "id")
 	b = resp.AppendInt(b, s.id)
 	b = resp.AppendBulkString(b, "mode")
-	b = resp.AppendBulkString(b, "standalone")
+	if s.l.srv.facadeOn() {
+		b = resp.AppendBulkString(b, "cluster")
+	} else {
+		b = resp.AppendBulkString(b, "standalone")
+	}
 	b = resp.AppendBulkString(b, "role")
 	b = resp.AppendBulkString(b, "master")
 	b = resp.AppendBulkString(b, "modules")
@@ -358,9 +363,15 @@ func (s *Server) appendInfoSection(b []byte) []byte {
 	}
 	if p := s.peers.Load(); p != nil {
 		ps := p.Stats()
+		alive, dead := p.MemberCounts()
 		b = fmt.Appendf(b, "proxy_peers_name:%s\r\nproxy_peers_addr:%s\r\nproxy_peers_members:%d\r\n"+
+			"proxy_peers_alive:%d\r\nproxy_peers_dead:%d\r\nproxy_peers_poller:%s\r\n"+
 			"proxy_peers_hints_sent:%d\r\nproxy_peers_hints_received:%d\r\nproxy_peers_hint_refreshes:%d\r\n",
-			p.Name(), p.Addr(), p.Members(), ps.HintsSent.Load(), ps.HintsReceived.Load(), ps.HintRefreshes.Load())
+			p.Name(), p.Addr(), p.Members(), alive, dead, p.Poller(), ps.HintsSent.Load(),
+			ps.HintsReceived.Load(), ps.HintRefreshes.Load())
+		if m, ok := s.topo.(*topology.Manager); ok {
+			b = fmt.Appendf(b, "proxy_topology_polls_skipped:%d\r\n", m.Stats().Skipped)
+		}
 	}
 	return b
 }

@@ -61,10 +61,26 @@ func RegisterMetrics(reg prometheus.Registerer, s *Server) {
 	}
 	metrics.GaugeFunc(reg, "peers_members", "Live proxies of the fleet, this one included; 0 without peers.",
 		peerStat(func(p *topology.Peers) float64 { return float64(p.Members()) }))
+	for i, state := range []string{"alive", "dead"} {
+		metrics.LabeledGaugeFunc(reg, "peers", "Proxies of the fleet: alive (this one included), and dead "+
+			"(found dead in the last hour and not back; a proxy that left is not dead).",
+			prometheus.Labels{"state": state}, peerStat(func(p *topology.Peers) float64 {
+				var n [2]int
+				n[0], n[1] = p.MemberCounts()
+				return float64(n[i])
+			}))
+	}
 	metrics.CounterFunc(reg, "peers_hints_received_total", "Topology hints heard from other proxies.",
 		peerStat(func(p *topology.Peers) float64 { return float64(p.Stats().HintsReceived.Load()) }))
 	metrics.CounterFunc(reg, "peers_hint_refreshes_total", "Refreshes from the cluster asked for by a peer's hint.",
 		peerStat(func(p *topology.Peers) float64 { return float64(p.Stats().HintRefreshes.Load()) }))
+	metrics.CounterFunc(reg, "topology_polls_skipped_total", "Periodic slot map refreshes left to the fleet's poller.",
+		func() float64 {
+			if m, ok := s.topo.(*topology.Manager); ok {
+				return float64(m.Stats().Skipped)
+			}
+			return 0
+		})
 	metrics.GaugeFunc(reg, "slot_map_version", "Version of the slot map in use; 0 before the first one.",
 		func() float64 {
 			if snap := s.topo.Snapshot(); snap != nil {

@@ -7,7 +7,6 @@ import (
 
 	"github.com/slotproxy/slotproxy/internal/redistest"
 	"github.com/slotproxy/slotproxy/proxy"
-	"github.com/slotproxy/slotproxy/topology"
 )
 
 // TestPeersLearnFailoverTogether: three proxies over one 3+3 cluster, and a master SIGKILLed while only proxy
@@ -25,35 +24,14 @@ func TestPeersLearnFailoverTogether(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			cl := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3, Replicas: 1})
-			var srvs []*proxy.Server
-			var addrs []string
-			var peers []*topology.Peers
-			for i := range 3 {
-				addr, srv := startProxyOpt(t, cl.Addrs(), false, func(c *proxy.Config) {
-					c.RefreshInterval = proxy.Duration(3 * time.Second)
-				})
-				srvs, addrs = append(srvs, srv), append(addrs, addr)
-				if !gossip {
-					continue
-				}
-				cfg := topology.PeersConfig{Bind: "127.0.0.1:0", Secret: "0123456789abcdef"}
-				if i > 0 {
-					cfg.Join = []string{peers[0].Addr()}
-				}
-				p, err := topology.StartPeers(cfg, srv.Topology().(*topology.Manager))
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { p.Close(100 * time.Millisecond) })
-				srv.SetPeers(p)
-				peers = append(peers, p)
-			}
+			fleet := startFleet(t, cl.Addrs(), 3, gossip, func(c *proxy.Config) {
+				c.RefreshInterval = proxy.Duration(3 * time.Second)
+			})
+			srvs := []*proxy.Server{fleet[0].srv, fleet[1].srv, fleet[2].srv}
+			addrs := []string{fleet[0].addr, fleet[1].addr, fleet[2].addr}
 			if gossip {
-				eventually(t, 5*time.Second, "3 members", func() bool {
-					return peers[0].Members() == 3 && peers[1].Members() == 3 && peers[2].Members() == 3
-				})
 				info := string(dialRaw(t, addrs[1]).do("INFO", "proxy"))
-				if infoField(info, "proxy_peers_members") != "3" || infoField(info, "proxy_peers_name") != peers[1].Name() {
+				if infoField(info, "proxy_peers_members") != "3" || infoField(info, "proxy_peers_name") != fleet[1].peers.Name() {
 					t.Errorf("INFO proxy without the fleet: %q", info)
 				}
 			}

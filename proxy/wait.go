@@ -48,7 +48,7 @@ type waitCall struct {
 func cmdWait(s *session, _ *command.Command, args [][]byte, _ []byte, now int64) {
 	want, err := strconv.ParseInt(string(args[1]), 10, 64)
 	if err != nil {
-		s.local(resp.AppendError(nil, "ERR value is not an integer or out of range"))
+		s.local(errNotInteger)
 		return
 	}
 	ms, err := strconv.ParseInt(string(args[2]), 10, 64)

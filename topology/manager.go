@@ -46,6 +46,7 @@ type Stats struct {
 	Refreshes uint64 // refresh rounds run: bootstrap attempts, periodic, requested and retries
 	Failures  uint64 // rounds in which no node gave a usable map
 	Swaps     uint64 // snapshots published (== the current Version)
+	Skipped   uint64 // periodic rounds skipped because a peer polls for this proxy (SetPollGate)
 }
 
 // Manager keeps the current slot map. One goroutine (started by Start) owns every refresh: it asks the
@@ -71,10 +72,12 @@ type Manager struct {
 	started   atomic.Bool
 	readyOnce sync.Once
 
-	subsMu sync.Mutex // guards subs
+	subsMu sync.Mutex // guards subs and polled
 	subs   []func(*Snapshot)
+	polled []func(*Snapshot)
+	gate   atomic.Pointer[func() bool]
 
-	requests, refreshes, failures, swaps atomic.Uint64
+	requests, refreshes, failures, swaps, skipped atomic.Uint64
 
 	// Owned by the run goroutine.
 	version  uint64               // of the current snapshot
@@ -157,6 +160,18 @@ func (m *Manager) Subscribe(fn func(*Snapshot)) {
 	m.subsMu.Unlock()
 }
 
+// OnPoll registers fn to be called after every round that read a full map from the cluster, whether or
+// not the routing changed, with the current snapshot; same rules as Subscribe.
+func (m *Manager) OnPoll(fn func(*Snapshot)) {
+	m.subsMu.Lock()
+	m.polled = append(m.polled, fn)
+	m.subsMu.Unlock()
+}
+
+// SetPollGate makes each periodic round ask poll first, and skip the round when it says false (a peer
+// polls the cluster for this proxy and says so). Bootstrap, retries and requested refreshes always run.
+func (m *Manager) SetPollGate(poll func() bool) { m.gate.Store(&poll) }
+
 // Stats returns the counters.
 func (m *Manager) Stats() Stats {
 	return Stats{
@@ -164,6 +179,7 @@ func (m *Manager) Stats() Stats {
 		Refreshes: m.refreshes.Load(),
 		Failures:  m.failures.Load(),
 		Swaps:     m.swaps.Load(),
+		Skipped:   m.skipped.Load(),
 	}
 }
 
@@ -177,6 +193,7 @@ func (m *Manager) run() {
 		failures int       // consecutive failed rounds
 		warned   time.Time // last failure warning
 		lastErr  string    // its message
+		periodic bool      // the timer is set for a periodic round
 	)
 	for {
 		select {
@@ -185,10 +202,17 @@ func (m *Manager) run() {
 		case <-m.kick:
 			if wait := m.cfg.MinRefreshGap - time.Since(lastEnd); wait > 0 {
 				timer.Reset(wait) // the timer fires the requested refresh after the gap
+				periodic = false
 				continue
 			}
 		case <-timer.C:
+			if gate := m.gate.Load(); periodic && gate != nil && !(*gate)() {
+				m.skipped.Add(1)
+				timer.Reset(m.cfg.RefreshInterval)
+				continue
+			}
 		}
+		periodic = false
 		// This refresh answers every request made until now.
 		select {
 		case <-m.kick:
@@ -224,8 +248,15 @@ func (m *Manager) run() {
 			log.Info("topology: cluster answers again", "failed_attempts", failures)
 			failures = 0
 		}
+		m.subsMu.Lock()
+		polled := m.polled
+		m.subsMu.Unlock()
+		for _, fn := range polled {
+			m.notify(fn, m.snap.Load())
+		}
 		if m.cfg.RefreshInterval > 0 {
 			timer.Reset(m.cfg.RefreshInterval)
+			periodic = true
 		}
 	}
 }

@@ -44,6 +44,13 @@ type Peers struct {
 	done      chan struct{}
 	closeOnce sync.Once
 
+	meta     []byte               // what the others learn of this proxy: its client address
+	interval time.Duration        // the topology's periodic refresh; 0: every proxy polls
+	heard    atomic.Int64         // unix nanoseconds of the last fresh hint from a peer
+	deadMu   sync.Mutex           // guards dead and byes
+	dead     map[string]time.Time // peers found dead (not left) and not back since, when
+	byes     map[string]time.Time // peers that said they leave, when
+
 	stats PeerStats
 }
 
@@ -63,11 +70,17 @@ type PeersConfig struct {
 	Name      string        // unique in the fleet; empty: random
 	Logger    *slog.Logger  // nil: slog.Default()
 	Leave     time.Duration // how long Close waits to tell the others it leaves; 0: 1s
+	// ClientAddr is host:port where clients reach this proxy, for the cluster facade; empty: not in it.
+	ClientAddr string
+	// RefreshInterval is the topology's periodic refresh. Set, and with a topology that takes a poll gate
+	// (*Manager), one proxy of the fleet polls the cluster for all, and tells them with a hint after each
+	// round; a proxy that hears no hint for two intervals polls on its own again.
+	RefreshInterval time.Duration
 }
 
 // PeerStats counts what Peers did. All counters only grow.
 type PeerStats struct {
-	HintsSent, HintsReceived, HintRefreshes, Joins, Leaves atomic.Uint64
+	HintsSent, HintsReceived, HintRefreshes, Joins, Leaves, Deaths atomic.Uint64
 }
 
 type memberEvent struct {
@@ -160,7 +173,13 @@ func StartPeers(cfg PeersConfig, topo Refresher) (*Peers, error) {
 		}
 	}
 	p := &Peers{topo: topo, log: cfg.Logger, seen: map[string]uint64{}, events: make(chan memberEvent, 256),
-		done: make(chan struct{})}
+		done: make(chan struct{}), dead: map[string]time.Time{}, byes: map[string]time.Time{}}
+	if cfg.ClientAddr != "" {
+		if _, _, err := splitHostPort(cfg.ClientAddr); err != nil {
+			return nil, fmt.Errorf("peers client address %q: %w", cfg.ClientAddr, err)
+		}
+		p.meta = append([]byte{metaClient}, cfg.ClientAddr...)
+	}
 	p.name = cfg.Name
 	if p.name == "" {
 		var b [6]byte
@@ -185,6 +204,11 @@ func StartPeers(cfg PeersConfig, topo Refresher) (*Peers, error) {
 	}
 	if m, ok := topo.(interface{ Subscribe(func(*Snapshot)) }); ok {
 		m.Subscribe(p.Announce)
+	}
+	if m, ok := topo.(pollGated); ok && cfg.RefreshInterval > 0 {
+		p.interval = cfg.RefreshInterval
+		m.OnPoll(p.polled)
+		m.SetPollGate(p.ShouldPoll)
 	}
 	if s := topo.Snapshot(); s != nil {
 		p.Announce(s)
@@ -218,6 +242,39 @@ func secretKey(s string) ([]byte, error) {
 	return nil, errors.New("peers secret: want 16, 24 or 32 bytes, or as many bytes in hex")
 }
 
+type pollGated interface {
+	OnPoll(func(*Snapshot))
+	SetPollGate(func() bool)
+}
+
+// Poller is the member that polls the cluster for the fleet: the live member with the least name, so
+// every proxy picks the same one from the same membership.
+func (p *Peers) Poller() string {
+	least := p.name
+	for _, n := range p.ml.Members() {
+		if n.Name < least {
+			least = n.Name
+		}
+	}
+	return least
+}
+
+// ShouldPoll tells whether this proxy's periodic refresh should run: it is the poller, or no peer's hint
+// came for two intervals (the poller is gone or gossip is failing).
+func (p *Peers) ShouldPoll() bool {
+	if p.interval <= 0 || p.Poller() == p.name {
+		return true
+	}
+	return time.Since(time.Unix(0, p.heard.Load())) >= 2*p.interval
+}
+
+// polled is called after each round that read the cluster: the poller tells the others its map is fresh.
+func (p *Peers) polled(s *Snapshot) {
+	if s != nil && p.Poller() == p.name && p.ml.NumMembers() > 1 {
+		p.announce(s)
+	}
+}
+
 // Name is this proxy's name in the fleet.
 func (p *Peers) Name() string { return p.name }
 
@@ -230,8 +287,19 @@ func (p *Peers) Members() int { return p.ml.NumMembers() }
 // Stats are the counters.
 func (p *Peers) Stats() *PeerStats { return &p.stats }
 
-// Announce gossips that this proxy's map is now s.
+// Announce tells the fleet that this proxy's map is now s: at once to every member over UDP, and through
+// the gossip queue for those the datagram misses.
 func (p *Peers) Announce(s *Snapshot) {
+	msg := p.announce(s)
+	for _, n := range p.ml.Members() {
+		if n.Name != p.name {
+			_ = p.ml.SendBestEffort(n, msg)
+		}
+	}
+}
+
+// announce queues a new hint for gossip and returns it.
+func (p *Peers) announce(s *Snapshot) []byte {
 	p.mu.Lock()
 	p.seq++
 	h := hint{origin: p.name, seq: p.seq, epoch: s.Epoch, digest: Digest(s)}
@@ -241,6 +309,7 @@ func (p *Peers) Announce(s *Snapshot) {
 	p.mu.Unlock()
 	p.stats.HintsSent.Add(1)
 	p.queue.QueueBroadcast(&broadcast{name: "topology/" + h.origin, msg: msg})
+	return msg
 }
 
 // take handles a hint heard from a peer: relay it once, and refresh if it knows of a newer or other map.
@@ -259,6 +328,7 @@ func (p *Peers) take(msg []byte) {
 		return
 	}
 	p.stats.HintsReceived.Add(1)
+	p.heard.Store(time.Now().UnixNano())
 	p.queue.QueueBroadcast(&broadcast{name: "topology/" + h.origin, msg: bytes.Clone(msg)})
 	cur := p.topo.Snapshot()
 	if cur == nil || h.epoch > cur.Epoch || h.epoch == cur.Epoch && h.digest != Digest(cur) {
@@ -274,6 +344,13 @@ func (p *Peers) Close(leave time.Duration) {
 	p.closeOnce.Do(func() {
 		if leave <= 0 {
 			leave = time.Second
+		}
+		// memberlist tells the others this proxy left, but not in a way they can tell from a death.
+		bye := append([]byte{byeMagic}, p.name...)
+		for _, n := range p.ml.Members() {
+			if n.Name != p.name {
+				_ = p.ml.SendBestEffort(n, bye)
+			}
 		}
 		if err := p.ml.Leave(leave); err != nil {
 			p.log.Warn("peers: leaving", "err", err)
@@ -307,8 +384,21 @@ func (b *broadcast) Finished()       {}
 
 // memberlist.Delegate. Every method may run concurrently.
 
-func (p *Peers) NodeMeta(int) []byte { return nil }
-func (p *Peers) NotifyMsg(b []byte)  { p.take(b) }
+func (p *Peers) NodeMeta(limit int) []byte {
+	if len(p.meta) > limit {
+		return nil
+	}
+	return p.meta
+}
+func (p *Peers) NotifyMsg(b []byte) {
+	if len(b) > 1 && b[0] == byeMagic {
+		p.deadMu.Lock()
+		p.byes[string(b[1:])] = time.Now()
+		p.deadMu.Unlock()
+		return
+	}
+	p.take(b)
+}
 func (p *Peers) GetBroadcasts(overhead, limit int) [][]byte {
 	return p.queue.GetBroadcasts(overhead, limit)
 }
@@ -326,6 +416,18 @@ func (p *Peers) NotifyLeave(n *memberlist.Node)  { p.event("left", n) }
 func (p *Peers) NotifyUpdate(n *memberlist.Node) { p.event("updated", n) }
 
 func (p *Peers) event(kind string, n *memberlist.Node) {
+	p.deadMu.Lock()
+	if at, ok := p.byes[n.Name]; kind == "left" && (!ok || time.Since(at) > byeFor) {
+		kind = "failed"
+	}
+	delete(p.byes, n.Name)
+	switch kind {
+	case "failed":
+		p.dead[n.Name] = time.Now()
+	case "joined":
+		delete(p.dead, n.Name)
+	}
+	p.deadMu.Unlock()
 	select {
 	case p.events <- memberEvent{kind: kind, name: n.Name, addr: n.Address()}:
 	default: // a burst the log cannot keep up with: the counters still count
@@ -335,6 +437,8 @@ func (p *Peers) event(kind string, n *memberlist.Node) {
 		p.stats.Joins.Add(1)
 	case "left":
 		p.stats.Leaves.Add(1)
+	case "failed":
+		p.stats.Deaths.Add(1)
 	}
 }
 
@@ -369,4 +473,46 @@ func (w *memberlistLog) Write(b []byte) (int, error) {
 		}
 	}
 	return len(b), nil
+}
+
+// metaClient starts a member's meta: the rest is its client address.
+const metaClient = 'c'
+
+const (
+	byeMagic = 'B'         // a message saying its sender leaves; the rest is its name
+	byeFor   = time.Minute // how long a bye explains a member's going as a leave
+	deadFor  = time.Hour   // how long a peer found dead is counted as such
+)
+
+// MemberCounts counts the live members (this proxy included) and the peers found dead in the last hour
+// that have not come back; a peer that left is not dead. memberlist v0.7 keeps a member's suspicion to
+// itself (Node.State is never set), so a suspect member counts as live until it is found dead.
+func (p *Peers) MemberCounts() (alive, dead int) {
+	p.deadMu.Lock()
+	defer p.deadMu.Unlock()
+	for name, at := range p.dead {
+		if time.Since(at) > deadFor {
+			delete(p.dead, name)
+		}
+	}
+	return p.ml.NumMembers(), len(p.dead)
+}
+
+// FacadeMembers are the proxies of the cluster facade: the live members that gave a client address, this
+// one included when it has one.
+func (p *Peers) FacadeMembers() []FacadeMember {
+	var out []FacadeMember
+	for _, n := range p.ml.Members() {
+		meta := n.Meta
+		if len(meta) < 2 || meta[0] != metaClient {
+			continue
+		}
+		host, port, err := splitHostPort(string(meta[1:]))
+		if err != nil {
+			continue
+		}
+		out = append(out, FacadeMember{Name: n.Name, Host: host, Port: port, BusPort: int(n.Port),
+			Self: n.Name == p.name})
+	}
+	return out
 }

@@ -2,6 +2,8 @@ package topology
 
 import (
 	"log/slog"
+	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -144,7 +146,128 @@ func TestPeersLeaveAndFail(t *testing.T) {
 	ps[3].stop()
 	d = waitFor(t, 30*time.Second, "a crashed peer dead", func() bool { return ps[0].Members() == 2 && ps[2].Members() == 2 })
 	t.Logf("a crashed peer is dead after %v", d)
-	if n := ps[0].Stats().Leaves.Load(); n < 2 {
-		t.Errorf("%d leaves counted, want 2", n)
+	if n := ps[0].Stats().Leaves.Load(); n != 1 {
+		t.Errorf("%d leaves counted, want 1", n)
+	}
+	for _, p := range []*Peers{ps[0], ps[2]} {
+		if alive, dead := p.MemberCounts(); alive != 2 || dead != 1 {
+			t.Errorf("%s counts %d alive, %d dead; want 2 and 1 (the one that left is not dead)", p.Name(), alive, dead)
+		}
+		if n := p.Stats().Deaths.Load(); n != 1 {
+			t.Errorf("%s counted %d deaths, want 1", p.Name(), n)
+		}
+	}
+}
+
+// gatedTopo is a fakeTopo that takes a poll gate, as a Manager does.
+type gatedTopo struct {
+	fakeTopo
+	gate   func() bool
+	polled func(*Snapshot)
+}
+
+func (g *gatedTopo) SetPollGate(f func() bool) { g.gate = f }
+func (g *gatedTopo) OnPoll(f func(*Snapshot))  { g.polled = f }
+
+// TestPeersOnePoller: with a refresh interval, the member with the least name polls and the others skip
+// their periodic rounds while its hints come; when they stop coming for two intervals, each polls again.
+func TestPeersOnePoller(t *testing.T) {
+	const interval = 300 * time.Millisecond
+	var ps []*Peers
+	var topos []*gatedTopo
+	for i, name := range []string{"b", "a", "c"} {
+		g := &gatedTopo{}
+		g.snap.Store(oneShardMap("10.0.0.1:7000", 5))
+		cfg := PeersConfig{Bind: "127.0.0.1:0", Profile: "local", Logger: slog.New(slog.DiscardHandler),
+			Name: name, RefreshInterval: interval}
+		if i > 0 {
+			cfg.Join = []string{ps[0].Addr()}
+		}
+		p, err := StartPeers(cfg, g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.Close(100 * time.Millisecond) })
+		ps, topos = append(ps, p), append(topos, g)
+	}
+	waitFor(t, 5*time.Second, "3 members", func() bool {
+		return ps[0].Members() == 3 && ps[1].Members() == 3 && ps[2].Members() == 3
+	})
+	for _, p := range ps {
+		if got := p.Poller(); got != "a" {
+			t.Fatalf("%s says the poller is %q, want a", p.Name(), got)
+		}
+	}
+	if !ps[1].ShouldPoll() {
+		t.Error("the poller would skip its own rounds")
+	}
+	// The poller's rounds: each tells the others.
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(interval):
+				topos[1].polled(topos[1].Snapshot())
+			}
+		}
+	}()
+	waitFor(t, 3*time.Second, "b and c leave polling to a", func() bool {
+		return !ps[0].ShouldPoll() && !ps[2].ShouldPoll()
+	})
+	for range 10 {
+		time.Sleep(interval / 2)
+		if ps[0].ShouldPoll() || ps[2].ShouldPoll() {
+			t.Fatal("a non-poller would poll while the poller's hints come")
+		}
+	}
+	close(stop)
+	<-done
+	d := waitFor(t, 3*time.Second, "b and c poll again", func() bool { return ps[0].ShouldPoll() && ps[2].ShouldPoll() })
+	t.Logf("without the poller's hints, the others poll again after %v (interval %v)", d, interval)
+	// The poller leaves: the next least name takes over.
+	ps[1].Close(time.Second)
+	waitFor(t, 3*time.Second, "b is the poller", func() bool { return ps[0].Poller() == "b" && ps[2].Poller() == "b" })
+}
+
+// TestPeersFacadeMembers: every member learns the others' client addresses; one without an address is not
+// in the facade.
+func TestPeersFacadeMembers(t *testing.T) {
+	var ps []*Peers
+	for i, client := range []string{"127.0.0.1:7777", "10.1.2.3:7778", ""} {
+		cfg := PeersConfig{Bind: "127.0.0.1:0", Profile: "local", Logger: slog.New(slog.DiscardHandler),
+			ClientAddr: client}
+		if i > 0 {
+			cfg.Join = []string{ps[0].Addr()}
+		}
+		p, err := StartPeers(cfg, &fakeTopo{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.Close(100 * time.Millisecond) })
+		ps = append(ps, p)
+	}
+	for _, p := range ps {
+		waitFor(t, 5*time.Second, "two facade members", func() bool { return len(p.FacadeMembers()) == 2 })
+		got := map[string]string{}
+		for _, m := range p.FacadeMembers() {
+			got[m.Name] = net.JoinHostPort(m.Host, strconv.Itoa(m.Port))
+			if m.Self != (m.Name == p.Name()) {
+				t.Errorf("%s: member %s marked self %v", p.Name(), m.Name, m.Self)
+			}
+			if _, port, _ := net.SplitHostPort(map[string]string{ps[0].Name(): ps[0].Addr(),
+				ps[1].Name(): ps[1].Addr()}[m.Name]); strconv.Itoa(m.BusPort) != port {
+				t.Errorf("%s: member %s bus port %d, want %s", p.Name(), m.Name, m.BusPort, port)
+			}
+		}
+		if got[ps[0].Name()] != "127.0.0.1:7777" || got[ps[1].Name()] != "10.1.2.3:7778" {
+			t.Errorf("%s sees %v", p.Name(), got)
+		}
+	}
+	if _, err := StartPeers(PeersConfig{Bind: "127.0.0.1:0", ClientAddr: "nohost"}, &fakeTopo{}); err == nil {
+		t.Error("a client address without a port was taken")
 	}
 }

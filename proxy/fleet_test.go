@@ -1,0 +1,364 @@
+package proxy_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/slotproxy/slotproxy/internal/redistest"
+	"github.com/slotproxy/slotproxy/proxy"
+	"github.com/slotproxy/slotproxy/topology"
+)
+
+// This file tests a fleet of proxies (README "Running several proxies"): one poller for the fleet, and the
+// cluster facade.
+
+type fleetProxy struct {
+	addr  string
+	srv   *proxy.Server
+	peers *topology.Peers // nil with gossip off
+}
+
+// startFleet starts n proxies in this process over seeds; with gossip they join the first one's fleet
+// (secret set, LAN timing) through Server.JoinPeers, as main does.
+func startFleet(t *testing.T, seeds []string, n int, gossip bool, tweak func(*proxy.Config)) []fleetProxy {
+	t.Helper()
+	var fleet []fleetProxy
+	t.Cleanup(func() { // all at once: each waits up to a second for its leave to be heard
+		var wg sync.WaitGroup
+		for _, p := range fleet {
+			if p.peers != nil {
+				wg.Go(func() { p.peers.Close(time.Second) })
+			}
+		}
+		wg.Wait()
+	})
+	for range n {
+		addr, srv := startProxyOpt(t, seeds, false, func(c *proxy.Config) {
+			if tweak != nil {
+				tweak(c)
+			}
+			if gossip {
+				c.Peers.Bind = "127.0.0.1:0"
+				c.Peers.Secret = "0123456789abcdef"
+				if len(fleet) > 0 {
+					c.Peers.Join = []string{fleet[0].peers.Addr()}
+				}
+			}
+		})
+		fp := fleetProxy{addr: addr, srv: srv}
+		if gossip {
+			p, err := srv.JoinPeers(slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})))
+			if err != nil {
+				t.Fatal(err)
+			}
+			fp.peers = p
+		}
+		fleet = append(fleet, fp)
+	}
+	if gossip {
+		eventually(t, 10*time.Second, fmt.Sprintf("%d members everywhere", n), func() bool {
+			for _, p := range fleet {
+				if p.peers.Members() != n {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	return fleet
+}
+
+// clusterSlotsCalls sums CLUSTER SLOTS calls over the cluster's nodes (INFO commandstats).
+func clusterSlotsCalls(t *testing.T, cl *redistest.Cluster) int {
+	t.Helper()
+	re := regexp.MustCompile(`cmdstat_cluster\|slots:calls=(\d+)`)
+	total := 0
+	for _, addr := range cl.Addrs() {
+		info, _, err := rawDo(addr, 2*time.Second, "INFO", "commandstats")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m := re.FindSubmatch(info); m != nil {
+			n, _ := strconv.Atoi(string(m[1]))
+			total += n
+		}
+	}
+	return total
+}
+
+// durationEnv reads a duration from the environment, for runs at other settings than the suite's.
+func durationEnv(t *testing.T, name string, def time.Duration) time.Duration {
+	if v := os.Getenv(name); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		return d
+	}
+	return def
+}
+
+// TestPollsAtRest: CLUSTER SLOTS calls the cluster gets from 3 and from 10 idle proxies, each polling on
+// its own (gossip off) and with one poller for the fleet (gossip on). The suite polls every 500 ms over 6 s;
+// SLOTPROXY_POLL_INTERVAL=5s SLOTPROXY_POLL_WINDOW=60s measures the default settings over a minute.
+func TestPollsAtRest(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	interval := durationEnv(t, "SLOTPROXY_POLL_INTERVAL", 500*time.Millisecond)
+	window := durationEnv(t, "SLOTPROXY_POLL_WINDOW", 6*time.Second)
+	rounds := float64(window) / float64(interval)
+	cl := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3, Replicas: 1})
+	for _, n := range []int{3, 10} {
+		for _, gossip := range []bool{false, true} {
+			name := fmt.Sprintf("%d proxies, gossip %v", n, map[bool]string{false: "off", true: "on"}[gossip])
+			t.Run(name, func(t *testing.T) {
+				fleet := startFleet(t, cl.Addrs(), n, gossip, func(c *proxy.Config) {
+					c.RefreshInterval = proxy.Duration(interval)
+				})
+				time.Sleep(2 * interval) // start-up rounds, and the first hints of the poller
+				before := clusterSlotsCalls(t, cl)
+				time.Sleep(window)
+				calls := clusterSlotsCalls(t, cl) - before
+				t.Logf("%s: %d CLUSTER SLOTS calls in %v, %.0f a minute (refresh every %v)", name, calls, window,
+					float64(calls)*float64(time.Minute)/float64(window), interval)
+				if !gossip {
+					if float64(calls) < 0.8*float64(n)*rounds {
+						t.Errorf("%d calls, want about %.0f (every proxy polls)", calls, float64(n)*rounds)
+					}
+					return
+				}
+				if float64(calls) > 1.5*rounds+2 {
+					t.Errorf("%d calls, want about %.0f (one poller for the fleet)", calls, rounds)
+				}
+				poller := fleet[0].peers.Poller()
+				for _, p := range fleet {
+					info := string(dialRaw(t, p.addr).do("INFO", "proxy"))
+					if got := infoField(info, "proxy_peers_poller"); got != poller {
+						t.Errorf("%s says the poller is %q, the first proxy says %q", p.addr, got, poller)
+					}
+					skipped, _ := strconv.Atoi(infoField(info, "proxy_topology_polls_skipped"))
+					if isPoller := p.peers.Name() == poller; isPoller != (skipped == 0) {
+						t.Errorf("%s (poller %v) skipped %d rounds", p.addr, isPoller, skipped)
+					}
+				}
+			})
+		}
+	}
+}
+
+// facadeNodes reads CLUSTER NODES from addr: the lines, split into fields.
+func facadeNodes(addr string) ([][]string, error) {
+	got, _, err := rawDo(addr, 2*time.Second, "CLUSTER", "NODES")
+	if err != nil {
+		return nil, err
+	}
+	text, ok := bulkText(got)
+	if !ok {
+		return nil, fmt.Errorf("CLUSTER NODES answered %q", got)
+	}
+	var lines [][]string
+	for _, l := range strings.Split(strings.TrimSpace(text), "\n") {
+		if l != "" {
+			lines = append(lines, strings.Fields(l))
+		}
+	}
+	return lines, nil
+}
+
+func bulkText(reply []byte) (string, bool) {
+	s := string(reply)
+	if !strings.HasPrefix(s, "$") {
+		return "", false
+	}
+	i := strings.Index(s, "\r\n")
+	n, err := strconv.Atoi(s[1:i])
+	if err != nil || len(s) < i+2+n {
+		return "", false
+	}
+	return s[i+2 : i+2+n], true
+}
+
+// TestClusterFacade: three proxies with cluster_facade. Each answers CLUSTER SLOTS, SHARDS, NODES, INFO,
+// MYID and KEYSLOT as one Redis Cluster of the three, the same from every proxy; COUNTKEYSINSLOT and
+// GETKEYSINSLOT reach the node of the slot and check their arguments as Redis does; INFO and HELLO say
+// cluster. go-redis's ClusterClient and redis-cli -c given one proxy spread over all three.
+func TestClusterFacade(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	_, _, cl := shared(t)
+	fleet := startFleet(t, cl.Addrs(), 3, true, func(c *proxy.Config) { c.Peers.ClusterFacade = true })
+	var addrs []string
+	for _, p := range fleet {
+		addrs = append(addrs, p.addr)
+	}
+	eventually(t, 5*time.Second, "3 nodes in every facade", func() bool {
+		for _, a := range addrs {
+			if lines, err := facadeNodes(a); err != nil || len(lines) != 3 {
+				return false
+			}
+		}
+		return true
+	})
+	ctx := context.Background()
+	if testing.Verbose() {
+		for _, args := range [][]string{{"CLUSTER", "SLOTS"}, {"CLUSTER", "NODES"}, {"CLUSTER", "SHARDS"}} {
+			out, _ := exec.Command("redis-cli", append([]string{"-p", strings.Split(addrs[0], ":")[1]}, args...)...).CombinedOutput()
+			t.Logf("%v:\n%s", args, out)
+		}
+	}
+	var slots0 []byte
+	for i, a := range addrs {
+		rc := dialRaw(t, a)
+		slots := rc.do("CLUSTER", "SLOTS")
+		if i == 0 {
+			slots0 = slots
+		} else if string(slots) != string(slots0) {
+			t.Errorf("CLUSTER SLOTS differs between proxies:\n%q\n%q", slots0, slots)
+		}
+		lines, _ := facadeNodes(a)
+		myid, _ := bulkText(rc.do("CLUSTER", "MYID"))
+		var mine []string
+		for _, f := range lines {
+			if strings.Contains(f[2], "myself") {
+				mine = append(mine, f[0])
+			}
+			if len(f) != 9 || f[3] != "-" || f[7] != "connected" || !strings.HasSuffix(f[2], "master") {
+				t.Errorf("%s: CLUSTER NODES line %q", a, strings.Join(f, " "))
+			}
+		}
+		if len(mine) != 1 || mine[0] != myid || !strings.Contains(strings.Join(lines[0], " ")+
+			strings.Join(lines[1], " ")+strings.Join(lines[2], " "), myid+" "+a+"@") {
+			t.Errorf("%s: MYID %q, myself lines %v", a, myid, mine)
+		}
+		info, _ := bulkText(rc.do("CLUSTER", "INFO"))
+		for _, want := range []string{"cluster_state:ok", "cluster_slots_assigned:16384", "cluster_known_nodes:3",
+			"cluster_size:3"} {
+			if !strings.Contains(info, want+"\r\n") {
+				t.Errorf("%s: CLUSTER INFO without %s:\n%s", a, want, info)
+			}
+		}
+		if got := string(rc.do("CLUSTER", "KEYSLOT", "foo")); got != ":12182\r\n" {
+			t.Errorf("KEYSLOT foo = %q", got)
+		}
+		if got := infoField(string(rc.do("INFO", "cluster")), "cluster_enabled"); got != "1" {
+			t.Errorf("%s: INFO cluster_enabled:%s with the facade", a, got)
+		}
+		if got := string(rc.do("HELLO", "2")); !strings.Contains(got, "$4\r\nmode\r\n$7\r\ncluster\r\n") {
+			t.Errorf("%s: HELLO without mode cluster: %q", a, got)
+		}
+	}
+	// COUNTKEYSINSLOT and GETKEYSINSLOT: the node's own answers, and Redis's errors.
+	node := cl.Masters()[0].Addr
+	for _, args := range [][]string{
+		{"CLUSTER", "COUNTKEYSINSLOT", "99999"}, {"CLUSTER", "COUNTKEYSINSLOT", "abc"},
+		{"CLUSTER", "COUNTKEYSINSLOT", "-1"}, {"CLUSTER", "GETKEYSINSLOT", "1", "-1"},
+		{"CLUSTER", "GETKEYSINSLOT", "1", "x"}, {"CLUSTER", "GETKEYSINSLOT", "16384", "1"},
+		{"CLUSTER", "COUNTKEYSINSLOT"},
+	} {
+		want, _, _ := rawDo(node, 2*time.Second, args...)
+		if got := dialRaw(t, addrs[1]).do(args...); string(got) != string(want) {
+			t.Errorf("%v: %q, a node answers %q", args, got, want)
+		}
+	}
+	key := "facade:{counted}"
+	if err := newClient(addrs[0]).Set(ctx, key, "1", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	slot := strconv.Itoa(int(topology.Slot([]byte(key))))
+	if got := string(dialRaw(t, addrs[2]).do("CLUSTER", "COUNTKEYSINSLOT", slot)); got != ":1\r\n" {
+		t.Errorf("COUNTKEYSINSLOT %s = %q, want 1", slot, got)
+	}
+	if got := string(dialRaw(t, addrs[2]).do("CLUSTER", "GETKEYSINSLOT", slot, "10")); !strings.Contains(got, key) {
+		t.Errorf("GETKEYSINSLOT %s = %q, want %s", slot, got, key)
+	}
+
+	// go-redis's ClusterClient, given one proxy.
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{addrs[0]}})
+	defer cc.Close()
+	ranges, err := cc.ClusterSlots(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := 0
+	var seen []string
+	for _, r := range ranges {
+		if r.Start != next || len(r.Nodes) != 1 {
+			t.Fatalf("CLUSTER SLOTS through go-redis: %+v", ranges)
+		}
+		next = r.End + 1
+		seen = append(seen, r.Nodes[0].Addr)
+	}
+	slices.Sort(seen)
+	want := slices.Sorted(slices.Values(addrs))
+	if next != 16384 || !slices.Equal(seen, want) {
+		t.Errorf("the facade's slots end at %d, over %v; want 16384 over %v", next-1, seen, want)
+	}
+	shards, err := cc.ClusterShards(ctx).Result()
+	if err != nil || len(shards) != 3 {
+		t.Fatalf("CLUSTER SHARDS through go-redis: %+v, %v", shards, err)
+	}
+	for _, sh := range shards {
+		if len(sh.Nodes) != 1 || sh.Nodes[0].Role != "master" || sh.Nodes[0].Health != "online" {
+			t.Errorf("CLUSTER SHARDS: %+v", sh)
+		}
+	}
+	before := make([]int, 3)
+	for i, a := range addrs {
+		before[i], _ = strconv.Atoi(infoField(string(dialRaw(t, a).do("INFO", "proxy")), "proxy_total_commands_processed"))
+	}
+	for i := range 300 {
+		if err := cc.Set(ctx, fmt.Sprintf("facade:%d", i), i, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	plain := newClient(addrs[2])
+	defer plain.Close()
+	for i := range 300 {
+		if v, err := plain.Get(ctx, fmt.Sprintf("facade:%d", i)).Int(); err != nil || v != i {
+			t.Fatalf("facade:%d = %v, %v; want %d", i, v, err, i)
+		}
+	}
+	for i, a := range addrs {
+		n, _ := strconv.Atoi(infoField(string(dialRaw(t, a).do("INFO", "proxy")), "proxy_total_commands_processed"))
+		if n-before[i] < 50 {
+			t.Errorf("proxy %s served %d of the ClusterClient's 300 SETs, want about a third", a, n-before[i])
+		}
+	}
+
+	// redis-cli -c, given one proxy.
+	host, port := splitAddr(t, addrs[1])
+	out, err := exec.Command("redis-cli", "-c", "-h", host, "-p", port, "CLUSTER", "SLOTS").CombinedOutput()
+	if err != nil || strings.Count(string(out), "\n") < 12 {
+		t.Errorf("redis-cli -c CLUSTER SLOTS: %v\n%s", err, out)
+	}
+	for _, a := range addrs {
+		h, p := splitAddr(t, a)
+		if !strings.Contains(string(out), h+"\n"+p+"\n") {
+			t.Errorf("redis-cli -c CLUSTER SLOTS without %s:\n%s", a, out)
+		}
+	}
+	cmd := exec.Command("redis-cli", "-c", "-h", host, "-p", port)
+	cmd.Stdin = strings.NewReader("SET facade:cli hello\nGET facade:cli\n")
+	if out, err := cmd.CombinedOutput(); err != nil || string(out) != "OK\nhello\n" {
+		t.Errorf("redis-cli -c SET and GET: %v %q", err, out)
+	}
+}
+
+func splitAddr(t *testing.T, addr string) (string, string) {
+	i := strings.LastIndex(addr, ":")
+	return addr[:i], addr[i+1:]
+}
