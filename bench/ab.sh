@@ -6,6 +6,8 @@
 #
 # Environment: BASE (17300: cluster BASE..BASE+2, bus +10000, proxies BASE+10 and BASE+11), TESTS (default
 # "set 1 200000,get 1 200000,set 16 1000000,get 16 1000000"), DATA (64), CLIENTS (50), EVENT_LOOPS (1).
+# NEW_PEERS=1: the new proxy gossips (peers.bind BASE+20) with one idle proxy of the new binary (client port
+# BASE+12, gossip BASE+21), to measure peers on and idle against OLD (which can be the same binary).
 # Prints one line per run and the median requests/s of each binary per test with the ratio new/old.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -32,12 +34,24 @@ printf 'max_clients: 0\nlog_level: warn\nevent_loops: %s\n' "$EVENT_LOOPS" >"$RU
 seeds=127.0.0.1:$BASE,127.0.0.1:$((BASE + 1)),127.0.0.1:$((BASE + 2))
 declare -A PORT=([old]=$((BASE + 10)) [new]=$((BASE + 11)))
 declare -A BIN=([old]=$OLD [new]=$NEW)
-for w in old new; do
-	"${BIN[$w]}" -config "$RUN/proxy.yaml" -listen "127.0.0.1:${PORT[$w]}" -seeds "$seeds" -metrics off \
+cp "$RUN/proxy.yaml" "$RUN/old.yaml"
+cp "$RUN/proxy.yaml" "$RUN/new.yaml"
+if [[ ${NEW_PEERS:-0} == 1 ]]; then
+	printf 'peers:\n  bind: 127.0.0.1:%d\n' $((BASE + 20)) >>"$RUN/new.yaml"
+	printf 'peers:\n  bind: 127.0.0.1:%d\n  join: [127.0.0.1:%d]\n' $((BASE + 21)) $((BASE + 20)) >"$RUN/idle.yaml"
+	cat "$RUN/proxy.yaml" >>"$RUN/idle.yaml"
+	PORT[idle]=$((BASE + 12)) BIN[idle]=$NEW
+fi
+for w in old new ${PORT[idle]:+idle}; do
+	"${BIN[$w]}" -config "$RUN/$w.yaml" -listen "127.0.0.1:${PORT[$w]}" -seeds "$seeds" -metrics off \
 		>"$RUN/$w.log" 2>&1 &
 	PIDS+=($!)
 	wait_pong 127.0.0.1 "${PORT[$w]}" 30 "$!" || die "the $w proxy does not answer: $(tail -5 "$RUN/$w.log")"
 done
+if [[ -n ${PORT[idle]:-} ]]; then
+	members=$(redis-cli -p "${PORT[new]}" info proxy | tr -d '\r' | sed -n 's/^proxy_peers_members://p')
+	[[ $members == 2 ]] || die "the new proxy's fleet has ${members:-no} members, want 2"
+fi
 sleep 1
 IFS=, read -r -a T <<<"$TESTS"
 : >"$RUN/results"

@@ -56,7 +56,9 @@ type Peers struct {
 	Advertise string   `yaml:"advertise"` // host:port the other proxies reach this one at; empty: bind
 	Join      []string `yaml:"join"`      // peers to join at start; empty: the first of a fleet
 	Secret    string   `yaml:"secret"`    // 16, 24 or 32 bytes, or as hex: encrypts gossip; empty: clear
-	Profile   string   `yaml:"profile"`   // lan (default), wan or local: memberlist's timing presets
+	// AcceptSecrets are also accepted from peers, never used to send: to rotate the secret (README).
+	AcceptSecrets []string `yaml:"accept_secrets"`
+	Profile       string   `yaml:"profile"` // lan (default), wan or local: memberlist's timing presets
 	// ClusterFacade: to cluster-aware clients (CLUSTER SLOTS, SHARDS, NODES, INFO ...) the live proxies look
 	// like a Redis Cluster of masters, the slots spread evenly over them; any proxy still serves any slot.
 	ClusterFacade bool `yaml:"cluster_facade"`
@@ -219,8 +221,13 @@ func (c *Config) Validate() error {
 		default:
 			return fmt.Errorf("peers.profile: %q: want lan, wan or local", p.Profile)
 		}
-		if n := len(p.Secret); n != 0 && n != 16 && n != 24 && n != 32 && n != 32*2 && n != 24*2 {
-			return errors.New("peers.secret: want 16, 24 or 32 bytes, or as many bytes in hex")
+		for _, sec := range append([]string{p.Secret}, p.AcceptSecrets...) {
+			if n := len(sec); n != 0 && n != 16 && n != 24 && n != 32 && n != 32*2 && n != 24*2 {
+				return errors.New("peers.secret, peers.accept_secrets: want 16, 24 or 32 bytes, or as many bytes in hex")
+			}
+		}
+		if p.Secret == "" && len(p.AcceptSecrets) > 0 {
+			return errors.New("peers.accept_secrets: needs peers.secret")
 		}
 	} else if c.Peers.ClusterFacade {
 		return errors.New("peers.cluster_facade: needs peers.bind")

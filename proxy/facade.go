@@ -26,7 +26,7 @@ import (
 func (s *Server) JoinPeers(log *slog.Logger) (*topology.Peers, error) {
 	p := s.cfg.Peers
 	pc := topology.PeersConfig{Bind: p.Bind, Advertise: p.Advertise, Join: p.Join, Secret: p.Secret,
-		Profile: p.Profile, Logger: log}
+		OldSecrets: p.AcceptSecrets, Profile: p.Profile, Logger: log}
 	if !p.PollEveryone {
 		pc.RefreshInterval = s.cfg.RefreshInterval.D()
 	}

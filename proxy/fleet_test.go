@@ -362,3 +362,212 @@ func splitAddr(t *testing.T, addr string) (string, string) {
 	i := strings.LastIndex(addr, ":")
 	return addr[:i], addr[i+1:]
 }
+
+// fleetBinary runs the proxy binary with the facade on, joining join (empty: the first of a fleet). It
+// returns the process and its client and gossip addresses.
+func fleetBinary(t *testing.T, seeds []string, join string) (*binProc, string, string) {
+	addr, gossip := addrOf(redistest.FreePort(t)), addrOf(redistest.FreePort(t))
+	yaml := fmt.Sprintf("listen: %s\nmetrics: \"\"\nseeds: [%s]\nevent_loops: 2\npeers:\n  bind: %s\n"+
+		"  secret: 0123456789abcdef\n  cluster_facade: true\n", addr, strings.Join(seeds, ", "), gossip)
+	if join != "" {
+		yaml += "  join: [" + join + "]\n"
+	}
+	p := runBinary(t, yaml)
+	p.waitServes(t, addr)
+	return p, addr, gossip
+}
+
+// facadeAddrs are the client addresses in addr's CLUSTER NODES, sorted.
+func facadeAddrs(addr string) ([]string, error) {
+	lines, err := facadeNodes(addr)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, f := range lines {
+		out = append(out, f[1][:strings.Index(f[1], "@")])
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// TestFacadeProxyKilled: three proxy processes with the facade, and go-redis ClusterClients (50 workers,
+// each writing its own keys in turn) given all three. One proxy is SIGKILLed: the other two drop it from
+// the facade as soon as its client port refuses connections, and memberlist finds it dead later (LAN
+// timing); every write a client was told succeeded is there at the end, and the errors are counted:
+// requests in flight on the dead proxy, and those the clients send it until they reload the map
+// (ClusterStateReloadInterval, SLOTPROXY_FACADE_RELOAD, 2s here; go-redis's default is 60s). A new proxy
+// then joins and is in the facade of the others within a second.
+func TestFacadeProxyKilled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	cl := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3, Replicas: 1})
+	p0, a0, g0 := fleetBinary(t, cl.Addrs(), "")
+	_, a1, _ := fleetBinary(t, cl.Addrs(), g0)
+	p2, a2, _ := fleetBinary(t, cl.Addrs(), g0)
+	all := slices.Sorted(slices.Values([]string{a0, a1, a2}))
+	p0.waitFor(t, 5*time.Second, "3 proxies in the facade", func() error {
+		for _, a := range all {
+			if got, err := facadeAddrs(a); err != nil || !slices.Equal(got, all) {
+				return fmt.Errorf("%s: %v %v", a, got, err)
+			}
+		}
+		return nil
+	})
+	reload := durationEnv(t, "SLOTPROXY_FACADE_RELOAD", 2*time.Second)
+	redis.SetLogger(quietDials{}) // thousands of "failed to dial" lines while the dead proxy is in the map
+	const workers = 50
+	type workerLog struct {
+		acked   map[string]int // key → the last value acknowledged
+		tried   map[string]int // key → the last value attempted
+		errs    []time.Time
+		errText map[string]int
+		slowest time.Duration
+		slow    int // requests over 100 ms
+	}
+	logs := make([]*workerLog, workers)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	clients := make([]*redis.ClusterClient, 5) // 10 workers share each, as an application's pool would
+	for i := range clients {
+		clients[i] = redis.NewClusterClient(&redis.ClusterOptions{Addrs: all, ClusterStateReloadInterval: reload})
+		defer clients[i].Close()
+	}
+	for w := range workers {
+		lg := &workerLog{acked: map[string]int{}, tried: map[string]int{}, errText: map[string]int{}}
+		logs[w] = lg
+		wg.Go(func() {
+			cc := clients[w%len(clients)]
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				key := fmt.Sprintf("fleet:%d:%d", w, i%200)
+				lg.tried[key] = i
+				began := time.Now()
+				err := cc.Set(context.Background(), key, i, 0).Err()
+				if took := time.Since(began); took > 100*time.Millisecond {
+					lg.slow++
+					lg.slowest = max(lg.slowest, took)
+				}
+				if err != nil {
+					lg.errs = append(lg.errs, time.Now())
+					msg := err.Error()
+					if j := strings.Index(msg, "127.0.0.1"); j >= 0 {
+						msg = msg[:j] // the address and port vary
+					}
+					lg.errText[msg]++
+					continue
+				}
+				lg.acked[key] = i
+			}
+		})
+	}
+	time.Sleep(2 * time.Second)
+	killed := time.Now()
+	_ = p2.cmd.Process.Kill()
+	<-p2.done
+	live := slices.DeleteFunc(slices.Clone(all), func(a string) bool { return a == a2 })
+	p0.waitFor(t, 30*time.Second, "the killed proxy gone from the facade", func() error {
+		for _, a := range live {
+			if got, err := facadeAddrs(a); err != nil || !slices.Equal(got, live) {
+				return fmt.Errorf("%s: %v %v", a, got, err)
+			}
+		}
+		return nil
+	})
+	dead := time.Since(killed)
+	p0.waitFor(t, 30*time.Second, "memberlist finds the killed proxy dead", func() error {
+		for _, a := range live {
+			info, _, err := rawDo(a, 2*time.Second, "INFO", "proxy")
+			if err != nil {
+				return err
+			}
+			if alive, gone := infoField(string(info), "proxy_peers_alive"), infoField(string(info), "proxy_peers_dead"); alive != "2" || gone != "1" {
+				return fmt.Errorf("%s: alive %s, dead %s", a, alive, gone)
+			}
+		}
+		return nil
+	})
+	foundDead := time.Since(killed)
+	time.Sleep(reload + time.Second) // the clients reload
+	_, a3, _ := fleetBinary(t, cl.Addrs(), g0)
+	joined := time.Now()
+	grown := slices.Sorted(slices.Values(append(slices.Clone(live), a3)))
+	p0.waitFor(t, time.Second, "the new proxy in the facade", func() error {
+		for _, a := range live {
+			if got, err := facadeAddrs(a); err != nil || !slices.Equal(got, grown) {
+				return fmt.Errorf("%s: %v %v", a, got, err)
+			}
+		}
+		return nil
+	})
+	inFacade := time.Since(joined)
+	time.Sleep(reload + time.Second)
+	close(stop)
+	wg.Wait()
+
+	var errs, afterDead, writes, slow int
+	var slowest time.Duration
+	texts := map[string]int{}
+	var last time.Time
+	for _, lg := range logs {
+		errs += len(lg.errs)
+		writes += len(lg.acked)
+		slow += lg.slow
+		slowest = max(slowest, lg.slowest)
+		for _, at := range lg.errs {
+			if at.After(killed.Add(dead)) {
+				afterDead++
+			}
+			if at.After(last) {
+				last = at
+			}
+		}
+		for k, v := range lg.errText {
+			texts[k] += v
+		}
+	}
+	lastErr := "none"
+	if !last.IsZero() {
+		lastErr = last.Sub(killed).String()
+	}
+	t.Logf("killed proxy out of the facade after %v, found dead by memberlist after %v; new proxy in the facade "+
+		"%v after it served; %d errors (%d after the facade changed), the last after %s; error texts %v "+
+		"(client map reload every %v); %d requests over 100 ms, the slowest %v; %d keys written", dead, foundDead,
+		inFacade, errs, afterDead, lastErr, texts, reload, slow, slowest, writes)
+	// Nothing acknowledged is lost: each key holds its last acknowledged value or a later attempt.
+	rc := newClient(a0)
+	defer rc.Close()
+	lost := 0
+	for _, lg := range logs {
+		for key, v := range lg.acked {
+			got, err := rc.Get(context.Background(), key).Int()
+			if err != nil || got < v || got > lg.tried[key] {
+				lost++
+				if lost < 5 {
+					t.Errorf("%s = %d, %v; acknowledged %d, last tried %d", key, got, err, v, lg.tried[key])
+				}
+			}
+		}
+	}
+	if lost > 0 {
+		t.Errorf("%d acknowledged writes lost", lost)
+	}
+	if !last.IsZero() && last.Sub(killed) > dead+reload+time.Second {
+		t.Errorf("errors went on %v after the kill; the facade changed after %v and the clients reload every %v",
+			last.Sub(killed), dead, reload)
+	}
+}
+
+// quietDials is go-redis's logger without its lines about failed dials.
+type quietDials struct{}
+
+func (quietDials) Printf(_ context.Context, format string, v ...any) {
+	if line := fmt.Sprintf(format, v...); !strings.Contains(line, "failed to dial") {
+		fmt.Fprintln(os.Stderr, "redis:", line)
+	}
+}

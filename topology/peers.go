@@ -12,6 +12,7 @@ import (
 	"log"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -45,6 +46,7 @@ type Peers struct {
 	closeOnce sync.Once
 
 	meta     []byte               // what the others learn of this proxy: its client address
+	links    *links               // to the other facade members' client ports; nil without a client address
 	interval time.Duration        // the topology's periodic refresh; 0: every proxy polls
 	heard    atomic.Int64         // unix nanoseconds of the last fresh hint from a peer
 	deadMu   sync.Mutex           // guards dead and byes
@@ -62,14 +64,17 @@ type Refresher interface {
 
 // PeersConfig says where a proxy gossips and whom it joins.
 type PeersConfig struct {
-	Bind      string        // host:port for gossip, TCP and UDP; port 0: any
-	Advertise string        // host:port the others reach it at; empty: Bind
-	Join      []string      // host:port of peers to join; none: the first of a fleet
-	Secret    string        // 16, 24 or 32 bytes (or twice as many hex digits): encrypts gossip; empty: clear
-	Profile   string        // lan (default), wan or local: memberlist's timing presets
-	Name      string        // unique in the fleet; empty: random
-	Logger    *slog.Logger  // nil: slog.Default()
-	Leave     time.Duration // how long Close waits to tell the others it leaves; 0: 1s
+	Bind      string   // host:port for gossip, TCP and UDP; port 0: any
+	Advertise string   // host:port the others reach it at; empty: Bind
+	Join      []string // host:port of peers to join; none: the first of a fleet
+	Secret    string   // 16, 24 or 32 bytes (or twice as many hex digits): encrypts gossip; empty: clear
+	// OldSecrets are also accepted from peers (never sent with), so that the secret can be rotated one
+	// proxy at a time.
+	OldSecrets []string
+	Profile    string        // lan (default), wan or local: memberlist's timing presets
+	Name       string        // unique in the fleet; empty: random
+	Logger     *slog.Logger  // nil: slog.Default()
+	Leave      time.Duration // how long Close waits to tell the others it leaves; 0: 1s
 	// ClientAddr is host:port where clients reach this proxy, for the cluster facade; empty: not in it.
 	ClientAddr string
 	// RefreshInterval is the topology's periodic refresh. Set, and with a topology that takes a poll gate
@@ -168,9 +173,23 @@ func StartPeers(cfg PeersConfig, topo Refresher) (*Peers, error) {
 		}
 	}
 	if cfg.Secret != "" {
-		if mc.SecretKey, err = secretKey(cfg.Secret); err != nil {
+		primary, err := secretKey(cfg.Secret)
+		if err != nil {
 			return nil, err
 		}
+		keys := [][]byte{primary}
+		for _, o := range cfg.OldSecrets {
+			k, err := secretKey(o)
+			if err != nil {
+				return nil, err
+			}
+			keys = append(keys, k)
+		}
+		if mc.Keyring, err = memberlist.NewKeyring(keys, primary); err != nil {
+			return nil, fmt.Errorf("peers secret: %w", err)
+		}
+	} else if len(cfg.OldSecrets) > 0 {
+		return nil, errors.New("peers: other secrets without a secret")
 	}
 	p := &Peers{topo: topo, log: cfg.Logger, seen: map[string]uint64{}, events: make(chan memberEvent, 256),
 		done: make(chan struct{}), dead: map[string]time.Time{}, byes: map[string]time.Time{}}
@@ -194,6 +213,9 @@ func StartPeers(cfg PeersConfig, topo Refresher) (*Peers, error) {
 	}
 	p.queue = &memberlist.TransmitLimitedQueue{NumNodes: p.ml.NumMembers, RetransmitMult: mc.RetransmitMult}
 	go p.logEvents()
+	if p.meta != nil {
+		p.links = startLinks(p)
+	}
 	if len(cfg.Join) > 0 {
 		if n, err := p.ml.Join(cfg.Join); err != nil {
 			p.log.Warn("peers: could not join any peer yet; the others can still join this one", "join",
@@ -499,8 +521,17 @@ func (p *Peers) MemberCounts() (alive, dead int) {
 }
 
 // FacadeMembers are the proxies of the cluster facade: the live members that gave a client address, this
-// one included when it has one.
+// one included when it has one, less those whose client port refuses connections (links).
 func (p *Peers) FacadeMembers() []FacadeMember {
+	out := p.facadeCandidates()
+	if p.links != nil {
+		out = slices.DeleteFunc(out, func(m FacadeMember) bool { return !m.Self && p.links.isDown(m.Name) })
+	}
+	return out
+}
+
+// facadeCandidates are the live members that gave a client address.
+func (p *Peers) facadeCandidates() []FacadeMember {
 	var out []FacadeMember
 	for _, n := range p.ml.Members() {
 		meta := n.Meta

@@ -233,11 +233,61 @@ func TestPeersOnePoller(t *testing.T) {
 	waitFor(t, 3*time.Second, "b is the poller", func() bool { return ps[0].Poller() == "b" && ps[2].Poller() == "b" })
 }
 
-// TestPeersFacadeMembers: every member learns the others' client addresses; one without an address is not
-// in the facade.
+// clientPort stands for a proxy's client port: it accepts connections and holds them until told.
+type clientPort struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func listenClientPort(t *testing.T) *clientPort {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := &clientPort{ln: ln}
+	t.Cleanup(func() { cp.close(true) })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			cp.mu.Lock()
+			cp.conns = append(cp.conns, c)
+			cp.mu.Unlock()
+		}
+	}()
+	return cp
+}
+
+// close closes the held connections, and the listener too when all is set (the process died).
+func (cp *clientPort) close(all bool) {
+	if all {
+		_ = cp.ln.Close()
+	}
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	for _, c := range cp.conns {
+		_ = c.Close()
+	}
+	cp.conns = nil
+}
+
+func (cp *clientPort) held() int {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	return len(cp.conns)
+}
+
+// TestPeersFacadeMembers: every member learns the others' client addresses, and one without an address is
+// not in the facade. Each holds a link to the others' client ports: a member that closes its links but
+// still accepts stays in the facade; one whose port refuses (its process died) is out within a link dial,
+// long before memberlist would find it dead.
 func TestPeersFacadeMembers(t *testing.T) {
+	ports := []*clientPort{listenClientPort(t), listenClientPort(t)}
 	var ps []*Peers
-	for i, client := range []string{"127.0.0.1:7777", "10.1.2.3:7778", ""} {
+	for i, client := range []string{ports[0].ln.Addr().String(), ports[1].ln.Addr().String(), ""} {
 		cfg := PeersConfig{Bind: "127.0.0.1:0", Profile: "local", Logger: slog.New(slog.DiscardHandler),
 			ClientAddr: client}
 		if i > 0 {
@@ -263,11 +313,66 @@ func TestPeersFacadeMembers(t *testing.T) {
 				t.Errorf("%s: member %s bus port %d, want %s", p.Name(), m.Name, m.BusPort, port)
 			}
 		}
-		if got[ps[0].Name()] != "127.0.0.1:7777" || got[ps[1].Name()] != "10.1.2.3:7778" {
+		if got[ps[0].Name()] != ports[0].ln.Addr().String() || got[ps[1].Name()] != ports[1].ln.Addr().String() {
 			t.Errorf("%s sees %v", p.Name(), got)
 		}
 	}
 	if _, err := StartPeers(PeersConfig{Bind: "127.0.0.1:0", ClientAddr: "nohost"}, &fakeTopo{}); err == nil {
 		t.Error("a client address without a port was taken")
+	}
+	// The links: ps[1] links to port 0 and ps[0] to port 1 (ps[2] has no address, so no links).
+	waitFor(t, 3*time.Second, "links held", func() bool { return ports[0].held() == 1 && ports[1].held() == 1 })
+	ports[1].close(false)
+	waitFor(t, 3*time.Second, "a closed link dialled again", func() bool { return ports[1].held() == 1 })
+	if n := len(ps[0].FacadeMembers()); n != 2 {
+		t.Errorf("a member that closed its link but accepts is out of the facade: %d members", n)
+	}
+	ports[0].close(true)
+	d := waitFor(t, 3*time.Second, "a dead client port out of the facade", func() bool {
+		return len(ps[1].FacadeMembers()) == 1
+	})
+	t.Logf("a member whose client port closed is out of the facade after %v", d)
+	if ps[1].Members() != 3 {
+		t.Errorf("the member is gone from memberlist too (%d members): the test shows nothing", ps[1].Members())
+	}
+}
+
+// TestPeersSecretRotation: mid-rotation, a proxy sending with the old secret and accepting the new one and a
+// proxy sending with the new one and accepting the old one form one fleet and hear each other's hints; a
+// proxy with another secret cannot join.
+func TestPeersSecretRotation(t *testing.T) {
+	const oldKey, newKey = "0123456789abcdef", "fedcba9876543210"
+	start := func(secret string, accept []string, join ...string) (*Peers, *fakeTopo, error) {
+		f := &fakeTopo{}
+		f.snap.Store(oneShardMap("10.0.0.1:7000", 5))
+		p, err := StartPeers(PeersConfig{Bind: "127.0.0.1:0", Profile: "local", Logger: slog.New(slog.DiscardHandler),
+			Secret: secret, OldSecrets: accept, Join: join}, f)
+		if err == nil {
+			t.Cleanup(func() { p.Close(100 * time.Millisecond) })
+		}
+		return p, f, err
+	}
+	a, fa, err := start(oldKey, []string{newKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, fb, err := start(newKey, []string{oldKey}, a.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "both see 2 members", func() bool { return a.Members() == 2 && b.Members() == 2 })
+	fa.set(oneShardMap("10.0.0.2:7000", 6))
+	waitFor(t, 3*time.Second, "b hears a's hint", func() bool { return fb.requests.Load() > 0 })
+	fb.set(oneShardMap("10.0.0.3:7000", 7))
+	waitFor(t, 3*time.Second, "a hears b's hint", func() bool { return fa.requests.Load() > 0 })
+
+	c, _, _ := start("0123456789abcdeX", nil)
+	if c != nil {
+		if _, err := c.ml.Join([]string{a.Addr()}); err == nil {
+			t.Error("a proxy with another secret joined")
+		}
+	}
+	if _, _, err := start("", []string{oldKey}); err == nil {
+		t.Error("accepted secrets without a secret were taken")
 	}
 }
