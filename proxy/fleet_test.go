@@ -571,3 +571,65 @@ func (quietDials) Printf(_ context.Context, format string, v ...any) {
 		fmt.Fprintln(os.Stderr, "redis:", line)
 	}
 }
+
+// liar is a fleet member that claims a map no cluster has.
+type liar struct{ snap *topology.Snapshot }
+
+func (l liar) Snapshot() *topology.Snapshot { return l.snap }
+func (l liar) RequestRefresh()              {}
+
+// TestBogusPeerHint: a member gossips a map of a future epoch that routes every slot to a node that does
+// not exist. Each real proxy re-reads the cluster (its refresh count grows, and the cluster gets the
+// CLUSTER SLOTS calls), keeps routing as the cluster says, and goes on serving.
+func TestBogusPeerHint(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	cl := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3, Replicas: 0})
+	fleet := startFleet(t, cl.Addrs(), 2, true, func(c *proxy.Config) {
+		c.RefreshInterval = proxy.Duration(time.Hour) // only the hint makes them refresh
+	})
+	bogus := &topology.Snapshot{Shards: []topology.Shard{{Master: 0}}, Nodes: []topology.Node{{Addr: "10.255.255.1:1"}},
+		Epoch: 1 << 40}
+	lie, err := topology.StartPeers(topology.PeersConfig{Bind: "127.0.0.1:0", Secret: "0123456789abcdef",
+		Join: []string{fleet[0].peers.Addr()}, Logger: slog.New(slog.DiscardHandler)}, liar{bogus})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lie.Close(time.Second)
+	eventually(t, 5*time.Second, "3 members", func() bool { return fleet[1].peers.Members() == 3 })
+	time.Sleep(500 * time.Millisecond) // the liar's first hint, sent at its start, is heard
+	var refreshes []uint64
+	var versions []uint64
+	for _, p := range fleet {
+		refreshes = append(refreshes, p.srv.Topology().(*topology.Manager).Stats().Refreshes)
+		versions = append(versions, snapshotOf(p.srv).Version)
+	}
+	calls := clusterSlotsCalls(t, cl)
+	lie.Announce(bogus)
+	eventually(t, 3*time.Second, "both proxies re-read the cluster", func() bool {
+		for i, p := range fleet {
+			if p.srv.Topology().(*topology.Manager).Stats().Refreshes <= refreshes[i] {
+				return false
+			}
+		}
+		return true
+	})
+	if got := clusterSlotsCalls(t, cl) - calls; got < 2 {
+		t.Errorf("the cluster got %d CLUSTER SLOTS calls, want one from each proxy", got)
+	}
+	time.Sleep(200 * time.Millisecond)
+	for i, p := range fleet {
+		s := snapshotOf(p.srv)
+		if s.Version != versions[i] {
+			t.Errorf("proxy %d: map version %d, was %d: a peer's hint changed the routing", i, s.Version, versions[i])
+		}
+		for _, a := range s.MasterAddrs() {
+			if nodeByAddr(cl, a) == nil {
+				t.Errorf("proxy %d routes to %s, not a cluster node", i, a)
+			}
+		}
+		c := dialRaw(t, p.addr)
+		checkServes(t, c, fmt.Sprintf("proxy %d after the bogus hint", i))
+	}
+}

@@ -79,7 +79,8 @@ func (l *links) tick() {
 	}
 }
 
-// connect dials a member's client port and watches the link until it ends; then it dials once more.
+// connect dials a member's client port and watches the link until it ends; then it dials again at once,
+// so that a dead process is told from a closed connection within a dial.
 func (l *links) connect(name, addr string) {
 	for {
 		select {
@@ -114,6 +115,7 @@ func (l *links) connect(name, addr string) {
 		delete(l.down, name)
 		l.mu.Unlock()
 
+		began := time.Now()
 		var buf [512]byte
 		for {
 			if _, err := c.Read(buf[:]); err != nil {
@@ -126,6 +128,9 @@ func (l *links) connect(name, addr string) {
 			delete(l.conns, name)
 		}
 		l.mu.Unlock()
+		if time.Since(began) < l.every {
+			return // a peer that closes links at once (max_clients): the next tick dials again
+		}
 	}
 }
 

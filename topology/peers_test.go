@@ -376,3 +376,47 @@ func TestPeersSecretRotation(t *testing.T) {
 		t.Error("accepted secrets without a secret were taken")
 	}
 }
+
+// TestLinksBackOff: a member whose client port accepts and closes every connection at once (a proxy at
+// max_clients) is dialled about once a tick, not in a loop, and stays in the facade.
+func TestLinksBackOff(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var accepts atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepts.Add(1)
+			_, _ = c.Write([]byte("-ERR max number of clients reached\r\n"))
+			_ = c.Close()
+		}
+	}()
+	other := listenClientPort(t)
+	var ps []*Peers
+	for i, client := range []string{ln.Addr().String(), other.ln.Addr().String()} {
+		cfg := PeersConfig{Bind: "127.0.0.1:0", Profile: "local", Logger: slog.New(slog.DiscardHandler),
+			ClientAddr: client}
+		if i > 0 {
+			cfg.Join = []string{ps[0].Addr()}
+		}
+		p, err := StartPeers(cfg, &fakeTopo{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.Close(100 * time.Millisecond) })
+		ps = append(ps, p)
+	}
+	time.Sleep(3 * time.Second)
+	if n := accepts.Load(); n < 2 || n > 8 {
+		t.Errorf("%d dials in 3 s to a port that closes every connection, want a few", n)
+	}
+	if n := len(ps[1].FacadeMembers()); n != 2 {
+		t.Errorf("a member that accepts connections is out of the facade: %d members", n)
+	}
+}
