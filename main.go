@@ -81,15 +81,6 @@ func run() error {
 	defer topo.Close()
 
 	srv := proxy.New(cfg, topo, log)
-	if cfg.Peers.Bind != "" {
-		peers, err := srv.JoinPeers(log)
-		if err != nil {
-			return err
-		}
-		defer peers.Close(time.Second)
-		log.Info("peers: gossiping", "addr", peers.Addr(), "name", peers.Name(), "members", peers.Members(),
-			"cluster_facade", cfg.Peers.ClusterFacade)
-	}
 	if cfg.Metrics != "" {
 		reg := metrics.NewRegistry()
 		proxy.RegisterMetrics(reg, srv)
@@ -99,15 +90,34 @@ func run() error {
 		}
 		defer ms.Close(context.Background())
 	}
-
+	stop := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = srv.Stop(ctx)
+	}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	go func() {
 		sig := <-sigs
 		log.Info("stopping", "signal", sig.String())
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = srv.Stop(ctx)
+		stop()
 	}()
-	return srv.Serve()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve() }()
+	if srv.Addr() == "" {
+		return <-served
+	}
+	// Peers join once the client port listens: the others dial it as soon as they see this proxy.
+	if cfg.Peers.Bind != "" {
+		peers, err := srv.JoinPeers(log)
+		if err != nil {
+			stop()
+			<-served
+			return err
+		}
+		defer peers.Close(time.Second)
+		log.Info("peers: gossiping", "addr", peers.Addr(), "name", peers.Name(), "members", peers.Members(),
+			"cluster_facade", cfg.Peers.ClusterFacade)
+	}
+	return <-served
 }

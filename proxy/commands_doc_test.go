@@ -46,6 +46,8 @@ func TestCommandsDoc(t *testing.T) {
 	}
 }
 
+const facadeDoc = "with `peers.cluster_facade`: the fleet of proxies as one Redis Cluster (README, \"Running several proxies\"); refused without"
+
 const pubsubDoc = "sent to every node, replicas too (each counts only its own subscribers), merged as one Redis: channels once, counts summed"
 
 // handlerDocs says what each entry of handlerNames does; TestCommandsDoc fails if the two name different
@@ -102,6 +104,15 @@ var handlerDocs = map[string]string{
 	"unlink": bySlot + ", counts summed", "exists": bySlot + ", counts summed", "touch": bySlot + ", counts summed",
 
 	"move": refused, "swapdb": refused,
+
+	"cluster|slots":           facadeDoc,
+	"cluster|shards":          facadeDoc,
+	"cluster|nodes":           facadeDoc,
+	"cluster|info":            facadeDoc,
+	"cluster|myid":            facadeDoc,
+	"cluster|keyslot":         facadeDoc,
+	"cluster|countkeysinslot": "with `peers.cluster_facade`: sent to the node of the slot; refused without",
+	"cluster|getkeysinslot":   "with `peers.cluster_facade`: sent to the node of the slot; refused without",
 }
 
 const (

@@ -226,6 +226,11 @@ func (c *Config) Validate() error {
 				return errors.New("peers.secret, peers.accept_secrets: want 16, 24 or 32 bytes, or as many bytes in hex")
 			}
 		}
+		if p.Announce != "" {
+			if host, port, _ := net.SplitHostPort(p.Announce); unspecifiedHost(host) || port == "0" {
+				return fmt.Errorf("peers.announce: %q: clients need a host and a port to connect to", p.Announce)
+			}
+		}
 		if p.Secret == "" && len(p.AcceptSecrets) > 0 {
 			return errors.New("peers.accept_secrets: needs peers.secret")
 		}
@@ -325,4 +330,10 @@ func parseSize(s string) (int64, bool) {
 		return 0, false
 	}
 	return v * mul, true
+}
+
+// unspecifiedHost: empty, 0.0.0.0 or ::, which a listener takes for every interface and nobody can dial.
+func unspecifiedHost(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "" || ip != nil && ip.IsUnspecified()
 }

@@ -52,6 +52,22 @@ func TestLoadConfig(t *testing.T) {
 			return c.IdleTimeout.D() == 30*time.Second && c.TCPKeepalive == 0
 		}},
 		{name: "negative idle", yaml: "idle_timeout: -1s\n", wantErr: "idle_timeout"},
+		{name: "peers", yaml: "peers:\n  bind: 0.0.0.0:7946\n  join: [10.0.0.2:7946]\n  secret: 0123456789abcdef\n" +
+			"  accept_secrets: [fedcba9876543210]\n  cluster_facade: true\n  announce: 10.0.0.1:7777\n",
+			check: func(c *Config) bool {
+				p := c.Peers
+				return p.Bind == "0.0.0.0:7946" && p.ClusterFacade && p.Announce == "10.0.0.1:7777" &&
+					len(p.AcceptSecrets) == 1 && p.Profile == "lan" && !p.PollEveryone
+			}},
+		{name: "facade without peers", yaml: "peers:\n  cluster_facade: true\n", wantErr: "peers.cluster_facade: needs peers.bind"},
+		{name: "announce every interface", yaml: "peers:\n  bind: :7946\n  announce: 0.0.0.0:7777\n", wantErr: "peers.announce"},
+		{name: "announce no host", yaml: "peers:\n  bind: :7946\n  announce: :7777\n", wantErr: "peers.announce"},
+		{name: "announce port 0", yaml: "peers:\n  bind: :7946\n  announce: 10.0.0.1:0\n", wantErr: "peers.announce"},
+		{name: "short secret", yaml: "peers:\n  bind: :7946\n  secret: short\n", wantErr: "peers.secret"},
+		{name: "bad accepted secret", yaml: "peers:\n  bind: :7946\n  secret: 0123456789abcdef\n  accept_secrets: [x]\n",
+			wantErr: "peers.secret, peers.accept_secrets"},
+		{name: "accepted secret alone", yaml: "peers:\n  bind: :7946\n  accept_secrets: [0123456789abcdef]\n",
+			wantErr: "peers.accept_secrets: needs peers.secret"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -63,11 +63,14 @@ func (s *Server) announceAddr() (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if port == "0" {
+		return "", errors.New("peers.announce: needed for the cluster facade while the listen port is not known")
+	}
 	for _, a := range []string{host, s.cfg.Peers.Advertise, s.cfg.Peers.Bind} {
 		if h, _, err := net.SplitHostPort(a); err == nil {
 			a = h
 		}
-		if ip := net.ParseIP(a); a != "" && (ip == nil || !ip.IsUnspecified()) {
+		if !unspecifiedHost(a) {
 			return net.JoinHostPort(a, port), nil
 		}
 	}
@@ -154,8 +157,9 @@ func (s *session) facadeNodes(f []topology.FacadeMember, _ [][]byte) []byte {
 		if m.Self {
 			flags = "myself,master"
 		}
-		text = fmt.Appendf(text, "%s %s@%d %s - 0 %d %d connected %d-%d\n", m.ID,
-			net.JoinHostPort(m.Host, strconv.Itoa(m.Port)), m.BusPort, flags, now, m.Epoch, m.First, m.Last)
+		// ip:port@cport as Redis prints it, an IPv6 address without brackets.
+		text = fmt.Appendf(text, "%s %s:%d@%d %s - 0 %d %d connected %d-%d\n", m.ID, m.Host, m.Port,
+			m.BusPort, flags, now, m.Epoch, m.First, m.Last)
 	}
 	return s.appendText(nil, text)
 }

@@ -419,8 +419,15 @@ func TestKeylessCommands(t *testing.T) {
 		"CLUSTER SLOTS": "-ERR 'CLUSTER SLOTS' is not supported by the proxy\r\n",
 		"CLUSTER INFO":  "-ERR 'CLUSTER INFO' is not supported by the proxy\r\n",
 		"SELECT 1":      "-ERR SELECT is not allowed in cluster mode\r\n",
-		"HELLO 4":       "-NOPROTO unsupported protocol version\r\n",
-		"MOVE k 1":      "-ERR MOVE is not allowed in cluster mode\r\n",
+		// The facade's commands, without the facade.
+		"CLUSTER NODES":             "-ERR 'CLUSTER NODES' is not supported by the proxy\r\n",
+		"CLUSTER SHARDS":            "-ERR 'CLUSTER SHARDS' is not supported by the proxy\r\n",
+		"CLUSTER MYID":              "-ERR 'CLUSTER MYID' is not supported by the proxy\r\n",
+		"CLUSTER KEYSLOT k":         "-ERR 'CLUSTER KEYSLOT' is not supported by the proxy\r\n",
+		"CLUSTER COUNTKEYSINSLOT 1": "-ERR 'CLUSTER COUNTKEYSINSLOT' is not supported by the proxy\r\n",
+		"CLUSTER GETKEYSINSLOT 1 1": "-ERR 'CLUSTER GETKEYSINSLOT' is not supported by the proxy\r\n",
+		"HELLO 4":                   "-NOPROTO unsupported protocol version\r\n",
+		"MOVE k 1":                  "-ERR MOVE is not allowed in cluster mode\r\n",
 	} {
 		args := strings.Split(cmd, " ")
 		if got := string(px.do(args...)); got != want {

@@ -1,9 +1,11 @@
 package topology
 
 import (
+	"errors"
 	"net"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -17,14 +19,15 @@ type links struct {
 	every time.Duration // how often members without a link are dialled
 	dial  time.Duration // dial timeout
 
-	mu    sync.Mutex
-	conns map[string]net.Conn  // member → its open link
-	down  map[string]time.Time // members whose client port refused the last dial, since when
+	mu      sync.Mutex
+	members map[string]string    // member → its client address, as of the last tick
+	conns   map[string]net.Conn  // member → its open link
+	down    map[string]time.Time // members whose client port refused the last dial, since when
 }
 
 func startLinks(p *Peers) *links {
-	l := &links{p: p, every: time.Second, dial: 500 * time.Millisecond, conns: map[string]net.Conn{},
-		down: map[string]time.Time{}}
+	l := &links{p: p, every: time.Second, dial: 500 * time.Millisecond, members: map[string]string{},
+		conns: map[string]net.Conn{}, down: map[string]time.Time{}}
 	go l.run()
 	return l
 }
@@ -56,6 +59,7 @@ func (l *links) tick() {
 		}
 	}
 	l.mu.Lock()
+	l.members = members
 	for name, c := range l.conns {
 		if _, ok := members[name]; !ok {
 			_ = c.Close()
@@ -88,10 +92,15 @@ func (l *links) connect(name, addr string) {
 			return
 		default:
 		}
+		if !l.isMember(name, addr) {
+			return
+		}
 		c, err := net.DialTimeout("tcp", addr, l.dial)
 		l.mu.Lock()
 		if err != nil {
-			if _, was := l.down[name]; !was {
+			// Only a refusal says the process is gone; a timeout or an unreachable network says nothing
+			// memberlist's probes would not say better.
+			if _, was := l.down[name]; !was && errors.Is(err, syscall.ECONNREFUSED) {
 				l.down[name] = time.Now()
 				l.p.log.Info("peers: a peer's client port refuses connections; out of the cluster facade",
 					"peer", name, "addr", addr, "err", err)
@@ -106,7 +115,7 @@ func (l *links) connect(name, addr string) {
 			return
 		default:
 		}
-		if old := l.conns[name]; old != nil { // a tick raced this dial
+		if old := l.conns[name]; old != nil || l.members[name] != addr { // a tick raced this dial
 			l.mu.Unlock()
 			_ = c.Close()
 			return
@@ -132,6 +141,12 @@ func (l *links) connect(name, addr string) {
 			return // a peer that closes links at once (max_clients): the next tick dials again
 		}
 	}
+}
+
+func (l *links) isMember(name, addr string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.members[name] == addr
 }
 
 // isDown tells whether a member's client port refused the last dial.

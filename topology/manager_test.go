@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -186,6 +187,41 @@ func TestManagerCluster(t *testing.T) {
 		redistest.WaitFor(t, 5*time.Second, "periodic refreshes", func() error {
 			if st := p.Stats(); st.Refreshes < 4 || st.Swaps != 1 {
 				return fmt.Errorf("stats %+v", st)
+			}
+			return nil
+		})
+	})
+
+	t.Run("poll gate", func(t *testing.T) {
+		// Periodic rounds ask the gate; requested ones do not; OnPoll hears every round that read a map.
+		p := startManager(t, Config{Seeds: cl.Addrs(), RefreshInterval: 50 * time.Millisecond})
+		waitReady(t, p, 10*time.Second)
+		var polls atomic.Int64
+		var open atomic.Bool
+		p.OnPoll(func(s *Snapshot) {
+			if s != nil {
+				polls.Add(1)
+			}
+		})
+		p.SetPollGate(open.Load)
+		time.Sleep(100 * time.Millisecond) // a round that began before the gate ends
+		before := p.Stats()
+		time.Sleep(500 * time.Millisecond)
+		mid := p.Stats()
+		if n := mid.Refreshes - before.Refreshes; n != 0 || mid.Skipped-before.Skipped < 5 {
+			t.Errorf("gate shut: %d rounds ran, %d skipped in 500 ms; want 0 and about 10", n, mid.Skipped-before.Skipped)
+		}
+		p.RequestRefresh()
+		redistest.WaitFor(t, 5*time.Second, "a requested round past the gate", func() error {
+			if p.Stats().Refreshes == mid.Refreshes || polls.Load() == 0 {
+				return fmt.Errorf("stats %+v, %d polls heard", p.Stats(), polls.Load())
+			}
+			return nil
+		})
+		open.Store(true)
+		redistest.WaitFor(t, 5*time.Second, "periodic rounds again", func() error {
+			if st := p.Stats(); st.Refreshes < mid.Refreshes+5 || polls.Load() < 5 {
+				return fmt.Errorf("stats %+v, %d polls heard", st, polls.Load())
 			}
 			return nil
 		})

@@ -194,7 +194,11 @@ func StartPeers(cfg PeersConfig, topo Refresher) (*Peers, error) {
 	p := &Peers{topo: topo, log: cfg.Logger, seen: map[string]uint64{}, events: make(chan memberEvent, 256),
 		done: make(chan struct{}), dead: map[string]time.Time{}, byes: map[string]time.Time{}}
 	if cfg.ClientAddr != "" {
-		if _, _, err := splitHostPort(cfg.ClientAddr); err != nil {
+		h, port, err := net.SplitHostPort(cfg.ClientAddr)
+		if ip := net.ParseIP(h); err == nil && (h == "" || ip != nil && ip.IsUnspecified() || port == "0") {
+			err = errors.New("no host or port a client can connect to")
+		}
+		if err != nil {
 			return nil, fmt.Errorf("peers client address %q: %w", cfg.ClientAddr, err)
 		}
 		p.meta = append([]byte{metaClient}, cfg.ClientAddr...)
@@ -281,8 +285,9 @@ func (p *Peers) Poller() string {
 	return least
 }
 
-// ShouldPoll tells whether this proxy's periodic refresh should run: it is the poller, or no peer's hint
-// came for two intervals (the poller is gone or gossip is failing).
+// ShouldPoll tells whether this proxy's periodic refresh should run: it is the poller, or no hint of the
+// poller's that was not behind this proxy's map came for two intervals (the poller is gone, stuck on an
+// old map, or gossip is failing). Asked at each periodic round, so a proxy resumes within three intervals.
 func (p *Peers) ShouldPoll() bool {
 	if p.interval <= 0 || p.Poller() == p.name {
 		return true
@@ -350,9 +355,11 @@ func (p *Peers) take(msg []byte) {
 		return
 	}
 	p.stats.HintsReceived.Add(1)
-	p.heard.Store(time.Now().UnixNano())
 	p.queue.QueueBroadcast(&broadcast{name: "topology/" + h.origin, msg: bytes.Clone(msg)})
 	cur := p.topo.Snapshot()
+	if p.interval > 0 && h.origin == p.Poller() && (cur == nil || h.epoch >= cur.Epoch) {
+		p.heard.Store(time.Now().UnixNano()) // the poller read the cluster, and is not behind this proxy
+	}
 	if cur == nil || h.epoch > cur.Epoch || h.epoch == cur.Epoch && h.digest != Digest(cur) {
 		p.stats.HintRefreshes.Add(1)
 		p.log.Debug("peers: a peer has another slot map; refreshing from the cluster", "peer", h.origin,
@@ -367,12 +374,20 @@ func (p *Peers) Close(leave time.Duration) {
 		if leave <= 0 {
 			leave = time.Second
 		}
-		// memberlist tells the others this proxy left, but not in a way they can tell from a death.
+		// memberlist tells the others this proxy left, but not in a way they can tell from a death: say
+		// so first, over TCP, waiting at most half the leave time for peers that do not answer.
 		bye := append([]byte{byeMagic}, p.name...)
+		sent := make(chan struct{})
+		var wg sync.WaitGroup
 		for _, n := range p.ml.Members() {
 			if n.Name != p.name {
-				_ = p.ml.SendBestEffort(n, bye)
+				wg.Go(func() { _ = p.ml.SendReliable(n, bye) })
 			}
+		}
+		go func() { wg.Wait(); close(sent) }()
+		select {
+		case <-sent:
+		case <-time.After(leave / 2):
 		}
 		if err := p.ml.Leave(leave); err != nil {
 			p.log.Warn("peers: leaving", "err", err)
@@ -438,11 +453,16 @@ func (p *Peers) NotifyLeave(n *memberlist.Node)  { p.event("left", n) }
 func (p *Peers) NotifyUpdate(n *memberlist.Node) { p.event("updated", n) }
 
 func (p *Peers) event(kind string, n *memberlist.Node) {
+	if n.Name == p.name {
+		return
+	}
 	p.deadMu.Lock()
 	if at, ok := p.byes[n.Name]; kind == "left" && (!ok || time.Since(at) > byeFor) {
 		kind = "failed"
 	}
-	delete(p.byes, n.Name)
+	if kind != "updated" {
+		delete(p.byes, n.Name)
+	}
 	switch kind {
 	case "failed":
 		p.dead[n.Name] = time.Now()
@@ -468,9 +488,7 @@ func (p *Peers) logEvents() {
 	for {
 		select {
 		case e := <-p.events:
-			if e.name != p.name {
-				p.log.Info("peers: peer "+e.kind, "peer", e.name, "addr", e.addr)
-			}
+			p.log.Info("peers: peer "+e.kind, "peer", e.name, "addr", e.addr)
 		case <-p.done:
 			return
 		}
@@ -510,6 +528,7 @@ const (
 // that have not come back; a peer that left is not dead. memberlist v0.7 keeps a member's suspicion to
 // itself (Node.State is never set), so a suspect member counts as live until it is found dead.
 func (p *Peers) MemberCounts() (alive, dead int) {
+	alive = p.ml.NumMembers() // before deadMu: memberlist takes deadMu (event) under its own lock
 	p.deadMu.Lock()
 	defer p.deadMu.Unlock()
 	for name, at := range p.dead {
@@ -517,7 +536,7 @@ func (p *Peers) MemberCounts() (alive, dead int) {
 			delete(p.dead, name)
 		}
 	}
-	return p.ml.NumMembers(), len(p.dead)
+	return alive, len(p.dead)
 }
 
 // FacadeMembers are the proxies of the cluster facade: the live members that gave a client address, this
