@@ -8,7 +8,8 @@
 # "set 1 200000,get 1 200000,set 16 1000000,get 16 1000000"), DATA (64), CLIENTS (50), EVENT_LOOPS (1).
 # NEW_PEERS=1: the new proxy gossips (peers.bind BASE+20) with one idle proxy of the new binary (client port
 # BASE+12, gossip BASE+21), to measure peers on and idle against OLD (which can be the same binary).
-# Prints one line per run and the median requests/s of each binary per test with the ratio new/old.
+# Prints one line per run and the median requests/s of each binary per test with the ratio new/old, and the
+# median of the rounds' own ratios.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -72,9 +73,12 @@ python3 - "$RUN/results" <<'PY'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
 tests = list(dict.fromkeys(r[0] for r in rows))
-print(f"{'test':<10} {'old req/s':>12} {'new req/s':>12} {'new/old':>8}")
+print(f"{'test':<10} {'old req/s':>12} {'new req/s':>12} {'new/old':>8} {'per round':>10}")
 for t in tests:
-    old = statistics.median(float(r[2]) for r in rows if r[0] == t and r[1] == "old")
-    new = statistics.median(float(r[2]) for r in rows if r[0] == t and r[1] == "new")
-    print(f"{t:<10} {old:>12,.0f} {new:>12,.0f} {new / old:>8.2f}")
+    olds = [float(r[2]) for r in rows if r[0] == t and r[1] == "old"]
+    news = [float(r[2]) for r in rows if r[0] == t and r[1] == "new"]
+    old, new = statistics.median(olds), statistics.median(news)
+    # Each round runs both back to back, so the median of the rounds' ratios cancels slow drifts.
+    per_round = statistics.median(n / o for o, n in zip(olds, news))
+    print(f"{t:<10} {old:>12,.0f} {new:>12,.0f} {new / old:>8.2f} {per_round:>10.2f}")
 PY

@@ -21,8 +21,8 @@ import (
 // Redis to everybody, and these commands are refused as before.
 
 // JoinPeers starts this proxy's membership in its fleet (cfg.Peers) and shows it in INFO, the metrics and,
-// with the facade, CLUSTER. Call it after Serve has started listening when listen's port is 0; Close the
-// Peers to leave.
+// with the facade, CLUSTER. Call it once Serve listens: with the facade the others dial the client port as
+// soon as they see this proxy. Close the Peers to leave.
 func (s *Server) JoinPeers(log *slog.Logger) (*topology.Peers, error) {
 	p := s.cfg.Peers
 	pc := topology.PeersConfig{Bind: p.Bind, Advertise: p.Advertise, Join: p.Join, Secret: p.Secret,
@@ -133,18 +133,13 @@ func (s *session) facadeShards(f []topology.FacadeMember, _ [][]byte) []byte {
 		b = resp.AppendBulkString(b, "nodes")
 		b = resp.AppendArrayHeader(b, 1)
 		b = s.appendMapHeader(b, 7)
-		for _, kv := range [][2]string{{"id", m.ID}, {"port", ""}, {"ip", m.Host}, {"endpoint", m.Host},
-			{"role", "master"}, {"replication-offset", ""}, {"health", "online"}} {
-			b = resp.AppendBulkString(b, kv[0])
-			switch kv[0] {
-			case "port":
-				b = resp.AppendInt(b, int64(m.Port))
-			case "replication-offset":
-				b = resp.AppendInt(b, 0)
-			default:
-				b = resp.AppendBulkString(b, kv[1])
-			}
-		}
+		b = resp.AppendBulkString(resp.AppendBulkString(b, "id"), m.ID)
+		b = resp.AppendInt(resp.AppendBulkString(b, "port"), int64(m.Port))
+		b = resp.AppendBulkString(resp.AppendBulkString(b, "ip"), m.Host)
+		b = resp.AppendBulkString(resp.AppendBulkString(b, "endpoint"), m.Host)
+		b = resp.AppendBulkString(resp.AppendBulkString(b, "role"), "master")
+		b = resp.AppendInt(resp.AppendBulkString(b, "replication-offset"), 0)
+		b = resp.AppendBulkString(resp.AppendBulkString(b, "health"), "online")
 	}
 	return b
 }

@@ -48,7 +48,7 @@ type Peers struct {
 	meta     []byte               // what the others learn of this proxy: its client address
 	links    *links               // to the other facade members' client ports; nil without a client address
 	interval time.Duration        // the topology's periodic refresh; 0: every proxy polls
-	heard    atomic.Int64         // unix nanoseconds of the last fresh hint from a peer
+	heard    atomic.Int64         // unix nanoseconds of the poller's last fresh hint that was not behind
 	deadMu   sync.Mutex           // guards dead and byes
 	dead     map[string]time.Time // peers found dead (not left) and not back since, when
 	byes     map[string]time.Time // peers that said they leave, when
@@ -78,8 +78,8 @@ type PeersConfig struct {
 	// ClientAddr is host:port where clients reach this proxy, for the cluster facade; empty: not in it.
 	ClientAddr string
 	// RefreshInterval is the topology's periodic refresh. Set, and with a topology that takes a poll gate
-	// (*Manager), one proxy of the fleet polls the cluster for all, and tells them with a hint after each
-	// round; a proxy that hears no hint for two intervals polls on its own again.
+	// (*Manager), one proxy of the fleet polls the cluster for all and tells them with a hint after each
+	// round (ShouldPoll says when the others poll on their own again).
 	RefreshInterval time.Duration
 }
 
