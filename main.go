@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -84,7 +85,7 @@ func run() error {
 	if cfg.Metrics != "" {
 		reg := metrics.NewRegistry()
 		proxy.RegisterMetrics(reg, srv)
-		ms, err := metrics.Listen(cfg.Metrics, reg, func() bool { return topo.Snapshot() != nil }, log)
+		ms, err := metrics.Listen(cfg.Metrics, reg, srv.NotReady, log)
 		if err != nil {
 			return fmt.Errorf("metrics: %w", err)
 		}
@@ -95,12 +96,23 @@ func run() error {
 		defer cancel()
 		_ = srv.Stop(ctx)
 	}
-	sigs := make(chan os.Signal, 1)
+	var fleet atomic.Pointer[topology.Peers]
+	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	go func() {
 		sig := <-sigs
-		log.Info("stopping", "signal", sig.String())
-		stop()
+		log.Info("draining", "signal", sig.String(), "drain_timeout", cfg.DrainTimeout.D().String())
+		go func() {
+			sig := <-sigs
+			log.Info("stopping now", "signal", sig.String())
+			stop()
+		}()
+		if p := fleet.Load(); p != nil {
+			p.Close(time.Second) // first, so that the facade and the poller move on
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout.D())
+		defer cancel()
+		_ = srv.Shutdown(ctx)
 	}()
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve() }()
@@ -116,6 +128,7 @@ func run() error {
 			return err
 		}
 		defer peers.Close(time.Second)
+		fleet.Store(peers)
 		log.Info("peers: gossiping", "addr", peers.Addr(), "name", peers.Name(), "members", peers.Members(),
 			"cluster_facade", cfg.Peers.ClusterFacade)
 	}

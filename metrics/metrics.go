@@ -43,14 +43,15 @@ func LabeledGaugeFunc(reg prometheus.Registerer, name, help string, labels prome
 		ConstLabels: labels}, f))
 }
 
-// Server serves /metrics, /healthz (the process is up) and /readyz (ready() is true).
+// Server serves /metrics, /healthz (the process is up) and /readyz (notReady() says nil; else 503 and its
+// reason).
 type Server struct {
 	http *http.Server
 	ln   net.Listener
 }
 
 // Listen binds addr and serves in the background.
-func Listen(addr string, reg *prometheus.Registry, ready func() bool, log *slog.Logger) (*Server, error) {
+func Listen(addr string, reg *prometheus.Registry, notReady func() error, log *slog.Logger) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
@@ -64,8 +65,8 @@ func Listen(addr string, reg *prometheus.Registry, ready func() bool, log *slog.
 	}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !ready() {
-			http.Error(w, "no slot map yet", http.StatusServiceUnavailable)
+		if err := notReady(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ok\n"))

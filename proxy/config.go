@@ -30,6 +30,7 @@ type Config struct {
 	MaxClients      int         `yaml:"max_clients"`   // like Redis maxclients; 0: no limit
 	IdleTimeout     Duration    `yaml:"idle_timeout"`  // Redis's timeout: close clients idle this long; 0: never
 	TCPKeepalive    Duration    `yaml:"tcp_keepalive"` // Redis's tcp-keepalive; 0: off
+	DrainTimeout    Duration    `yaml:"drain_timeout"` // SIGTERM: longest wait for clients' replies; 0: none
 	OutputLimit     OutputLimit `yaml:"client_output_buffer_limit"`
 	QueryLimit      Size        `yaml:"client_query_buffer_limit"`
 	Timeout         Duration    `yaml:"timeout"`          // deadline of each request, retries included
@@ -107,6 +108,7 @@ func Default() *Config {
 			"127.0.0.1:7003", "127.0.0.1:7004", "127.0.0.1:7005"},
 		MaxClients:      10000,
 		TCPKeepalive:    Duration(300 * time.Second),
+		DrainTimeout:    Duration(10 * time.Second),
 		OutputLimit:     OutputLimit{Hard: 1 << 30},
 		QueryLimit:      resp.MaxQueryBuffer,
 		Timeout:         Duration(20 * time.Second),
@@ -251,6 +253,7 @@ func (c *Config) Validate() error {
 		{c.MaxClients >= 0, "max_clients", "must be >= 0"},
 		{c.IdleTimeout >= 0, "idle_timeout", "must be >= 0"},
 		{c.TCPKeepalive >= 0, "tcp_keepalive", "must be >= 0"},
+		{c.DrainTimeout >= 0, "drain_timeout", "must be >= 0"},
 		{c.OutputLimit.SoftSeconds >= 0, "client_output_buffer_limit.soft_seconds", "must be >= 0"},
 		{c.QueryLimit >= 1<<20 && c.QueryLimit <= resp.MaxQueryBuffer, "client_query_buffer_limit", "must be 1mb..1gb"},
 		{c.Timeout > 0, "timeout", "must be > 0"},

@@ -129,6 +129,9 @@ func (l *loop) Run(context.Context) error {
 		l.paused = keep
 	}
 	l.flush()
+	if l.srv.draining.Load() {
+		l.closeQuiet()
+	}
 	return nil
 }
 

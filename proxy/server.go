@@ -58,6 +58,7 @@ type Server struct {
 	nextClientID atomic.Int64
 	stats        Stats
 	peers        atomic.Pointer[topology.Peers] // the fleet this proxy gossips with; nil without peers
+	draining     atomic.Bool                    // Shutdown began (drain.go)
 }
 
 // Stats are process-wide counters, updated atomically by the loops.
@@ -254,6 +255,10 @@ func (s *Server) loopOf(el gnet.EventLoop) *loop {
 func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	if bc, ok := c.Context().(*backend.Conn); ok {
 		return bc.OnOpen(c), gnet.None
+	}
+	if s.draining.Load() {
+		s.stats.ClientsRejected.Add(1)
+		return errShuttingDown, gnet.Close
 	}
 	if limit := s.live.maxClients.Load(); limit > 0 && s.stats.Clients.Load() >= limit {
 		s.stats.ClientsRejected.Add(1)

@@ -1,0 +1,60 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Draining (Shutdown): new clients are turned away with an error, /readyz says so, and each client is
+// closed once it waits for no reply and has nothing unread, so that no request a client sent before the
+// signal is left unanswered. Requests a client sends while draining are served too, until it is quiet.
+
+var errShuttingDown = []byte("-ERR the proxy is shutting down\r\n")
+
+// Shutdown drains the proxy and stops it: it returns when every client is gone, or when ctx ends (then the
+// clients still connected are closed), and the engine has stopped.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
+	s.loopsMu.Lock()
+	for _, l := range s.loops {
+		l.wakeNow()
+	}
+	s.loopsMu.Unlock()
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+wait:
+	for s.stats.Clients.Load() > 0 {
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			s.log.Warn("drain timeout: closing the clients still connected", "clients", s.stats.Clients.Load())
+			break wait
+		}
+	}
+	stop, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return s.Stop(stop)
+}
+
+// NotReady says why the proxy should get no new clients now, or nil when it should.
+func (s *Server) NotReady() error {
+	switch {
+	case s.draining.Load():
+		return errors.New("shutting down")
+	case s.topo.Snapshot() == nil:
+		return errors.New("no slot map yet")
+	}
+	return nil
+}
+
+// closeQuiet closes the loop's clients that wait for no reply, have nothing unread and nothing unwritten.
+func (l *loop) closeQuiet() {
+	for _, s := range l.sessions {
+		if !s.closing && !s.paused && s.queue.Len() == 0 && len(s.out) == 0 && s.c.InboundBuffered() == 0 &&
+			s.c.OutboundBuffered() == 0 {
+			s.closing = true
+			_ = s.c.Close()
+		}
+	}
+}
