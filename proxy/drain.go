@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"errors"
 	"time"
 )
 
@@ -35,17 +34,6 @@ wait:
 	stop, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	return s.Stop(stop)
-}
-
-// NotReady says why the proxy should get no new clients now, or nil when it should.
-func (s *Server) NotReady() error {
-	switch {
-	case s.draining.Load():
-		return errors.New("shutting down")
-	case s.topo.Snapshot() == nil:
-		return errors.New("no slot map yet")
-	}
-	return nil
 }
 
 // closeQuiet closes the loop's clients that wait for no reply, have nothing unread and nothing unwritten.

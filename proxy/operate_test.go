@@ -2,9 +2,11 @@ package proxy_test
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -20,6 +22,7 @@ import (
 	"time"
 
 	"github.com/slotproxy/slotproxy/internal/redistest"
+	"github.com/slotproxy/slotproxy/metrics"
 	"github.com/slotproxy/slotproxy/proxy"
 	"github.com/slotproxy/slotproxy/resp"
 )
@@ -772,9 +775,25 @@ func TestFullCoverageShardLost(t *testing.T) {
 		}
 	}
 
+	ms, err := metrics.Listen("127.0.0.1:0", metrics.NewRegistry(), srv.NotReady, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ms.Close(context.Background())
+	readyz := "http://" + ms.Addr() + "/readyz"
+	expectHTTP(t, readyz, http.StatusOK, "ok\n")
+
 	killed := time.Now()
 	replica.Kill()
 	master.Kill()
+	redistest.WaitFor(t, 5*time.Second, "/readyz 503 with the shard down", func() error {
+		want := "1 of 3 masters do not answer: " + master.Addr + " (connection refused)\n"
+		if code, body, _, err := httpGet(readyz); err != nil || code != http.StatusServiceUnavailable || body != want {
+			return fmt.Errorf("%d %q %v, want 503 %q", code, body, err, want)
+		}
+		return nil
+	})
+	t.Logf("/readyz answers 503 %v after the kill", time.Since(killed))
 	const down = "-CLUSTERDOWN The cluster is down\r\n"
 	for i := 1; i < len(snap.Shards); i++ {
 		survivor := nodeByAddr(cl, snap.Nodes[snap.Shards[i].Master].Addr)
@@ -834,6 +853,12 @@ func TestFullCoverageShardLost(t *testing.T) {
 		return nil
 	})
 	t.Logf("served again %v after the restart", time.Since(healed))
+	redistest.WaitFor(t, 5*time.Second, "/readyz 200 once healed", func() error {
+		if code, body, _, err := httpGet(readyz); err != nil || code != http.StatusOK {
+			return fmt.Errorf("%d %q %v", code, body, err)
+		}
+		return nil
+	})
 	for _, k := range keys {
 		if got := string(mustDo(t, addr, "GET", k)); got != "$5\r\nafter\r\n" {
 			t.Errorf("GET %s after healing: %q, want \"after\"", k, got)

@@ -59,6 +59,7 @@ type Server struct {
 	stats        Stats
 	peers        atomic.Pointer[topology.Peers] // the fleet this proxy gossips with; nil without peers
 	draining     atomic.Bool                    // Shutdown began (drain.go)
+	ready        readiness                      // the last /readyz probe (health.go)
 }
 
 // Stats are process-wide counters, updated atomically by the loops.
