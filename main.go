@@ -41,33 +41,37 @@ func run() error {
 	}
 	set := map[string]bool{}
 	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
-
-	cfg, err := proxy.Load(*configPath)
-	if errors.Is(err, fs.ErrNotExist) && !set["config"] {
-		cfg, err = proxy.Default(), nil // no proxy.yaml here: built-in defaults
+	// load reads the file and applies the flags over it: at start, and again on SIGHUP.
+	load := func() (*proxy.Config, error) {
+		cfg, err := proxy.Load(*configPath)
+		if errors.Is(err, fs.ErrNotExist) && !set["config"] {
+			cfg, err = proxy.Default(), nil // no proxy.yaml here: built-in defaults
+		}
+		if err != nil {
+			return nil, err
+		}
+		if set["listen"] {
+			cfg.Listen = *listen
+		}
+		if set["seeds"] {
+			cfg.Seeds = strings.Split(*seeds, ",")
+		}
+		if set["metrics"] {
+			cfg.Metrics = *metricsAddr
+			if cfg.Metrics == "off" {
+				cfg.Metrics = ""
+			}
+		}
+		return cfg, cfg.Validate()
 	}
+	cfg, err := load()
 	if err != nil {
 		return err
 	}
-	if set["listen"] {
-		cfg.Listen = *listen
-	}
-	if set["seeds"] {
-		cfg.Seeds = strings.Split(*seeds, ",")
-	}
-	if set["metrics"] {
-		cfg.Metrics = *metricsAddr
-		if cfg.Metrics == "off" {
-			cfg.Metrics = ""
-		}
-	}
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
 
-	var level slog.Level
+	var level slog.LevelVar
 	_ = level.UnmarshalText([]byte(cfg.LogLevel))
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: &level}))
 
 	topo := topology.NewManager(topology.Config{
 		Seeds:           cfg.Seeds,
@@ -96,12 +100,30 @@ func run() error {
 		defer cancel()
 		_ = srv.Stop(ctx)
 	}
+	hups := make(chan os.Signal, 1)
+	signal.Notify(hups, syscall.SIGHUP)
+	go func() {
+		for range hups {
+			next, err := load()
+			if err != nil {
+				srv.ReloadFailed()
+				log.Warn("reload refused; the running configuration stays", "config", *configPath, "err", err)
+				continue
+			}
+			changed, restart := srv.Reload(next)
+			_ = level.UnmarshalText([]byte(next.LogLevel))
+			topo.SetSeeds(next.Seeds)
+			log.Info("configuration reloaded", "config", *configPath, "changed", strings.Join(changed, ","),
+				"need_restart", strings.Join(restart, ","))
+		}
+	}()
 	var fleet atomic.Pointer[topology.Peers]
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	go func() {
 		sig := <-sigs
-		log.Info("draining", "signal", sig.String(), "drain_timeout", cfg.DrainTimeout.D().String())
+		drain := srv.Config().DrainTimeout.D()
+		log.Info("draining", "signal", sig.String(), "drain_timeout", drain.String())
 		go func() {
 			sig := <-sigs
 			log.Info("stopping now", "signal", sig.String())
@@ -110,7 +132,7 @@ func run() error {
 		if p := fleet.Load(); p != nil {
 			p.Close(time.Second) // first, so that the facade and the poller move on
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout.D())
+		ctx, cancel := context.WithTimeout(context.Background(), drain)
 		defer cancel()
 		_ = srv.Shutdown(ctx)
 	}()

@@ -121,6 +121,10 @@ func NewPool(el gnet.EventLoop, cfg *Config, topo Topology, log *slog.Logger, wa
 	return &Pool{el: el, cfg: cfg, topo: topo, log: log, wake: wake, nodes: make(map[string]*node)}
 }
 
+// SetConfig makes cfg the pool's configuration from the next request on; call it on the pool's loop.
+// Connections already open keep their count (ConnsPerNode) and their handshake.
+func (p *Pool) SetConfig(cfg *Config) { p.cfg = cfg }
+
 // Snapshot returns the current slot map, refreshing the loop's node index when it changed.
 func (p *Pool) Snapshot() *topology.Snapshot {
 	s := p.topo.Snapshot()

@@ -36,6 +36,13 @@ func GaugeFunc(reg prometheus.Registerer, name, help string, f func() float64) {
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: Namespace, Name: name, Help: help}, f))
 }
 
+// LabeledCounterFunc registers one series of a counter, with fixed labels, read from f at scrape time;
+// register each series of the counter with the same name and help.
+func LabeledCounterFunc(reg prometheus.Registerer, name, help string, labels prometheus.Labels, f func() float64) {
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: Namespace, Name: name, Help: help,
+		ConstLabels: labels}, f))
+}
+
 // LabeledGaugeFunc registers one series of a gauge, with fixed labels, read from f at scrape time; register
 // each series of the gauge with the same name and help.
 func LabeledGaugeFunc(reg prometheus.Registerer, name, help string, labels prometheus.Labels, f func() float64) {

@@ -78,7 +78,7 @@ func (s *session) tryResume() bool {
 
 // checkOutputLimits closes the client past the output buffer limits, and reports whether it did.
 func (s *session) checkOutputLimits() bool {
-	lim := &s.l.srv.cfg.OutputLimit
+	lim := s.l.srv.live.outputLimit.Load()
 	if s.ps != nil && s.subscribed() {
 		lim = &pubsubOutputLimit
 	}

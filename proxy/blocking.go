@@ -244,7 +244,7 @@ func (b *blockedOp) Reply(be *backend.Request, reply []byte) {
 		b.hops = 0 // a redirect after a long wait is a new move of the slot, not a loop
 	}
 	if addr, ask, ok := backend.Redirection(reply, b.addr); ok && !be.Lost {
-		if b.hops < l.srv.cfg.MaxRedirects {
+		if b.hops < l.srv.bcfg.Load().MaxRedirects {
 			b.hops++
 			if !ask {
 				l.srv.topo.RequestRefresh()
@@ -291,7 +291,7 @@ func transient(reply []byte) bool {
 // resendLater sends the command again, to the slot's master then, after a backoff.
 func (b *blockedOp) resendLater() {
 	l := b.sess.l
-	d := max(l.srv.bcfg.RetryBackoffMax, 10*time.Millisecond)
+	d := max(l.srv.bcfg.Load().RetryBackoffMax, 10*time.Millisecond)
 	time.AfterFunc(d, func() {
 		_ = l.el.Execute(context.Background(), runnable(func() {
 			if b.gone {

@@ -85,12 +85,19 @@ type liveConfig struct {
 	idleTimeout  atomic.Int64 // ns: Redis's timeout, idle_timeout; 0: never
 	maxClients   atomic.Int64 // Redis's maxclients, max_clients; 0: no limit
 	tcpKeepalive atomic.Int64 // ns: Redis's tcp-keepalive, tcp_keepalive, for connections accepted next; 0: off
+	timeout      atomic.Int64 // ns: the request deadline, timeout, for loops made next (each loop keeps its own)
+	queryLimit   atomic.Int64 // client_query_buffer_limit, bytes
+	outputLimit  atomic.Pointer[OutputLimit]
 }
 
 func (lc *liveConfig) init(c *Config) {
 	lc.idleTimeout.Store(int64(c.IdleTimeout))
 	lc.maxClients.Store(int64(c.MaxClients))
 	lc.tcpKeepalive.Store(int64(c.TCPKeepalive))
+	lc.timeout.Store(int64(c.Timeout))
+	lc.queryLimit.Store(int64(c.QueryLimit))
+	lim := c.OutputLimit
+	lc.outputLimit.Store(&lim)
 }
 
 // Retry is the backoff for TRYAGAIN, CLUSTERDOWN and lost nodes.

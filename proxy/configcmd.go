@@ -97,7 +97,7 @@ var ownedParams = map[string]ownedParam{
 		to:  func(lc *liveConfig) *atomic.Int64 { return &lc.maxClients },
 	},
 	"client-query-buffer-limit": {
-		get:   func(s *Server) string { return strconv.FormatInt(int64(s.cfg.QueryLimit), 10) },
+		get:   func(s *Server) string { return strconv.FormatInt(s.live.queryLimit.Load(), 10) },
 		fixed: "the proxy's limit is client_query_buffer_limit in proxy.yaml",
 	},
 	"port": {
@@ -221,7 +221,7 @@ func (s *Server) outputLimitValue(node []byte) []byte {
 	if len(f) < 4 || !strings.EqualFold(f[0], "normal") {
 		return node
 	}
-	lim := s.cfg.OutputLimit
+	lim := *s.live.outputLimit.Load()
 	f[1] = strconv.FormatInt(int64(lim.Hard), 10)
 	f[2] = strconv.FormatInt(int64(lim.Soft), 10)
 	f[3] = seconds(int64(lim.SoftSeconds))

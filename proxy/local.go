@@ -357,6 +357,7 @@ func (s *Server) appendInfoSection(b []byte) []byte {
 		"proxy_rejected_connections:%d\r\nproxy_total_commands_processed:%d\r\n",
 		Version, runtime.Version(), int64(time.Since(s.start).Seconds()), s.numLoops(),
 		st.Clients.Load(), st.ClientsTotal.Load(), st.ClientsRejected.Load(), st.Commands.Load())
+	b = append(b, s.reloadInfo()...)
 	if snap := s.topo.Snapshot(); snap != nil {
 		b = fmt.Appendf(b, "proxy_cluster_nodes:%d\r\nproxy_cluster_shards:%d\r\nproxy_slot_map_version:%d\r\n",
 			len(snap.Nodes), len(snap.Shards), snap.Version)

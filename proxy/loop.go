@@ -57,10 +57,10 @@ type loop struct {
 }
 
 func newLoop(s *Server, el gnet.EventLoop) *loop {
-	l := &loop{srv: s, el: el, slotChild: make([]*request, topology.NumSlots), timeout: int64(s.cfg.Timeout.D()),
+	l := &loop{srv: s, el: el, slotChild: make([]*request, topology.NumSlots), timeout: s.live.timeout.Load(),
 		epfd: epollFD(el)}
 	l.rng = rand.NewPCG(uint64(time.Now().UnixNano()), uint64(s.nextClientID.Load()))
-	l.pool = l.newPool(&s.bcfg)
+	l.pool = l.newPool(s.bcfg.Load())
 	return l
 }
 
@@ -74,7 +74,7 @@ func (l *loop) newPool(cfg *backend.Config) *backend.Pool {
 // resp3Pool is the loop's pool of RESP3 connections, made on first use.
 func (l *loop) resp3Pool() *backend.Pool {
 	if l.pool3 == nil {
-		l.pool3 = l.newPool(&l.srv.bcfg3)
+		l.pool3 = l.newPool(l.srv.bcfg3.Load())
 	}
 	return l.pool3
 }

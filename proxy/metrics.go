@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/slotproxy/slotproxy/metrics"
@@ -74,6 +76,11 @@ func RegisterMetrics(reg prometheus.Registerer, s *Server) {
 		peerStat(func(p *topology.Peers) float64 { return float64(p.Stats().HintsReceived.Load()) }))
 	metrics.CounterFunc(reg, "peers_hint_refreshes_total", "Refreshes from the cluster asked for by a peer's hint.",
 		peerStat(func(p *topology.Peers) float64 { return float64(p.Stats().HintRefreshes.Load()) }))
+	for result, n := range map[string]*atomic.Int64{"ok": &st.Reloads, "failed": &st.ReloadsFailed} {
+		metrics.LabeledCounterFunc(reg, "config_reloads_total", "Configuration reloads (SIGHUP): applied, or "+
+			"refused because the file could not be read or was not valid.", prometheus.Labels{"result": result},
+			func() float64 { return float64(n.Load()) })
+	}
 	metrics.CounterFunc(reg, "topology_polls_skipped_total", "Periodic slot map refreshes left to the fleet's poller.",
 		func() float64 {
 			if m, ok := s.topo.(*topology.Manager); ok {

@@ -313,7 +313,7 @@ func (ps *pubsub) scheduleRelink(dones ...func([]byte)) {
 	l.srv.topo.RequestRefresh()
 	delay := 10 * time.Millisecond
 	if ps.relinkFailed {
-		delay = max(l.srv.bcfg.RetryBackoffMax, delay)
+		delay = max(l.srv.bcfg.Load().RetryBackoffMax, delay)
 	}
 	time.AfterFunc(delay, func() {
 		_ = l.el.Execute(context.Background(), runnable(func() {

@@ -39,10 +39,10 @@ type Topology interface {
 type Server struct {
 	gnet.BuiltinEventEngine
 
-	cfg   *Config    // as loaded; never written
-	live  liveConfig // the values of cfg that CONFIG SET changes at run time: read these, not cfg's
-	bcfg  backend.Config
-	bcfg3 backend.Config // bcfg with Protocol 3, for the pools of RESP3 sessions
+	cfg   *Config    // as loaded at start; never written (Reload changes live, bcfg and the loops)
+	live  liveConfig // the values of cfg that CONFIG SET and Reload change at run time: read these, not cfg's
+	bcfg  atomic.Pointer[backend.Config]
+	bcfg3 atomic.Pointer[backend.Config] // bcfg with Protocol 3, for the pools of RESP3 sessions
 	topo  Topology
 	log   *slog.Logger
 	start time.Time
@@ -59,6 +59,7 @@ type Server struct {
 	stats        Stats
 	peers        atomic.Pointer[topology.Peers] // the fleet this proxy gossips with; nil without peers
 	draining     atomic.Bool                    // Shutdown began (drain.go)
+	current      atomic.Pointer[Config]         // cfg with the reloads applied (reload.go)
 	ready        readiness                      // the last /readyz probe (health.go)
 }
 
@@ -74,35 +75,45 @@ type Stats struct {
 	IdleClosed        atomic.Int64 // connections closed by idle_timeout
 	Blocked           atomic.Int64 // clients waiting in a blocking command now
 	PutBack           atomic.Int64 // pops of blocking commands put back for clients that had left
+	Reloads           atomic.Int64 // configuration reloads applied
+	ReloadsFailed     atomic.Int64 // reloads refused: the file could not be read or was not valid
 }
 
 // New makes a server; Serve runs it.
 func New(cfg *Config, topo Topology, log *slog.Logger) *Server {
-	readFrom, _ := backend.ParseReadPolicy(cfg.ReadFrom)
 	s := &Server{
-		cfg:  cfg,
-		topo: topo,
-		log:  log,
-		bcfg: backend.Config{
-			ConnsPerNode:    cfg.ConnsPerNode,
-			DialTimeout:     cfg.DialTimeout.D(),
-			RetryBackoffMin: cfg.Retry.BackoffMin.D(),
-			RetryBackoffMax: cfg.Retry.BackoffMax.D(),
-			MaxRedirects:    cfg.MaxRedirects,
-			StallTimeout:    cfg.Timeout.D(),
-			Username:        cfg.Username,
-			Password:        cfg.Password,
-			ReadFrom:        readFrom,
-			MaxLeases:       cfg.MaxLeasedConns,
-		},
+		cfg:     cfg,
+		topo:    topo,
+		log:     log,
 		booted:  make(chan struct{}),
 		stopped: make(chan struct{}),
 		loops:   make(map[gnet.EventLoop]*loop),
 	}
-	s.bcfg3 = s.bcfg
-	s.bcfg3.Protocol = 3
+	s.setBackendConfig(cfg)
 	s.live.init(cfg)
+	s.current.Store(cfg)
 	return s
+}
+
+// setBackendConfig makes the backend configuration of cfg the one new pools take.
+func (s *Server) setBackendConfig(cfg *Config) {
+	readFrom, _ := backend.ParseReadPolicy(cfg.ReadFrom)
+	b := &backend.Config{
+		ConnsPerNode:    cfg.ConnsPerNode,
+		DialTimeout:     cfg.DialTimeout.D(),
+		RetryBackoffMin: cfg.Retry.BackoffMin.D(),
+		RetryBackoffMax: cfg.Retry.BackoffMax.D(),
+		MaxRedirects:    cfg.MaxRedirects,
+		StallTimeout:    cfg.Timeout.D(),
+		Username:        cfg.Username,
+		Password:        cfg.Password,
+		ReadFrom:        readFrom,
+		MaxLeases:       cfg.MaxLeasedConns,
+	}
+	b3 := *b
+	b3.Protocol = 3
+	s.bcfg.Store(b)
+	s.bcfg3.Store(&b3)
 }
 
 // Serve listens and serves until Stop. It returns the engine's error.

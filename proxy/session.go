@@ -84,7 +84,7 @@ func (s *session) onTraffic() {
 		_, _ = c.Discard(-1)
 		return
 	}
-	if buffered := s.in.Buffered(c); buffered > int(s.l.srv.cfg.QueryLimit) {
+	if buffered := s.in.Buffered(c); buffered > int(s.l.srv.live.queryLimit.Load()) {
 		s.l.srv.stats.QueryBufferClosed.Add(1)
 		s.l.srv.log.Warn("closing client that reached max query buffer length", "client", s.raddr, "bytes", buffered)
 		_ = c.Close()

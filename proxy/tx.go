@@ -174,7 +174,7 @@ func (s *session) txCommand(cmd *command.Command, st command.Status, args [][]by
 		tx.queued = resp.AppendCommand(tx.queued, args...)
 	}
 	tx.n++
-	if limit := int(s.l.srv.cfg.QueryLimit); len(tx.queued) > limit {
+	if limit := int(s.l.srv.live.queryLimit.Load()); len(tx.queued) > limit {
 		// The queued commands are the client's input the proxy holds: the query buffer limit bounds them.
 		s.l.srv.log.Warn("closing client whose transaction passed the query buffer limit", "client", s.raddr,
 			"bytes", len(tx.queued))
@@ -329,7 +329,7 @@ func (x *execution) Reply(be *backend.Request, reply []byte) {
 		// hears what Redis says for a touched watch, so that its optimistic loop tries again.
 		x.done(x.sess.appendNullArray(nil))
 		return
-	case x.redirect != nil && x.hops < x.sess.l.srv.cfg.MaxRedirects:
+	case x.redirect != nil && x.hops < x.sess.l.srv.bcfg.Load().MaxRedirects:
 		// The node took none of it (EXECABORT): send the same transaction where the slot is.
 		if addr, ask, ok := backend.Redirection(x.redirect, from); ok {
 			x.hops++
@@ -351,7 +351,7 @@ func (x *execution) Reply(be *backend.Request, reply []byte) {
 func (x *execution) retryLater() {
 	l := x.sess.l
 	l.srv.topo.RequestRefresh()
-	time.AfterFunc(max(l.srv.bcfg.RetryBackoffMax, 10*time.Millisecond), func() {
+	time.AfterFunc(max(l.srv.bcfg.Load().RetryBackoffMax, 10*time.Millisecond), func() {
 		_ = l.el.Execute(context.Background(), runnable(func() {
 			snap := l.pool.Snapshot()
 			switch {
@@ -391,7 +391,7 @@ func (x *execution) watchDone(be *backend.Request, reply []byte) {
 		x.done(resp.AppendOK(nil))
 		return
 	}
-	if addr, ask, ok := backend.Redirection(reply, x.lease.Addr()); ok && x.hops < s.l.srv.cfg.MaxRedirects {
+	if addr, ask, ok := backend.Redirection(reply, x.lease.Addr()); ok && x.hops < s.l.srv.bcfg.Load().MaxRedirects {
 		x.hops++
 		x.lease.Close()
 		x.lease = nil

@@ -76,6 +76,7 @@ type Manager struct {
 	subs   []func(*Snapshot)
 	polled []func(*Snapshot)
 	gate   atomic.Pointer[func() bool]
+	seedsP atomic.Pointer[[]string] // cfg.Seeds, or those SetSeeds gave
 
 	requests, refreshes, failures, swaps, skipped atomic.Uint64
 
@@ -160,6 +161,19 @@ func (m *Manager) Subscribe(fn func(*Snapshot)) {
 	m.subsMu.Unlock()
 }
 
+// SetSeeds replaces the seeds, from the next refresh on. Safe from any goroutine.
+func (m *Manager) SetSeeds(seeds []string) {
+	seeds = append([]string(nil), seeds...)
+	m.seedsP.Store(&seeds)
+}
+
+func (m *Manager) seeds() []string {
+	if p := m.seedsP.Load(); p != nil {
+		return *p
+	}
+	return m.cfg.Seeds
+}
+
 // OnPoll registers fn to be called after every round that read a full map from the cluster, whether or
 // not the routing changed, with the current snapshot; same rules as Subscribe.
 func (m *Manager) OnPoll(fn func(*Snapshot)) {
@@ -231,7 +245,7 @@ func (m *Manager) run() {
 				warned, lastErr = time.Now(), err.Error()
 				if m.snap.Load() == nil {
 					log.Warn("topology: no seed answered CLUSTER SLOTS with a full slot map; retrying",
-						"seeds", strings.Join(m.cfg.Seeds, ","), "attempts", failures, "err", err)
+						"seeds", strings.Join(m.seeds(), ","), "attempts", failures, "err", err)
 				} else {
 					log.Warn("topology: slot map refresh failed; keeping the current map",
 						"version", m.version, "attempts", failures, "err", err)
@@ -315,7 +329,7 @@ func (m *Manager) candidates() []string {
 	}
 	seen := make(map[string]bool)
 	var good, suspect []string
-	for _, group := range [][]string{masters, replicas, m.cfg.Seeds} {
+	for _, group := range [][]string{masters, replicas, m.seeds()} {
 		for _, a := range group {
 			if seen[a] {
 				continue

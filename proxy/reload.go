@@ -1,0 +1,106 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+)
+
+// Reloading (SIGHUP in main): the keys below take effect in the running proxy without dropping a client;
+// the others need a restart and are only reported.
+
+// reloadable are the keys Reload applies: each loop takes the new backend configuration and request
+// deadline on its own goroutine; the rest are live atomics.
+var reloadable = []string{"timeout", "dial_timeout", "read_from", "retry", "max_redirects", "max_clients",
+	"idle_timeout", "tcp_keepalive", "client_output_buffer_limit", "client_query_buffer_limit", "drain_timeout",
+	"log_level", "seeds"}
+
+// Reload applies next's reloadable keys (see reloadable) to the running proxy, and returns the keys it
+// changed and those that differ but need a restart. next must be valid. main applies log_level and seeds,
+// which the server does not own.
+func (s *Server) Reload(next *Config) (changed, restart []string) {
+	cur := s.current.Load()
+	for _, k := range diffKeys(cur, next) {
+		if slices.Contains(reloadable, k) {
+			changed = append(changed, k)
+		} else {
+			restart = append(restart, k)
+		}
+	}
+	// Keys that need a restart keep their running values.
+	applied := *next
+	keepRestartOnly(&applied, cur)
+	s.current.Store(&applied)
+	s.setBackendConfig(&applied)
+	s.live.init(&applied)
+	b, b3, timeout := s.bcfg.Load(), s.bcfg3.Load(), int64(applied.Timeout)
+	s.loopsMu.Lock()
+	loops := make([]*loop, 0, len(s.loops))
+	for _, l := range s.loops {
+		loops = append(loops, l)
+	}
+	s.loopsMu.Unlock()
+	for _, l := range loops {
+		done := make(chan struct{})
+		err := l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			defer close(done)
+			l.timeout = timeout
+			l.pool.SetConfig(b)
+			if l.pool3 != nil {
+				l.pool3.SetConfig(b3)
+			}
+			return nil
+		}))
+		if err == nil {
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+			}
+		}
+	}
+	s.stats.Reloads.Add(1)
+	return changed, restart
+}
+
+// ReloadFailed counts a reload whose file could not be used; the running configuration stays.
+func (s *Server) ReloadFailed() { s.stats.ReloadsFailed.Add(1) }
+
+// diffKeys lists the top-level yaml keys whose values differ between a and b.
+func diffKeys(a, b *Config) []string {
+	var keys []string
+	va, vb := reflect.ValueOf(a).Elem(), reflect.ValueOf(b).Elem()
+	for i := range va.NumField() {
+		if !reflect.DeepEqual(va.Field(i).Interface(), vb.Field(i).Interface()) {
+			keys = append(keys, yamlKey(va.Type().Field(i)))
+		}
+	}
+	return keys
+}
+
+func yamlKey(f reflect.StructField) string {
+	key, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+	return key
+}
+
+// keepRestartOnly copies into c the running values of the keys Reload does not apply.
+func keepRestartOnly(c, running *Config) {
+	vc, vr := reflect.ValueOf(c).Elem(), reflect.ValueOf(running).Elem()
+	for i := range vc.NumField() {
+		if !slices.Contains(reloadable, yamlKey(vc.Type().Field(i))) {
+			vc.Field(i).Set(vr.Field(i))
+		}
+	}
+}
+
+// Config is the configuration running now: the start-up one with the reloads applied.
+func (s *Server) Config() Config { return *s.current.Load() }
+
+func (s *Server) reloadInfo() string {
+	return fmt.Sprintf("proxy_config_reloads:%d\r\nproxy_config_reload_failures:%d\r\n", s.stats.Reloads.Load(),
+		s.stats.ReloadsFailed.Load())
+}
