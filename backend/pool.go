@@ -438,6 +438,7 @@ func (p *Pool) scheduleWake(at, now int64) {
 
 func (p *Pool) fail(r *Request, errText string) {
 	p.Stats.Failed.Add(1)
+	r.Failed = true
 	p.deliver(r, fmt.Appendf(nil, "-%s\r\n", errText))
 }
 

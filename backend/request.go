@@ -25,6 +25,7 @@ type Request struct {
 	Replies    int    // on a Lease: how many replies Raw asks for (0 means 1); Sink gets each
 	Lost       bool   // on a Lease: the replies still owed are the proxy's errors for a lost or unreachable node
 	Sink       Sink
+	Failed     bool // set by the Pool when the reply is an error it made itself (deadline, lost node, redirects)
 
 	// Owned by the Pool while the request is in it.
 	redirects int

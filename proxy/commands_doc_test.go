@@ -170,7 +170,7 @@ func describe(c *command.Command) string {
 
 // refusal is the error text a refusing handler answers.
 func refusal(h handler, c *command.Command) string {
-	s := &session{l: &loop{srv: &Server{}}}
+	s := &session{l: &loop{srv: &Server{}, cmdStats: make([]cmdStat, command.Count())}}
 	h(s, c, nil, nil, 0)
 	return strings.TrimSuffix(strings.TrimPrefix(string(s.out), "-"), "\r\n")
 }

@@ -159,6 +159,10 @@ func refuse(msg string) handler {
 // dispatch answers, forwards or splits one command.
 func (s *session) dispatch(args [][]byte, raw []byte, now int64) {
 	cmd, st := command.Lookup(args)
+	s.curCmd, s.curStart = -1, now
+	if cmd != nil {
+		s.curCmd = cmd.Index
+	}
 	s.silentNow = s.replyOff || s.skipNext
 	s.skipNext = false
 	if s.tx != nil {

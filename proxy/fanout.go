@@ -286,8 +286,31 @@ func (p *request) infoReply(out []byte) []byte {
 		b = bytes.ReplaceAll(b, []byte("redis_mode:cluster"), []byte("redis_mode:standalone"))
 		b = bytes.ReplaceAll(b, []byte("cluster_enabled:1"), []byte("cluster_enabled:0"))
 	}
+	srv := p.sess.l.srv
+	// The master's counts are of what the proxy sent it; a client of the proxy wants the proxy's own.
+	b = replaceSection(b, "Commandstats", srv.appendCommandstats)
+	b = replaceSection(b, "Latencystats", srv.appendLatencystats)
 	if len(p.order) > 0 {
-		b = p.sess.l.srv.appendInfoSection(b)
+		b = srv.appendInfoSection(b)
 	}
 	return p.sess.appendText(out, b)
+}
+
+// replaceSection replaces INFO text's section "# name" (to the next section) with what write appends, if
+// the text has that section.
+func replaceSection(text []byte, name string, write func([]byte) []byte) []byte {
+	head := []byte("# " + name + "\r\n")
+	i := bytes.Index(text, head)
+	if i < 0 || i > 0 && !bytes.HasSuffix(text[:i], []byte("\n")) {
+		return text
+	}
+	end := len(text)
+	if j := bytes.Index(text[i+len(head):], []byte("\r\n# ")); j >= 0 {
+		end = i + len(head) + j + 2
+	}
+	out := write(append([]byte(nil), text[:i]...))
+	if end < len(text) {
+		out = append(out, "\r\n"...)
+	}
+	return append(out, text[end:]...)
 }

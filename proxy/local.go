@@ -356,7 +356,7 @@ func (s *Server) appendInfoSection(b []byte) []byte {
 		"proxy_event_loops:%d\r\nproxy_connected_clients:%d\r\nproxy_total_connections_received:%d\r\n"+
 		"proxy_rejected_connections:%d\r\nproxy_total_commands_processed:%d\r\n",
 		Version, runtime.Version(), int64(time.Since(s.start).Seconds()), s.numLoops(),
-		st.Clients.Load(), st.ClientsTotal.Load(), st.ClientsRejected.Load(), st.Commands.Load())
+		st.Clients.Load(), st.ClientsTotal.Load(), st.ClientsRejected.Load(), s.totalCommands())
 	b = append(b, s.reloadInfo()...)
 	if snap := s.topo.Snapshot(); snap != nil {
 		b = fmt.Appendf(b, "proxy_cluster_nodes:%d\r\nproxy_cluster_shards:%d\r\nproxy_slot_map_version:%d\r\n",

@@ -12,6 +12,7 @@ import (
 
 	"github.com/slotproxy/slotproxy/backend"
 	"github.com/slotproxy/slotproxy/internal/inbox"
+	"github.com/slotproxy/slotproxy/proxy/command"
 	"github.com/slotproxy/slotproxy/topology"
 )
 
@@ -50,6 +51,8 @@ type loop struct {
 	spubSticky    map[int]string // SPUBLISH node by the lowest slot of its shard
 	pubExpire     int64          // unix ns when a node that left the map is dropped from pubList
 	timeout       int64          // request deadline after arrival, ns
+	cmdStats      []cmdStat      // by command index (cmdstats.go)
+	commands      atomic.Uint64  // replies given, unknown commands included
 
 	wakePending   atomic.Bool
 	flushQueued   bool          // a flushTask is queued on the loop
@@ -58,7 +61,7 @@ type loop struct {
 
 func newLoop(s *Server, el gnet.EventLoop) *loop {
 	l := &loop{srv: s, el: el, slotChild: make([]*request, topology.NumSlots), timeout: s.live.timeout.Load(),
-		epfd: epollFD(el)}
+		epfd: epollFD(el), cmdStats: make([]cmdStat, command.Count())}
 	l.rng = rand.NewPCG(uint64(time.Now().UnixNano()), uint64(s.nextClientID.Load()))
 	l.pool = l.newPool(s.bcfg.Load())
 	return l
@@ -203,6 +206,7 @@ func (l *loop) newRequest(s *session) *request {
 	}
 	r.sess = s
 	r.silent = s.silentNow
+	r.cmd, r.start = s.curCmd, s.curStart
 	r.be.Sink = r
 	r.be.Affinity = uint32(s.id)
 	return r

@@ -19,7 +19,7 @@ func RegisterMetrics(reg prometheus.Registerer, s *Server) {
 	metrics.CounterFunc(reg, "client_rejected_total", "Clients refused at max_clients.",
 		func() float64 { return float64(st.ClientsRejected.Load()) })
 	metrics.CounterFunc(reg, "commands_total", "Commands answered, local and forwarded.",
-		func() float64 { return float64(st.Commands.Load()) })
+		func() float64 { return float64(s.totalCommands()) })
 	metrics.CounterFunc(reg, "protocol_errors_total", "Client connections closed for a protocol error.",
 		func() float64 { return float64(st.ProtocolErrors.Load()) })
 	metrics.CounterFunc(reg, "query_buffer_closed_total", "Client connections closed at the query buffer limit.",
@@ -88,6 +88,7 @@ func RegisterMetrics(reg prometheus.Registerer, s *Server) {
 			}
 			return 0
 		})
+	reg.MustRegister(newCommandCollector(s))
 	metrics.GaugeFunc(reg, "slot_map_version", "Version of the slot map in use; 0 before the first one.",
 		func() float64 {
 			if snap := s.topo.Snapshot(); snap != nil {
@@ -95,4 +96,48 @@ func RegisterMetrics(reg prometheus.Registerer, s *Server) {
 			}
 			return 0
 		})
+}
+
+// commandCollector exports the per-command counters and latency histograms of every loop, summed at scrape
+// time; commands never called have no series.
+type commandCollector struct {
+	s                  *Server
+	requests, duration *prometheus.Desc
+}
+
+func newCommandCollector(s *Server) *commandCollector {
+	return &commandCollector{s: s,
+		requests: prometheus.NewDesc(metrics.Namespace+"_requests_total",
+			"Client commands answered, by command and outcome: ok, rejected (answered with an error by the "+
+				"proxy without reaching a node), error (an error reply of a node, or an error the proxy made after "+
+				"sending), deadline (of error: the request's deadline passed).", []string{"command", "outcome"}, nil),
+		duration: prometheus.NewDesc(metrics.Namespace+"_request_duration_seconds",
+			"Client-seen latency by command: from parsing to the reply being ready, blocking and retries included.",
+			[]string{"command"}, nil),
+	}
+}
+
+func (c *commandCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.requests
+	ch <- c.duration
+}
+
+func (c *commandCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, t := range c.s.commandTotals() {
+		name := t.cmd.Name
+		ok := t.calls - t.rejected - t.failed
+		for _, o := range []struct {
+			label string
+			n     uint64
+		}{{"ok", ok}, {"rejected", t.rejected}, {"error", t.failed - t.deadline}, {"deadline", t.deadline}} {
+			ch <- prometheus.MustNewConstMetric(c.requests, prometheus.CounterValue, float64(o.n), name, o.label)
+		}
+		buckets := make(map[float64]uint64, len(latencyBounds))
+		var cum uint64
+		for i, b := range latencyBounds {
+			cum += t.buckets[i]
+			buckets[b] = cum
+		}
+		ch <- prometheus.MustNewConstHistogram(c.duration, t.calls, float64(t.ns)/1e9, buckets, name)
+	}
 }

@@ -68,7 +68,6 @@ type Stats struct {
 	Clients           atomic.Int64 // connected clients
 	ClientsTotal      atomic.Int64 // clients accepted since start
 	ClientsRejected   atomic.Int64 // refused at max_clients
-	Commands          atomic.Int64 // commands answered
 	ProtocolErrors    atomic.Int64 // connections closed for a protocol error
 	QueryBufferClosed atomic.Int64 // connections closed at the query buffer limit
 	OutputLimitClosed atomic.Int64 // connections closed at the output buffer limit

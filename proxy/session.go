@@ -58,6 +58,9 @@ type session struct {
 	skipNext  bool // CLIENT REPLY SKIP: the next command gets no reply
 	silentNow bool // the command being dispatched gets no reply (either of the above)
 
+	curCmd   int   // the command being dispatched: its index, -1 if unknown (cmdstats.go)
+	curStart int64 // and when it was parsed
+
 	name    string // CLIENT SETNAME
 	libName string // CLIENT SETINFO lib-name
 	libVer  string // CLIENT SETINFO lib-ver
@@ -203,7 +206,11 @@ func (s *session) emit(reply []byte) {
 
 // local queues a reply computed by the proxy itself, in order with the forwarded ones.
 func (s *session) local(reply []byte) {
-	s.l.srv.stats.Commands.Add(1)
+	o := outcomeOK
+	if len(reply) > 0 && reply[0] == '-' {
+		o = outcomeRejected
+	}
+	s.l.record(s.curCmd, s.curStart, o)
 	if s.silentNow {
 		return
 	}
@@ -238,6 +245,8 @@ type request struct {
 	order    []uint32 // MGET: for each key, the child holding its value
 	exec     heldOp   // an EXEC, WATCH or blocking command waiting for the requests before it
 	silent   bool     // CLIENT REPLY OFF or SKIP: the reply is dropped when its turn comes
+	cmd      int      // the command's index, for its statistics; -1: unknown
+	start    int64    // unix ns when the command was parsed
 }
 
 // heldOp is a command that runs on a leased connection once the session's requests before it are answered.
@@ -291,7 +300,7 @@ func (r *request) finish(reply []byte) {
 		l.release(r)
 		return
 	}
-	l.srv.stats.Commands.Add(1)
+	l.record(r.cmd, r.start, r.outcome(reply))
 	s.avgReply += (len(reply) - s.avgReply) / 8
 	if s.queue.Len() == 0 || s.queue.At(0) != r {
 		r.reply = append(r.reply[:0], reply...)

@@ -1,0 +1,175 @@
+package proxy
+
+import (
+	"fmt"
+	"math"
+	"sync/atomic"
+	"time"
+
+	"github.com/slotproxy/slotproxy/proxy/command"
+)
+
+// Per-command statistics, as the client sees them: from the moment a command is parsed to the moment its
+// reply is ready, blocking time and retries included. Each loop keeps its own counters and writes only its
+// own, so the request path shares nothing across loops; readers (metrics, INFO) sum the loops. They are
+// atomics only so that readers may read them while the loop writes.
+
+// latencyBounds are the upper bounds of the latency histogram's buckets, in seconds: 50 µs to 10 s.
+var latencyBounds = []float64{0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+	0.25, 0.5, 1, 2.5, 5, 10}
+
+var latencyBoundsNs = func() []int64 {
+	ns := make([]int64, len(latencyBounds))
+	for i, b := range latencyBounds {
+		ns[i] = int64(math.Round(b * 1e9))
+	}
+	return ns
+}()
+
+const numBuckets = 18 // len(latencyBounds) + the one above the last bound
+
+// cmdStat counts one command on one loop.
+type cmdStat struct {
+	calls    atomic.Uint64
+	rejected atomic.Uint64 // answered with an error by the proxy without reaching a node (refusals, CROSSSLOT ...)
+	failed   atomic.Uint64 // error replies of nodes, and errors the proxy made after sending (lost node, deadline)
+	deadline atomic.Uint64 // of failed: the request's deadline passed
+	ns       atomic.Uint64 // total latency
+	buckets  [numBuckets]atomic.Uint64
+}
+
+// outcome of a reply, for the statistics.
+type outcome uint8
+
+const (
+	outcomeOK outcome = iota
+	outcomeRejected
+	outcomeFailed
+	outcomeDeadline
+)
+
+// record counts a reply to a command of index cmd (-1: an unknown command, not counted) parsed at start.
+func (l *loop) record(cmd int, start int64, o outcome) {
+	l.commands.Add(1)
+	if cmd < 0 {
+		return
+	}
+	st := &l.cmdStats[cmd]
+	d := time.Now().UnixNano() - start
+	st.calls.Add(1)
+	st.ns.Add(uint64(max(d, 0)))
+	b := 0
+	for b < len(latencyBoundsNs) && d > latencyBoundsNs[b] {
+		b++
+	}
+	st.buckets[b].Add(1)
+	switch o {
+	case outcomeRejected:
+		st.rejected.Add(1)
+	case outcomeDeadline:
+		st.deadline.Add(1)
+		st.failed.Add(1)
+	case outcomeFailed:
+		st.failed.Add(1)
+	}
+}
+
+// outcome classifies the reply to a request the proxy sent.
+func (r *request) outcome(reply []byte) outcome {
+	if len(reply) == 0 || reply[0] != '-' {
+		return outcomeOK
+	}
+	failed := r.be.Failed
+	for _, c := range r.children {
+		failed = failed || c.be.Failed
+	}
+	if failed && time.Now().UnixNano() >= r.be.Deadline {
+		return outcomeDeadline
+	}
+	return outcomeFailed
+}
+
+// cmdTotals is one command's counters summed over the loops.
+type cmdTotals struct {
+	cmd                                   *command.Command
+	calls, rejected, failed, deadline, ns uint64
+	buckets                               [numBuckets]uint64
+}
+
+// commandTotals sums the loops' counters of every command called at least once, in the table's order.
+func (s *Server) commandTotals() []cmdTotals {
+	s.loopsMu.Lock()
+	loops := make([]*loop, 0, len(s.loops))
+	for _, l := range s.loops {
+		loops = append(loops, l)
+	}
+	s.loopsMu.Unlock()
+	var out []cmdTotals
+	for _, c := range command.All() {
+		t := cmdTotals{cmd: c}
+		for _, l := range loops {
+			st := &l.cmdStats[c.Index]
+			t.calls += st.calls.Load()
+			t.rejected += st.rejected.Load()
+			t.failed += st.failed.Load()
+			t.deadline += st.deadline.Load()
+			t.ns += st.ns.Load()
+			for i := range t.buckets {
+				t.buckets[i] += st.buckets[i].Load()
+			}
+		}
+		if t.calls > 0 {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// totalCommands is the number of replies the proxy gave, all loops.
+func (s *Server) totalCommands() int64 {
+	s.loopsMu.Lock()
+	defer s.loopsMu.Unlock()
+	var n uint64
+	for _, l := range s.loops {
+		n += l.commands.Load()
+	}
+	return int64(n)
+}
+
+// percentile is the upper bound, in microseconds, of the bucket that holds the q-quantile (0 < q <= 1).
+func (t *cmdTotals) percentile(q float64) float64 {
+	rank := uint64(math.Ceil(q * float64(t.calls)))
+	var seen uint64
+	for i, n := range t.buckets {
+		seen += n
+		if seen >= rank {
+			if i < len(latencyBounds) {
+				return latencyBounds[i] * 1e6
+			}
+			break
+		}
+	}
+	return math.Inf(1)
+}
+
+// appendCommandstats writes the "# Commandstats" section of INFO in Redis's format, from the proxy's counts.
+func (s *Server) appendCommandstats(b []byte) []byte {
+	b = append(b, "# Commandstats\r\n"...)
+	for _, t := range s.commandTotals() {
+		usec := float64(t.ns) / 1e3
+		b = fmt.Appendf(b, "cmdstat_%s:calls=%d,usec=%d,usec_per_call=%.2f,rejected_calls=%d,failed_calls=%d\r\n",
+			t.cmd.Name, t.calls, uint64(usec), usec/float64(t.calls), t.rejected, t.failed)
+	}
+	return b
+}
+
+// appendLatencystats writes "# Latencystats" as Redis does (p50, p99, p99.9 in microseconds); the values are
+// the upper bounds of the histogram buckets they fall in.
+func (s *Server) appendLatencystats(b []byte) []byte {
+	b = append(b, "# Latencystats\r\n"...)
+	for _, t := range s.commandTotals() {
+		b = fmt.Appendf(b, "latency_percentiles_usec_%s:p50=%.3f,p99=%.3f,p99.9=%.3f\r\n", t.cmd.Name,
+			t.percentile(0.5), t.percentile(0.99), t.percentile(0.999))
+	}
+	return b
+}

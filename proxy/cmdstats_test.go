@@ -1,0 +1,172 @@
+package proxy_test
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/slotproxy/slotproxy/internal/redistest"
+	"github.com/slotproxy/slotproxy/metrics"
+	"github.com/slotproxy/slotproxy/proxy"
+)
+
+// TestCommandStats drives known traffic through a fresh proxy and checks that every counter and histogram
+// moved by exactly that much: 100 GETs and 50 SETs (ok), 10 INCRs of a string (a node's error), 5 RENAMEs
+// across slots (CROSSSLOT: rejected by the proxy), 3 unknown commands (in the total only), and 4 GETs to a
+// master that holds every client for 2 s (CLIENT PAUSE) past a 300 ms timeout (deadline). The registry
+// lints clean; INFO commandstats and latencystats have the proxy's counts, in a standalone Redis's format.
+func TestCommandStats(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	_, standalone, _ := shared(t)
+	cl := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3})
+	addr, srv := startProxyOpt(t, cl.Addrs(), false, func(c *proxy.Config) {
+		c.Timeout = proxy.Duration(300 * time.Millisecond)
+	})
+	reg := metrics.NewRegistry()
+	proxy.RegisterMetrics(reg, srv)
+	rc := dialRaw(t, addr)
+	rc.do("SET", "stats:str", "abc")
+	before := gatherFamilies(t, reg)
+
+	for range 100 {
+		rc.do("GET", "stats:str")
+	}
+	for i := range 50 {
+		rc.do("SET", fmt.Sprintf("stats:%d", i), "v")
+	}
+	for range 10 {
+		if got := string(rc.do("INCR", "stats:str")); !strings.HasPrefix(got, "-ERR value is not an integer") {
+			t.Fatalf("INCR of a string: %q", got)
+		}
+	}
+	for range 5 {
+		if got := string(rc.do("RENAME", "stats:a", "stats:b")); !strings.HasPrefix(got, "-CROSSSLOT") {
+			t.Fatalf("RENAME across slots: %q", got)
+		}
+	}
+	for range 3 {
+		rc.do("NOSUCHCOMMAND")
+	}
+	snap := snapshotOf(srv)
+	paused := snap.Nodes[snap.Shards[0].Master].Addr
+	slowKey := keyInShard(snap, 0)
+	mustDo(t, paused, "CLIENT", "PAUSE", "2000", "ALL")
+	for range 4 {
+		if got := string(rc.do("GET", slowKey)); !strings.HasPrefix(got, "-ERR proxy timeout") {
+			t.Fatalf("GET on a paused master: %q", got)
+		}
+	}
+	mustDo(t, paused, "CLIENT", "UNPAUSE")
+
+	after := gatherFamilies(t, reg)
+	want := map[string]float64{
+		`slotproxy_requests_total{command="get",outcome="ok"}`:             100,
+		`slotproxy_requests_total{command="get",outcome="deadline"}`:       4,
+		`slotproxy_requests_total{command="get",outcome="error"}`:          0,
+		`slotproxy_requests_total{command="set",outcome="ok"}`:             50,
+		`slotproxy_requests_total{command="incr",outcome="error"}`:         10,
+		`slotproxy_requests_total{command="incr",outcome="ok"}`:            0,
+		`slotproxy_requests_total{command="rename",outcome="rejected"}`:    5,
+		`slotproxy_request_duration_seconds_count{command="get"}`:          104,
+		`slotproxy_request_duration_seconds_count{command="set"}`:          50,
+		`slotproxy_request_duration_seconds_bucket{command="get",le="10"}`: 104,
+		`slotproxy_commands_total`:                                         172,
+	}
+	for name, n := range want {
+		if got := after[name] - before[name]; got != n {
+			t.Errorf("%s moved by %v, want %v", name, got, n)
+		}
+	}
+	// The 4 deadline GETs took 300 ms each: in the buckets above 250 ms, and in the sum.
+	if got := after[`slotproxy_request_duration_seconds_bucket{command="get",le="0.25"}`] -
+		before[`slotproxy_request_duration_seconds_bucket{command="get",le="0.25"}`]; got != 100 {
+		t.Errorf("%v GETs within 250 ms, want the 100 that were not held", got)
+	}
+	if sum := after[`slotproxy_request_duration_seconds_sum{command="get"}`] -
+		before[`slotproxy_request_duration_seconds_sum{command="get"}`]; sum < 1.2 || sum > 3 {
+		t.Errorf("GET latency sum moved by %v s, want about 4 × 0.3 s", sum)
+	}
+	if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
+		t.Errorf("the registry does not lint clean: %v %+v", err, problems)
+	}
+
+	// INFO commandstats and latencystats: the proxy's counts, in Redis's line formats.
+	stats := string(rc.do("INFO", "commandstats"))
+	if !strings.Contains(stats, "cmdstat_incr:calls=10,") || !strings.Contains(stats, ",rejected_calls=0,failed_calls=10\r\n") ||
+		!strings.Contains(stats, "cmdstat_rename:calls=5,") {
+		t.Errorf("INFO commandstats without the proxy's counts:\n%s", stats)
+	}
+	mustDo(t, standalone.Addr, "GET", "x")
+	lineFormats := map[string]*regexp.Regexp{
+		"commandstats": regexp.MustCompile(`^cmdstat_[a-z|-]+:calls=\d+,usec=\d+,usec_per_call=\d+\.\d\d,rejected_calls=\d+,failed_calls=\d+$`),
+		"latencystats": regexp.MustCompile(`^latency_percentiles_usec_[a-z|-]+:p50=\d+\.\d{3},p99=\d+\.\d{3},p99\.9=\d+\.\d{3}$`),
+	}
+	for section, re := range lineFormats {
+		for who, a := range map[string]string{"proxy": addr, "standalone Redis": standalone.Addr} {
+			text, _ := bulkText(mustDo(t, a, "INFO", section))
+			lines := strings.Split(strings.TrimSpace(text), "\r\n")
+			if len(lines) < 2 || lines[0] != "# "+strings.ToUpper(section[:1])+section[1:] {
+				t.Errorf("%s INFO %s: %q", who, section, text)
+				continue
+			}
+			for _, l := range lines[1:] {
+				if !re.MatchString(l) {
+					t.Errorf("%s INFO %s line %q is not in Redis's format", who, section, l)
+				}
+			}
+		}
+	}
+	m, err := newClient(addr).InfoMap(context.Background(), "commandstats").Result()
+	if err != nil || !strings.HasPrefix(m["Commandstats"]["cmdstat_rename"], "calls=5,usec=") {
+		t.Errorf("go-redis InfoMap: %v %v", m["Commandstats"], err)
+	}
+}
+
+// gatherFamilies flattens a registry's samples to name{labels} → value, as the text format writes them.
+func gatherFamilies(t *testing.T, reg interface {
+	Gather() ([]*dto.MetricFamily, error)
+}) map[string]float64 {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, f := range fams {
+		for _, m := range f.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
+			}
+			key := func(suffix string, extra ...string) string {
+				all := append(append([]string(nil), labels...), extra...)
+				if len(all) == 0 {
+					return f.GetName() + suffix
+				}
+				return f.GetName() + suffix + "{" + strings.Join(all, ",") + "}"
+			}
+			switch {
+			case m.Counter != nil:
+				out[key("")] = m.GetCounter().GetValue()
+			case m.Gauge != nil:
+				out[key("")] = m.GetGauge().GetValue()
+			case m.Histogram != nil:
+				h := m.GetHistogram()
+				out[key("_count")] = float64(h.GetSampleCount())
+				out[key("_sum")] = h.GetSampleSum()
+				for _, b := range h.GetBucket() {
+					out[key("_bucket", fmt.Sprintf("le=%q", fmt.Sprint(b.GetUpperBound())))] = float64(b.GetCumulativeCount())
+				}
+			}
+		}
+	}
+	return out
+}
