@@ -29,8 +29,7 @@ var latencyBoundsNs = func() []int64 {
 const numBuckets = 18 // len(latencyBounds) + the one above the last bound
 
 // cmdStat counts one command on one loop.
-type cmdStat struct {
-	calls    atomic.Uint64
+type cmdStat struct { // calls are the sum of the buckets: one atomic add fewer per reply
 	rejected atomic.Uint64 // answered with an error by the proxy without reaching a node (refusals, CROSSSLOT ...)
 	failed   atomic.Uint64 // error replies of nodes, and errors the proxy made after sending (lost node, deadline)
 	deadline atomic.Uint64 // of failed: the request's deadline passed
@@ -48,16 +47,16 @@ const (
 	outcomeDeadline
 )
 
-// record counts a reply to a command of index cmd (-1: an unknown command, not counted) parsed at start.
+// record counts a reply to a command of index cmd (-1: an unknown command, counted in the total only)
+// parsed at start and answered now: at the start of the loop's callback (l.now), not read per reply.
 func (l *loop) record(cmd int, start int64, o outcome) {
-	l.commands.Add(1)
 	if cmd < 0 {
+		l.unknown.Add(1)
 		return
 	}
 	st := &l.cmdStats[cmd]
-	d := time.Now().UnixNano() - start
-	st.calls.Add(1)
-	st.ns.Add(uint64(max(d, 0)))
+	d := max(l.now-start, 0)
+	st.ns.Add(uint64(d))
 	b := 0
 	for b < len(latencyBoundsNs) && d > latencyBoundsNs[b] {
 		b++
@@ -109,13 +108,14 @@ func (s *Server) commandTotals() []cmdTotals {
 		t := cmdTotals{cmd: c}
 		for _, l := range loops {
 			st := &l.cmdStats[c.Index]
-			t.calls += st.calls.Load()
 			t.rejected += st.rejected.Load()
 			t.failed += st.failed.Load()
 			t.deadline += st.deadline.Load()
 			t.ns += st.ns.Load()
 			for i := range t.buckets {
-				t.buckets[i] += st.buckets[i].Load()
+				n := st.buckets[i].Load()
+				t.buckets[i] += n
+				t.calls += n
 			}
 		}
 		if t.calls > 0 {
@@ -125,13 +125,16 @@ func (s *Server) commandTotals() []cmdTotals {
 	return out
 }
 
-// totalCommands is the number of replies the proxy gave, all loops.
+// totalCommands is the number of replies the proxy gave, all loops, unknown commands included.
 func (s *Server) totalCommands() int64 {
+	var n uint64
+	for _, t := range s.commandTotals() {
+		n += t.calls
+	}
 	s.loopsMu.Lock()
 	defer s.loopsMu.Unlock()
-	var n uint64
 	for _, l := range s.loops {
-		n += l.commands.Load()
+		n += l.unknown.Load()
 	}
 	return int64(n)
 }

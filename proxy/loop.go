@@ -52,7 +52,8 @@ type loop struct {
 	pubExpire     int64          // unix ns when a node that left the map is dropped from pubList
 	timeout       int64          // request deadline after arrival, ns
 	cmdStats      []cmdStat      // by command index (cmdstats.go)
-	commands      atomic.Uint64  // replies given, unknown commands included
+	unknown       atomic.Uint64  // replies to unknown commands
+	now           int64          // unix ns at the start of the loop's current callback: replies' end time
 
 	wakePending   atomic.Bool
 	flushQueued   bool          // a flushTask is queued on the loop
@@ -111,6 +112,7 @@ func (l *loop) wakeNow() {
 func (l *loop) Run(context.Context) error {
 	l.wakePending.Store(false)
 	now := time.Now().UnixNano()
+	l.now = now
 	l.pool.Tick(now)
 	if l.pool3 != nil {
 		l.pool3.Tick(now)

@@ -297,6 +297,7 @@ func (s *Server) OnTraffic(c gnet.Conn) (action gnet.Action) {
 	case *backend.Conn:
 		l := x.Pool().Owner.(*loop)
 		defer l.recoverPanic(nil)
+		l.now = time.Now().UnixNano()
 		x.OnTraffic(c)
 		l.flush()
 	}
@@ -310,6 +311,7 @@ func (s *Server) OnClose(c gnet.Conn, err error) gnet.Action {
 		x.onClose()
 	case *backend.Conn:
 		l := x.Pool().Owner.(*loop)
+		l.now = time.Now().UnixNano()
 		x.OnClose(err)
 		l.flush()
 	}

@@ -95,6 +95,7 @@ func (s *session) onTraffic() {
 		return
 	}
 	now := time.Now().UnixNano()
+	s.l.now = now
 	s.lastActive = now
 	if s.paused || s.held {
 		s.stopReading() // gnet re-armed reading
