@@ -105,6 +105,10 @@ var handlerDocs = map[string]string{
 
 	"move": refused, "swapdb": refused,
 
+	"slowlog|get":   "the proxy's own: commands whose client-seen latency reached `slowlog-log-slower-than`, in Redis's entry format",
+	"slowlog|len":   "the proxy's own slowlog's length",
+	"slowlog|reset": "empties the proxy's own slowlog",
+
 	"cluster|slots":           facadeDoc,
 	"cluster|shards":          facadeDoc,
 	"cluster|nodes":           facadeDoc,

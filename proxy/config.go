@@ -23,27 +23,31 @@ import (
 // Config is the whole proxy configuration, as in proxy.yaml. Default() gives the values used for keys the
 // file leaves out.
 type Config struct {
-	Listen          string      `yaml:"listen"`        // client address
-	Metrics         string      `yaml:"metrics"`       // Prometheus /metrics address; "" disables
-	Seeds           []string    `yaml:"seeds"`         // cluster nodes to learn the slot map from
-	EventLoops      int         `yaml:"event_loops"`   // 0: one per CPU
-	MaxClients      int         `yaml:"max_clients"`   // like Redis maxclients; 0: no limit
-	IdleTimeout     Duration    `yaml:"idle_timeout"`  // Redis's timeout: close clients idle this long; 0: never
-	TCPKeepalive    Duration    `yaml:"tcp_keepalive"` // Redis's tcp-keepalive; 0: off
-	DrainTimeout    Duration    `yaml:"drain_timeout"` // SIGTERM: longest wait for clients' replies; 0: none
-	OutputLimit     OutputLimit `yaml:"client_output_buffer_limit"`
-	QueryLimit      Size        `yaml:"client_query_buffer_limit"`
-	Timeout         Duration    `yaml:"timeout"`          // deadline of each request, retries included
-	DialTimeout     Duration    `yaml:"dial_timeout"`     // connect + AUTH to a node
-	ConnsPerNode    int         `yaml:"conns_per_node"`   // pipelined connections per node per event loop
-	MaxRedirects    int         `yaml:"max_redirects"`    // MOVED/ASK hops per request
-	MaxLeasedConns  int         `yaml:"max_leased_conns"` // per node per event loop: WATCH/MULTI sessions
-	RefreshInterval Duration    `yaml:"refresh_interval"` // periodic slot map refresh
-	Retry           Retry       `yaml:"retry"`
-	ReadFrom        string      `yaml:"read_from"` // master, prefer-replica or replica
-	Username        string      `yaml:"username"`  // backend ACL user
-	Password        string      `yaml:"password"`  // backend password
-	LogLevel        string      `yaml:"log_level"`
+	Listen       string   `yaml:"listen"`        // client address
+	Metrics      string   `yaml:"metrics"`       // Prometheus /metrics address; "" disables
+	Seeds        []string `yaml:"seeds"`         // cluster nodes to learn the slot map from
+	EventLoops   int      `yaml:"event_loops"`   // 0: one per CPU
+	MaxClients   int      `yaml:"max_clients"`   // like Redis maxclients; 0: no limit
+	IdleTimeout  Duration `yaml:"idle_timeout"`  // Redis's timeout: close clients idle this long; 0: never
+	TCPKeepalive Duration `yaml:"tcp_keepalive"` // Redis's tcp-keepalive; 0: off
+	DrainTimeout Duration `yaml:"drain_timeout"` // SIGTERM: longest wait for clients' replies; 0: none
+	// SLOWLOG: commands whose client-seen latency reaches this many microseconds (-1: none, 0: all), and
+	// how many of them are kept; CONFIG SET slowlog-log-slower-than and slowlog-max-len change them.
+	SlowlogSlowerThan int64       `yaml:"slowlog_log_slower_than"`
+	SlowlogMaxLen     int64       `yaml:"slowlog_max_len"`
+	OutputLimit       OutputLimit `yaml:"client_output_buffer_limit"`
+	QueryLimit        Size        `yaml:"client_query_buffer_limit"`
+	Timeout           Duration    `yaml:"timeout"`          // deadline of each request, retries included
+	DialTimeout       Duration    `yaml:"dial_timeout"`     // connect + AUTH to a node
+	ConnsPerNode      int         `yaml:"conns_per_node"`   // pipelined connections per node per event loop
+	MaxRedirects      int         `yaml:"max_redirects"`    // MOVED/ASK hops per request
+	MaxLeasedConns    int         `yaml:"max_leased_conns"` // per node per event loop: WATCH/MULTI sessions
+	RefreshInterval   Duration    `yaml:"refresh_interval"` // periodic slot map refresh
+	Retry             Retry       `yaml:"retry"`
+	ReadFrom          string      `yaml:"read_from"` // master, prefer-replica or replica
+	Username          string      `yaml:"username"`  // backend ACL user
+	Password          string      `yaml:"password"`  // backend password
+	LogLevel          string      `yaml:"log_level"`
 	// CONFIG SET of a parameter the proxy does not own, and CONFIG RESETSTAT, go to every node (masters and
 	// replicas) only when true; false refuses them with an error naming this key (configcmd.go).
 	ConfigSetBroadcast bool `yaml:"config_set_broadcast"`
@@ -82,12 +86,14 @@ type OutputLimit struct {
 // written after New. Every event loop reads them and the loop that runs a CONFIG SET writes them, hence the
 // atomics. None is read per request: per accepted connection, or per idle sweep (once a second).
 type liveConfig struct {
-	idleTimeout  atomic.Int64 // ns: Redis's timeout, idle_timeout; 0: never
-	maxClients   atomic.Int64 // Redis's maxclients, max_clients; 0: no limit
-	tcpKeepalive atomic.Int64 // ns: Redis's tcp-keepalive, tcp_keepalive, for connections accepted next; 0: off
-	timeout      atomic.Int64 // ns: the request deadline, timeout, for loops made next (each loop keeps its own)
-	queryLimit   atomic.Int64 // client_query_buffer_limit, bytes
-	outputLimit  atomic.Pointer[OutputLimit]
+	idleTimeout   atomic.Int64 // ns: Redis's timeout, idle_timeout; 0: never
+	maxClients    atomic.Int64 // Redis's maxclients, max_clients; 0: no limit
+	tcpKeepalive  atomic.Int64 // ns: Redis's tcp-keepalive, tcp_keepalive, for connections accepted next; 0: off
+	timeout       atomic.Int64 // ns: the request deadline, timeout, for loops made next (each loop keeps its own)
+	queryLimit    atomic.Int64 // client_query_buffer_limit, bytes
+	outputLimit   atomic.Pointer[OutputLimit]
+	slowlogSlower atomic.Int64 // µs: slowlog-log-slower-than; -1: none
+	slowlogMaxLen atomic.Int64
 }
 
 func (lc *liveConfig) init(c *Config) {
@@ -98,6 +104,8 @@ func (lc *liveConfig) init(c *Config) {
 	lc.queryLimit.Store(int64(c.QueryLimit))
 	lim := c.OutputLimit
 	lc.outputLimit.Store(&lim)
+	lc.slowlogSlower.Store(c.SlowlogSlowerThan)
+	lc.slowlogMaxLen.Store(c.SlowlogMaxLen)
 }
 
 // Retry is the backoff for TRYAGAIN, CLUSTERDOWN and lost nodes.
@@ -113,20 +121,22 @@ func Default() *Config {
 		Metrics: "127.0.0.1:9777",
 		Seeds: []string{"127.0.0.1:7000", "127.0.0.1:7001", "127.0.0.1:7002",
 			"127.0.0.1:7003", "127.0.0.1:7004", "127.0.0.1:7005"},
-		MaxClients:      10000,
-		TCPKeepalive:    Duration(300 * time.Second),
-		DrainTimeout:    Duration(10 * time.Second),
-		OutputLimit:     OutputLimit{Hard: 1 << 30},
-		QueryLimit:      resp.MaxQueryBuffer,
-		Timeout:         Duration(20 * time.Second),
-		DialTimeout:     Duration(time.Second),
-		ConnsPerNode:    1,
-		MaxRedirects:    5,
-		MaxLeasedConns:  1000,
-		RefreshInterval: Duration(5 * time.Second),
-		Retry:           Retry{BackoffMin: Duration(2 * time.Millisecond), BackoffMax: Duration(200 * time.Millisecond)},
-		ReadFrom:        "master",
-		LogLevel:        "info",
+		MaxClients:        10000,
+		TCPKeepalive:      Duration(300 * time.Second),
+		DrainTimeout:      Duration(10 * time.Second),
+		SlowlogSlowerThan: 10000,
+		SlowlogMaxLen:     128,
+		OutputLimit:       OutputLimit{Hard: 1 << 30},
+		QueryLimit:        resp.MaxQueryBuffer,
+		Timeout:           Duration(20 * time.Second),
+		DialTimeout:       Duration(time.Second),
+		ConnsPerNode:      1,
+		MaxRedirects:      5,
+		MaxLeasedConns:    1000,
+		RefreshInterval:   Duration(5 * time.Second),
+		Retry:             Retry{BackoffMin: Duration(2 * time.Millisecond), BackoffMax: Duration(200 * time.Millisecond)},
+		ReadFrom:          "master",
+		LogLevel:          "info",
 
 		ConfigSetBroadcast: false,
 		Peers:              Peers{Profile: "lan"},
@@ -261,6 +271,8 @@ func (c *Config) Validate() error {
 		{c.IdleTimeout >= 0, "idle_timeout", "must be >= 0"},
 		{c.TCPKeepalive >= 0, "tcp_keepalive", "must be >= 0"},
 		{c.DrainTimeout >= 0, "drain_timeout", "must be >= 0"},
+		{c.SlowlogSlowerThan >= -1, "slowlog_log_slower_than", "must be >= -1"},
+		{c.SlowlogMaxLen >= 0, "slowlog_max_len", "must be >= 0"},
 		{c.OutputLimit.SoftSeconds >= 0, "client_output_buffer_limit.soft_seconds", "must be >= 0"},
 		{c.QueryLimit >= 1<<20 && c.QueryLimit <= resp.MaxQueryBuffer, "client_query_buffer_limit", "must be 1mb..1gb"},
 		{c.Timeout > 0, "timeout", "must be > 0"},

@@ -117,6 +117,16 @@ var ownedParams = map[string]ownedParam{
 		},
 		fixed: "the proxy listens where listen in proxy.yaml says",
 	},
+	"slowlog-log-slower-than": {
+		get: func(s *Server) string { return strconv.FormatInt(s.live.slowlogSlower.Load(), 10) },
+		set: func(v []byte) (int64, string) { return intValue(v, -1, math.MaxInt64) },
+		to:  func(lc *liveConfig) *atomic.Int64 { return &lc.slowlogSlower },
+	},
+	"slowlog-max-len": {
+		get: func(s *Server) string { return strconv.FormatInt(s.live.slowlogMaxLen.Load(), 10) },
+		set: func(v []byte) (int64, string) { return intValue(v, 0, math.MaxInt64) },
+		to:  func(lc *liveConfig) *atomic.Int64 { return &lc.slowlogMaxLen },
+	},
 	"databases":       {get: func(*Server) string { return "1" }, fixed: errImmutable},
 	"cluster-enabled": {get: func(*Server) string { return "no" }, fixed: errImmutable},
 }

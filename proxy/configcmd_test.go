@@ -194,7 +194,7 @@ func TestConfigSetErrorsLikeStandalone(t *testing.T) {
 		{"CONFIG", "SET", "maxclients", "5", "nosuch", "1"},
 		{"CONFIG", "SET", "maxclients", "5", "maxmemory-policy", "never"},
 		{"CONFIG", "SET", "save", "1 1 1"},
-		{"CONFIG", "SET", "slowlog-max-len", "1", "SLOWLOG-MAX-LEN", "2"},
+		{"CONFIG", "SET", "zset-max-listpack-entries", "1", "ZSET-MAX-LISTPACK-ENTRIES", "2"},
 		{"CONFIG", "SET", "client-output-buffer-limit", "pubsub 1 1 1", "client-output-buffer-limit", "pubsub 1 1 1"},
 	} {
 		want := string(alone.do(args...))
@@ -232,7 +232,7 @@ func TestConfigSetErrorsLikeStandalone(t *testing.T) {
 				"client_output_buffer_limit in proxy.yaml")},
 		{pb, []string{"CONFIG", "SET", "dir", "/tmp"},
 			failed("dir", "a parameter of one node: set it on each node, the proxy does not send it to all")},
-		{pb, []string{"CONFIG", "SET", "slowlog-max-len", "1", "cluster-announce-ip", "10.0.0.1"},
+		{pb, []string{"CONFIG", "SET", "zset-max-listpack-entries", "1", "cluster-announce-ip", "10.0.0.1"},
 			failed("cluster-announce-ip", "a parameter of one node: set it on each node, the proxy does not send it to all")},
 		{px, []string{"CONFIG", "REWRITE"}, "-ERR CONFIG REWRITE is not supported by the proxy: its own " +
 			"parameters are set in proxy.yaml, and each node rewrites its own configuration file\r\n"},
@@ -251,8 +251,8 @@ func TestConfigSetErrorsLikeStandalone(t *testing.T) {
 		}
 	}
 	for _, n := range cluster.Nodes {
-		if v := nodeConfig(t, n, "slowlog-max-len"); v != "128" {
-			t.Errorf("node %s has slowlog-max-len %s after refused CONFIG SETs", n.Addr, v)
+		if v := nodeConfig(t, n, "zset-max-listpack-entries"); v != "128" {
+			t.Errorf("node %s has zset-max-listpack-entries %s after refused CONFIG SETs", n.Addr, v)
 		}
 	}
 }
@@ -400,32 +400,32 @@ func TestConfigSetBroadcast(t *testing.T) {
 		}
 	}
 
-	do(off, "-ERR CONFIG SET failed (possibly related to argument 'slowlog-max-len') - the proxy sends a node "+
+	do(off, "-ERR CONFIG SET failed (possibly related to argument 'zset-max-listpack-entries') - the proxy sends a node "+
 		"parameter to every node only with config_set_broadcast: true in proxy.yaml\r\n",
-		"CONFIG", "SET", "slowlog-max-len", "99")
-	do(off, "-ERR CONFIG SET failed (possibly related to argument 'slowlog-max-len') - the proxy sends a node "+
+		"CONFIG", "SET", "zset-max-listpack-entries", "99")
+	do(off, "-ERR CONFIG SET failed (possibly related to argument 'zset-max-listpack-entries') - the proxy sends a node "+
 		"parameter to every node only with config_set_broadcast: true in proxy.yaml\r\n",
-		"CONFIG", "SET", "maxclients", "50", "slowlog-max-len", "99")
-	everyNode("slowlog-max-len", "128", "CONFIG SET with broadcast off")
+		"CONFIG", "SET", "maxclients", "50", "zset-max-listpack-entries", "99")
+	everyNode("zset-max-listpack-entries", "128", "CONFIG SET with broadcast off")
 	do(off, "*2\r\n$10\r\nmaxclients\r\n$5\r\n10000\r\n", "CONFIG", "GET", "maxclients")
 
-	do(on, "+OK\r\n", "CONFIG", "SET", "slowlog-max-len", "99")
-	everyNode("slowlog-max-len", "99", "CONFIG SET slowlog-max-len 99")
-	do(on, "*2\r\n$15\r\nslowlog-max-len\r\n$2\r\n99\r\n", "CONFIG", "GET", "slowlog-max-len")
+	do(on, "+OK\r\n", "CONFIG", "SET", "zset-max-listpack-entries", "99")
+	everyNode("zset-max-listpack-entries", "99", "CONFIG SET zset-max-listpack-entries 99")
+	do(on, "*2\r\n$25\r\nzset-max-listpack-entries\r\n$2\r\n99\r\n", "CONFIG", "GET", "zset-max-listpack-entries")
 
 	// Mixed: the proxy's parameter changes the proxy only, the node's every node.
-	do(on, "+OK\r\n", "CONFIG", "SET", "maxclients", "50", "slowlog-max-len", "77")
-	everyNode("slowlog-max-len", "77", "CONFIG SET maxclients 50 slowlog-max-len 77")
-	everyNode("maxclients", "10000", "CONFIG SET maxclients 50 slowlog-max-len 77")
+	do(on, "+OK\r\n", "CONFIG", "SET", "maxclients", "50", "zset-max-listpack-entries", "77")
+	everyNode("zset-max-listpack-entries", "77", "CONFIG SET maxclients 50 zset-max-listpack-entries 77")
+	everyNode("maxclients", "10000", "CONFIG SET maxclients 50 zset-max-listpack-entries 77")
 	do(on, "*2\r\n$10\r\nmaxclients\r\n$2\r\n50\r\n", "CONFIG", "GET", "maxclients")
 
 	// All or nothing: a bad node value leaves the proxy's parameter alone, a bad proxy value the nodes'.
-	want := string(dialRaw(t, standalone.Addr).do("CONFIG", "SET", "slowlog-max-len", "abc"))
-	do(on, want, "CONFIG", "SET", "maxclients", "60", "slowlog-max-len", "abc")
+	want := string(dialRaw(t, standalone.Addr).do("CONFIG", "SET", "zset-max-listpack-entries", "abc"))
+	do(on, want, "CONFIG", "SET", "maxclients", "60", "zset-max-listpack-entries", "abc")
 	do(on, "*2\r\n$10\r\nmaxclients\r\n$2\r\n50\r\n", "CONFIG", "GET", "maxclients")
 	do(on, "-ERR CONFIG SET failed (possibly related to argument 'maxclients') - argument must be between 1 "+
-		"and 4294967295 inclusive\r\n", "CONFIG", "SET", "slowlog-max-len", "5", "maxclients", "0")
-	everyNode("slowlog-max-len", "77", "refused CONFIG SETs")
+		"and 4294967295 inclusive\r\n", "CONFIG", "SET", "zset-max-listpack-entries", "5", "maxclients", "0")
+	everyNode("zset-max-listpack-entries", "77", "refused CONFIG SETs")
 
 	// One node refuses (its ACL) while the others take it: the error says how many did and who did not, and
 	// the proxy's parameter is not changed.
@@ -433,21 +433,21 @@ func TestConfigSetBroadcast(t *testing.T) {
 	if _, err := rep.Do("ACL", "SETUSER", "default", "-config|set"); err != nil {
 		t.Fatal(err)
 	}
-	got := string(on.do("CONFIG", "SET", "maxclients", "70", "slowlog-max-len", "33"))
+	got := string(on.do("CONFIG", "SET", "maxclients", "70", "zset-max-listpack-entries", "33"))
 	want = "-ERR CONFIG SET took effect on 3 of 4 nodes; " + rep.Addr + " answered: NOPERM "
 	if !strings.HasPrefix(got, want) {
 		t.Errorf("CONFIG SET that one node refused = %q, want %q...", got, want)
 	}
 	do(on, "*2\r\n$10\r\nmaxclients\r\n$2\r\n50\r\n", "CONFIG", "GET", "maxclients")
 	for _, n := range cl.Nodes {
-		if want := map[bool]string{true: "77", false: "33"}[n == rep]; nodeConfig(t, n, "slowlog-max-len") != want {
-			t.Errorf("node %s has slowlog-max-len %s, want %s", n.Addr, nodeConfig(t, n, "slowlog-max-len"), want)
+		if want := map[bool]string{true: "77", false: "33"}[n == rep]; nodeConfig(t, n, "zset-max-listpack-entries") != want {
+			t.Errorf("node %s has zset-max-listpack-entries %s, want %s", n.Addr, nodeConfig(t, n, "zset-max-listpack-entries"), want)
 		}
 	}
 	if _, err := rep.Do("ACL", "SETUSER", "default", "+config|set"); err != nil {
 		t.Fatal(err)
 	}
-	do(on, "+OK\r\n", "CONFIG", "SET", "slowlog-max-len", "77")
+	do(on, "+OK\r\n", "CONFIG", "SET", "zset-max-listpack-entries", "77")
 
 	// RESETSTAT: refused with broadcast off, every node's statistics reset with it on.
 	echoes := func(n *redistest.Server) bool {
@@ -479,16 +479,17 @@ func TestConfigSetBroadcast(t *testing.T) {
 
 	// Masters that disagree: the first master's value (the shard of the lowest slots).
 	masters := cl.Masters()
-	if _, err := masters[1].Do("CONFIG", "SET", "slowlog-max-len", "55"); err != nil {
+	if _, err := masters[1].Do("CONFIG", "SET", "zset-max-listpack-entries", "55"); err != nil {
 		t.Fatal(err)
 	}
-	do(on, "*2\r\n$15\r\nslowlog-max-len\r\n$2\r\n77\r\n", "CONFIG", "GET", "slowlog-max-len")
-	if _, err := masters[0].Do("CONFIG", "SET", "slowlog-max-len", "44"); err != nil {
+	do(on, "*2\r\n$25\r\nzset-max-listpack-entries\r\n$2\r\n77\r\n", "CONFIG", "GET", "zset-max-listpack-entries")
+	if _, err := masters[0].Do("CONFIG", "SET", "zset-max-listpack-entries", "44"); err != nil {
 		t.Fatal(err)
 	}
-	do(on, "*2\r\n$15\r\nslowlog-max-len\r\n$2\r\n44\r\n", "CONFIG", "GET", "slowlog-max-len")
-	_, v := configPairs(t, on.do("CONFIG", "GET", "slowlog-*"))
-	if v["slowlog-max-len"] != "44" || len(v) != 2 {
-		t.Errorf("CONFIG GET slowlog-* = %v, want the first master's slowlog-max-len 44 and slowlog-log-slower-than", v)
+	do(on, "*2\r\n$25\r\nzset-max-listpack-entries\r\n$2\r\n44\r\n", "CONFIG", "GET", "zset-max-listpack-entries")
+	_, v := configPairs(t, on.do("CONFIG", "GET", "zset-max-*"))
+	if v["zset-max-listpack-entries"] != "44" || len(v) != 4 {
+		t.Errorf("CONFIG GET zset-max-* = %v, want the first master's zset-max-listpack-entries 44, its "+
+			"zset-max-listpack-value and their ziplist aliases", v)
 	}
 }

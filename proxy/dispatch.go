@@ -100,6 +100,10 @@ var handlerNames = map[string]handler{
 	"cluster|countkeysinslot": cmdClusterSlotKeys,
 	"cluster|getkeysinslot":   cmdClusterSlotKeys,
 
+	"slowlog|get":   cmdSlowlogGet,
+	"slowlog|len":   cmdSlowlogLen,
+	"slowlog|reset": cmdSlowlogReset,
+
 	"move":   refuse("ERR MOVE is not allowed in cluster mode"),
 	"swapdb": refuse("ERR SWAPDB is not allowed in cluster mode"),
 }
@@ -159,7 +163,7 @@ func refuse(msg string) handler {
 // dispatch answers, forwards or splits one command.
 func (s *session) dispatch(args [][]byte, raw []byte, now int64) {
 	cmd, st := command.Lookup(args)
-	s.curCmd, s.curStart = -1, now
+	s.curCmd, s.curStart, s.curArgs = -1, now, args
 	if cmd != nil {
 		s.curCmd = cmd.Index
 	}

@@ -61,6 +61,7 @@ type Server struct {
 	draining     atomic.Bool                    // Shutdown began (drain.go)
 	current      atomic.Pointer[Config]         // cfg with the reloads applied (reload.go)
 	ready        readiness                      // the last /readyz probe (health.go)
+	slowlog      slowlog                        // SLOWLOG (slowlog.go)
 }
 
 // Stats are process-wide counters, updated atomically by the loops.

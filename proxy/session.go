@@ -58,8 +58,9 @@ type session struct {
 	skipNext  bool // CLIENT REPLY SKIP: the next command gets no reply
 	silentNow bool // the command being dispatched gets no reply (either of the above)
 
-	curCmd   int   // the command being dispatched: its index, -1 if unknown (cmdstats.go)
-	curStart int64 // and when it was parsed
+	curCmd   int      // the command being dispatched: its index, -1 if unknown (cmdstats.go)
+	curStart int64    // and when it was parsed
+	curArgs  [][]byte // and its arguments, valid while it is dispatched
 
 	name    string // CLIENT SETNAME
 	libName string // CLIENT SETINFO lib-name
@@ -212,6 +213,9 @@ func (s *session) local(reply []byte) {
 		o = outcomeRejected
 	}
 	s.l.record(s.curCmd, s.curStart, o)
+	if d := s.l.now - s.curStart; s.l.slow(s.curCmd, d) {
+		s.logSlow(s.curArgs, d)
+	}
 	if s.silentNow {
 		return
 	}
@@ -302,6 +306,9 @@ func (r *request) finish(reply []byte) {
 		return
 	}
 	l.record(r.cmd, r.start, r.outcome(reply))
+	if d := l.now - r.start; l.slow(r.cmd, d) {
+		r.logSlowRequest(d)
+	}
 	s.avgReply += (len(reply) - s.avgReply) / 8
 	if s.queue.Len() == 0 || s.queue.At(0) != r {
 		r.reply = append(r.reply[:0], reply...)
