@@ -71,7 +71,11 @@ func run() error {
 
 	var level slog.LevelVar
 	_ = level.UnmarshalText([]byte(cfg.LogLevel))
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: &level}))
+	var handler slog.Handler = slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: &level})
+	if cfg.LogFormat == "json" {
+		handler = slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: &level})
+	}
+	log := slog.New(handler)
 
 	topo := topology.NewManager(topology.Config{
 		Seeds:           cfg.Seeds,

@@ -8,6 +8,7 @@ import (
 	"math"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -48,6 +49,8 @@ type Config struct {
 	Username          string      `yaml:"username"`  // backend ACL user
 	Password          string      `yaml:"password"`  // backend password
 	LogLevel          string      `yaml:"log_level"`
+	LogFormat         string      `yaml:"log_format"` // text (logfmt) or json, on stderr
+	Path              string      `yaml:"-"`          // the file it was loaded from (INFO config_file); "": defaults
 	// CONFIG SET of a parameter the proxy does not own, and CONFIG RESETSTAT, go to every node (masters and
 	// replicas) only when true; false refuses them with an error naming this key (configcmd.go).
 	ConfigSetBroadcast bool `yaml:"config_set_broadcast"`
@@ -137,6 +140,7 @@ func Default() *Config {
 		Retry:             Retry{BackoffMin: Duration(2 * time.Millisecond), BackoffMax: Duration(200 * time.Millisecond)},
 		ReadFrom:          "master",
 		LogLevel:          "info",
+		LogFormat:         "text",
 
 		ConfigSetBroadcast: false,
 		Peers:              Peers{Profile: "lan"},
@@ -158,6 +162,9 @@ func Load(path string) (*Config, error) {
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if abs, err := filepath.Abs(path); err == nil {
+		cfg.Path = abs
 	}
 	return cfg, nil
 }
@@ -286,6 +293,7 @@ func (c *Config) Validate() error {
 		{validReadFrom(c.ReadFrom), "read_from", "must be master, prefer-replica or replica"},
 		{c.LogLevel == "debug" || c.LogLevel == "info" || c.LogLevel == "warn" || c.LogLevel == "error",
 			"log_level", "must be debug, info, warn or error"},
+		{c.LogFormat == "text" || c.LogFormat == "json", "log_format", "must be text or json"},
 	}
 	for _, ch := range checks {
 		if !ch.ok {

@@ -102,7 +102,10 @@ func TestShippedConfigIsDefault(t *testing.T) {
 	if strings.Join(cfg.Seeds, ",") != strings.Join(def.Seeds, ",") {
 		t.Errorf("seeds %v, defaults %v", cfg.Seeds, def.Seeds)
 	}
-	cfg.Seeds, def.Seeds = nil, nil
+	if !strings.HasSuffix(cfg.Path, "/proxy.yaml") || def.Path != "" {
+		t.Errorf("Path %q from Load, %q in the defaults", cfg.Path, def.Path)
+	}
+	cfg.Seeds, def.Seeds, cfg.Path = nil, nil, ""
 	if !reflect.DeepEqual(cfg, def) {
 		t.Errorf("proxy.yaml %+v\ndefaults  %+v", cfg, def)
 	}

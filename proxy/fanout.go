@@ -287,6 +287,7 @@ func (p *request) infoReply(out []byte) []byte {
 		b = bytes.ReplaceAll(b, []byte("cluster_enabled:1"), []byte("cluster_enabled:0"))
 	}
 	srv := p.sess.l.srv
+	b = rewriteInfoFields(b, srv.proxyInfoFields())
 	// The master's counts are of what the proxy sent it; a client of the proxy wants the proxy's own.
 	b = replaceSection(b, "Commandstats", srv.appendCommandstats)
 	b = replaceSection(b, "Latencystats", srv.appendLatencystats)

@@ -3,11 +3,14 @@ package proxy_test
 import (
 	"context"
 	"fmt"
+	"net"
+	"os"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestScanLarge: SCAN through the proxy walks every master; each of 30,000 keys spread over all of them is
@@ -184,4 +187,45 @@ func TestInfoLikeStandalone(t *testing.T) {
 	if d := field(info("proxy"), "proxy_total_commands_processed") - before; d != 11 {
 		t.Errorf("10 GETs and an INFO counted as %d commands", d)
 	}
+
+	// The fields that describe a server describe the proxy: its process, port, clients and counts.
+	all := info("everything")
+	_, port, _ := net.SplitHostPort(addr)
+	for name, want := range map[string]int{"process_id": os.Getpid(), "tcp_port": atoi(port),
+		"connected_clients": 3, "total_connections_received": 3, "maxclients": 10000, "rejected_connections": 0,
+		"total_commands_processed": field(all, "proxy_total_commands_processed")} {
+		if got := field(all, name); got != want {
+			t.Errorf("INFO %s:%d, want the proxy's %d", name, got, want)
+		}
+	}
+	for range 2000 {
+		px.do("PING")
+	}
+	time.Sleep(200 * time.Millisecond)
+	if ops := field(info("stats"), "instantaneous_ops_per_sec"); ops == 0 {
+		t.Errorf("instantaneous_ops_per_sec:0 after 2,000 PINGs")
+	}
+	// Every line keeps its section and its name: the same keys as a standalone server's (its own values).
+	aloneAll, _ := newClient(standalone.Addr).Info(ctx, "everything").Result()
+	keys := func(text string) map[string]bool {
+		m := map[string]bool{}
+		for _, l := range strings.Split(text, "\r\n") {
+			if k, _, ok := strings.Cut(l, ":"); ok && !strings.HasPrefix(k, "cmdstat_") &&
+				!strings.HasPrefix(k, "latency_percentiles_usec_") && !strings.HasPrefix(k, "errorstat_") &&
+				!strings.HasPrefix(k, "db") && !strings.HasPrefix(k, "proxy_") {
+				m[k] = true
+			}
+		}
+		return m
+	}
+	for k := range keys(aloneAll) {
+		if !keys(all)[k] && !strings.HasPrefix(k, "slave") && !strings.HasPrefix(k, "master_") {
+			t.Errorf("INFO everything through the proxy has no %s", k)
+		}
+	}
+}
+
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
 }

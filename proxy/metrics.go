@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -89,6 +90,7 @@ func RegisterMetrics(reg prometheus.Registerer, s *Server) {
 			return 0
 		})
 	reg.MustRegister(newCommandCollector(s))
+	registerTopologyMetrics(reg, s)
 	metrics.GaugeFunc(reg, "slot_map_version", "Version of the slot map in use; 0 before the first one.",
 		func() float64 {
 			if snap := s.topo.Snapshot(); snap != nil {
@@ -140,4 +142,51 @@ func (c *commandCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstHistogram(c.duration, t.calls, float64(t.ns)/1e9, buckets, name)
 	}
+}
+
+// registerTopologyMetrics exports what the proxy knows of the cluster and how its slot map is kept.
+func registerTopologyMetrics(reg prometheus.Registerer, s *Server) {
+	manager := func(get func(topology.Stats) float64) func() float64 {
+		return func() float64 {
+			if m, ok := s.topo.(*topology.Manager); ok {
+				return get(m.Stats())
+			}
+			return 0
+		}
+	}
+	for reason, get := range map[string]func(topology.Stats) uint64{
+		"bootstrap": func(st topology.Stats) uint64 { return st.Bootstrap },
+		"periodic":  func(st topology.Stats) uint64 { return st.Periodic },
+		"requested": func(st topology.Stats) uint64 { return st.Requested },
+		"retry":     func(st topology.Stats) uint64 { return st.Retries },
+	} {
+		metrics.LabeledCounterFunc(reg, "topology_refreshes_total", "Slot map refresh rounds by what started "+
+			"them: the first map, the period, evidence from requests (MOVED, lost nodes) or a peer, a retry.",
+			prometheus.Labels{"reason": reason}, manager(func(st topology.Stats) float64 { return float64(get(st)) }))
+	}
+	metrics.CounterFunc(reg, "topology_refresh_failures_total", "Refresh rounds in which no node gave a full map.",
+		manager(func(st topology.Stats) float64 { return float64(st.Failures) }))
+	metrics.GaugeFunc(reg, "topology_last_refresh_age_seconds", "Seconds since the last refresh that read a full "+
+		"map; -1 before the first.", manager(func(st topology.Stats) float64 {
+		if st.LastOK.IsZero() {
+			return -1
+		}
+		return time.Since(st.LastOK).Seconds()
+	}))
+	snap := func(get func(*topology.Snapshot) float64) func() float64 {
+		return func() float64 {
+			if sn := s.topo.Snapshot(); sn != nil {
+				return get(sn)
+			}
+			return 0
+		}
+	}
+	metrics.GaugeFunc(reg, "topology_config_epoch", "The highest config epoch of the slot map in use.",
+		snap(func(sn *topology.Snapshot) float64 { return float64(sn.Epoch) }))
+	metrics.GaugeFunc(reg, "topology_masters", "Masters in the slot map in use.",
+		snap(func(sn *topology.Snapshot) float64 { return float64(len(sn.Shards)) }))
+	metrics.GaugeFunc(reg, "topology_replicas", "Replicas in the slot map in use.",
+		snap(func(sn *topology.Snapshot) float64 { return float64(len(sn.Nodes) - len(sn.Shards)) }))
+	metrics.GaugeFunc(reg, "topology_slots_covered", "Slots the map in use routes to a master (16384 once there is one).",
+		snap(func(sn *topology.Snapshot) float64 { return float64(len(sn.Slots)) }))
 }

@@ -75,8 +75,8 @@ func diffKeys(a, b *Config) []string {
 	var keys []string
 	va, vb := reflect.ValueOf(a).Elem(), reflect.ValueOf(b).Elem()
 	for i := range va.NumField() {
-		if !reflect.DeepEqual(va.Field(i).Interface(), vb.Field(i).Interface()) {
-			keys = append(keys, yamlKey(va.Type().Field(i)))
+		if key := yamlKey(va.Type().Field(i)); key != "-" && !reflect.DeepEqual(va.Field(i).Interface(), vb.Field(i).Interface()) {
+			keys = append(keys, key)
 		}
 	}
 	return keys

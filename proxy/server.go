@@ -62,6 +62,7 @@ type Server struct {
 	current      atomic.Pointer[Config]         // cfg with the reloads applied (reload.go)
 	ready        readiness                      // the last /readyz probe (health.go)
 	slowlog      slowlog                        // SLOWLOG (slowlog.go)
+	ops          opsSampler                     // instantaneous_ops_per_sec (infofields.go)
 }
 
 // Stats are process-wide counters, updated atomically by the loops.
@@ -246,6 +247,7 @@ func (s *Server) OnTick() (time.Duration, gnet.Action) {
 		l.wakeNow()
 	}
 	s.loopsMu.Unlock()
+	s.ops.sample(s.totalCommands(), time.Now())
 	return 100 * time.Millisecond, gnet.None
 }
 

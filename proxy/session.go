@@ -214,7 +214,7 @@ func (s *session) local(reply []byte) {
 	}
 	s.l.record(s.curCmd, s.curStart, o)
 	if d := s.l.now - s.curStart; s.l.slow(s.curCmd, d) {
-		s.logSlow(s.curArgs, d)
+		s.logSlow(s.curArgs, len(s.curArgs), d)
 	}
 	if s.silentNow {
 		return

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"fmt"
 	"strconv"
 	"sync"
@@ -38,15 +39,15 @@ func (l *loop) slow(cmd int, d int64) bool {
 	return thr >= 0 && d/1000 >= thr && cmd >= 0 && !command.All()[cmd].Has(command.Blocking)
 }
 
-// logSlow adds an entry for args, which it copies and trims as Redis does.
-func (s *session) logSlow(args [][]byte, d int64) {
+// logSlow adds an entry for args (of total arguments in all), which it copies and trims as Redis does.
+func (s *session) logSlow(args [][]byte, total int, d int64) {
 	e := slowEntry{at: time.Now().Unix(), usec: d / 1000, addr: s.raddr, name: s.name}
 	n := min(len(args), slowlogMaxArgs)
 	for i := range n {
 		a := args[i]
 		switch {
-		case i == slowlogMaxArgs-1 && len(args) > slowlogMaxArgs:
-			a = fmt.Appendf(nil, "... (%d more arguments)", len(args)-slowlogMaxArgs+1)
+		case i == slowlogMaxArgs-1 && total > slowlogMaxArgs:
+			a = fmt.Appendf(nil, "... (%d more arguments)", total-slowlogMaxArgs+1)
 		case len(a) > slowlogMaxBytes:
 			a = fmt.Appendf(append([]byte(nil), a[:slowlogMaxBytes]...), "... (%d more bytes)", len(a)-slowlogMaxBytes)
 		default:
@@ -64,23 +65,59 @@ func (s *session) logSlow(args [][]byte, d int64) {
 	sl.entries = sl.entries[:min(len(sl.entries), limit)]
 }
 
-// logSlowRequest logs a forwarded request: its arguments are read back from what was sent.
+// logSlowRequest logs a forwarded request: its first arguments are read back from what was sent, without
+// copying the others (a DEL of a million keys is one entry of 32 arguments).
 func (r *request) logSlowRequest(d int64) {
-	var args [][]byte
-	if raw := r.be.Raw; len(raw) > 0 {
-		var p resp.CommandParser
-		args, _, _ = p.Parse(raw)
-	} else if len(r.children) > 0 { // split over nodes: the command once, then every part's arguments
-		for i, c := range r.children {
-			var p resp.CommandParser
-			a, _, _ := p.Parse(c.be.Raw)
-			if i > 0 && len(a) > 0 {
-				a = a[1:]
-			}
-			args = append(args, a...)
-		}
+	args := make([][]byte, 0, slowlogMaxArgs)
+	if len(r.be.Raw) > 0 || len(r.children) == 0 {
+		args, total := firstArgs(args, r.be.Raw, 0, slowlogMaxArgs)
+		r.sess.logSlow(args, total, d)
+		return
 	}
-	r.sess.logSlow(args, d)
+	// Split over nodes: the command once, then every part's arguments.
+	total := 0
+	for i, c := range r.children {
+		skip := 1 // the command's name, but in the first part
+		if i == 0 {
+			skip = 0
+		}
+		var n int
+		args, n = firstArgs(args, c.be.Raw, skip, slowlogMaxArgs-len(args))
+		total += max(n-skip, 0)
+	}
+	r.sess.logSlow(args, total, d)
+}
+
+// firstArgs appends to dst the arguments of a multibulk request after the first skip, at most limit of
+// them, as slices of raw, and returns how many arguments the request has in all.
+func firstArgs(dst [][]byte, raw []byte, skip, limit int) ([][]byte, int) {
+	if len(raw) == 0 || raw[0] != '*' {
+		return dst, 0
+	}
+	i := bytes.Index(raw, []byte("\r\n"))
+	if i < 1 {
+		return dst, 0
+	}
+	total, ok := resp.ParseDecimal(raw[1:i])
+	if !ok {
+		return dst, 0
+	}
+	raw = raw[i+2:]
+	for k := range min(int(total), skip+limit) {
+		j := bytes.Index(raw, []byte("\r\n"))
+		if j < 1 || raw[0] != '$' {
+			break
+		}
+		n, ok := resp.ParseDecimal(raw[1:j])
+		if !ok || n < 0 || int64(len(raw)) < int64(j)+2+n+2 {
+			break
+		}
+		if k >= skip {
+			dst = append(dst, raw[j+2:j+2+int(n)])
+		}
+		raw = raw[j+2+int(n)+2:]
+	}
+	return dst, int(total)
 }
 
 func cmdSlowlogGet(s *session, _ *command.Command, args [][]byte, _ []byte, _ int64) {

@@ -28,6 +28,20 @@ type Config struct {
 }
 
 const (
+	reasonBootstrap = iota
+	reasonPeriodic
+	reasonRequested
+	reasonRetry
+)
+
+func unixOrZero(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
+}
+
+const (
 	defaultRefreshInterval = 5 * time.Second
 	defaultMinRefreshGap   = 100 * time.Millisecond
 	defaultDialTimeout     = time.Second
@@ -47,6 +61,9 @@ type Stats struct {
 	Failures  uint64 // rounds in which no node gave a usable map
 	Swaps     uint64 // snapshots published (== the current Version)
 	Skipped   uint64 // periodic rounds skipped because a peer polls for this proxy (SetPollGate)
+	// Rounds by what started them: the first map, the period, a RequestRefresh, a retry after a failure.
+	Bootstrap, Periodic, Requested, Retries uint64
+	LastOK                                  time.Time // end of the last round that read a full map; zero: none yet
 }
 
 // Manager keeps the current slot map. One goroutine (started by Start) owns every refresh: it asks the
@@ -79,6 +96,8 @@ type Manager struct {
 	seedsP atomic.Pointer[[]string] // cfg.Seeds, or those SetSeeds gave
 
 	requests, refreshes, failures, swaps, skipped atomic.Uint64
+	byReason                                      [4]atomic.Uint64 // bootstrap, periodic, requested, retry
+	lastOK                                        atomic.Int64     // unix ns
 
 	// Owned by the run goroutine.
 	version  uint64               // of the current snapshot
@@ -194,6 +213,11 @@ func (m *Manager) Stats() Stats {
 		Failures:  m.failures.Load(),
 		Swaps:     m.swaps.Load(),
 		Skipped:   m.skipped.Load(),
+		Bootstrap: m.byReason[reasonBootstrap].Load(),
+		Periodic:  m.byReason[reasonPeriodic].Load(),
+		Requested: m.byReason[reasonRequested].Load(),
+		Retries:   m.byReason[reasonRetry].Load(),
+		LastOK:    unixOrZero(m.lastOK.Load()),
 	}
 }
 
@@ -208,12 +232,14 @@ func (m *Manager) run() {
 		warned   time.Time // last failure warning
 		lastErr  string    // its message
 		periodic bool      // the timer is set for a periodic round
+		kicked   bool      // this round answers a RequestRefresh
 	)
 	for {
 		select {
 		case <-m.ctx.Done():
 			return
 		case <-m.kick:
+			kicked = true
 			if wait := m.cfg.MinRefreshGap - time.Since(lastEnd); wait > 0 {
 				timer.Reset(wait) // the timer fires the requested refresh after the gap
 				periodic = false
@@ -226,7 +252,17 @@ func (m *Manager) run() {
 				continue
 			}
 		}
-		periodic = false
+		switch {
+		case m.snap.Load() == nil:
+			m.byReason[reasonBootstrap].Add(1)
+		case kicked:
+			m.byReason[reasonRequested].Add(1)
+		case periodic:
+			m.byReason[reasonPeriodic].Add(1)
+		default:
+			m.byReason[reasonRetry].Add(1)
+		}
+		periodic, kicked = false, false
 		// This refresh answers every request made until now.
 		select {
 		case <-m.kick:
@@ -258,6 +294,7 @@ func (m *Manager) run() {
 			timer.Reset(wait)
 			continue
 		}
+		m.lastOK.Store(lastEnd.UnixNano())
 		if failures > 0 {
 			log.Info("topology: cluster answers again", "failed_attempts", failures)
 			failures = 0
