@@ -27,5 +27,6 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 echo "installing: ${missing[*]}"
 "${sudo[@]}" apt-get update -q
-# Debian starts a system redis-server on 6379 after the install where systemd runs; nothing here uses it.
+# Debian starts a system redis-server on 6379 (and prometheus on 9090) after the install where systemd runs;
+# nothing here uses them.
 "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"

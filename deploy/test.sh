@@ -13,7 +13,7 @@ cd "$ROOT"
 # shellcheck source=deploy/lib.sh
 . deploy/lib.sh
 
-install_missing redis-server redis-tools nutcracker python3-redis
+install_missing redis-server redis-tools nutcracker python3-redis prometheus
 # The real clients TestRealClients drives: ioredis and node-redis from npm, at package-lock.json's versions.
 command -v npm >/dev/null || install_missing nodejs npm
 clients=proxy/testdata/clients

@@ -90,6 +90,13 @@ func RegisterMetrics(reg prometheus.Registerer, s *Server) {
 			return 0
 		})
 	reg.MustRegister(newCommandCollector(s))
+	metrics.GaugeFunc(reg, "ready", "1 while /readyz answers 200: a slot map whose masters all answer PING, and "+
+		"not draining; 0 otherwise.", func() float64 {
+		if s.NotReady() == nil {
+			return 1
+		}
+		return 0
+	})
 	registerTopologyMetrics(reg, s)
 	metrics.GaugeFunc(reg, "slot_map_version", "Version of the slot map in use; 0 before the first one.",
 		func() float64 {
