@@ -43,6 +43,7 @@ const (
 type Conn struct {
 	pool *Pool
 	addr string
+	node *node // whose statistics it keeps; nil in tests that make a Conn alone
 
 	gc       gnet.Conn // set in OnOpen, nil otherwise
 	state    connState
@@ -136,6 +137,7 @@ func (c *Conn) flush() {
 	if c.state != stateOpen || (len(c.out) == 0 && len(c.iov) == 0) {
 		return
 	}
+	c.stampSent(c.unsent)
 	c.unsent = 0
 	if len(c.iov) == 0 {
 		_, _ = c.gc.Write(c.out) // on error gnet closes the conn and OnClose retries the fifo
@@ -167,6 +169,9 @@ func (c *Conn) unreachable() string {
 
 func (c *Conn) dial() {
 	c.state = stateDialing
+	if c.node != nil {
+		c.node.stats.Dials++
+	}
 	p := c.pool
 	go func() {
 		nc, err := net.DialTimeout("tcp", c.addr, p.cfg.DialTimeout)
@@ -288,6 +293,7 @@ func (c *Conn) OnTraffic(gc gnet.Conn) {
 		return // the reply in progress is still arriving
 	}
 	off := 0
+	var now int64
 	for off < len(buf) {
 		n, err := c.scanner.Scan(buf[off:])
 		if err != nil {
@@ -322,7 +328,12 @@ func (c *Conn) OnTraffic(gc gnet.Conn) {
 			c.leasedReply(reply)
 			continue
 		}
-		c.handle(c.fifo.Pop(), reply)
+		if now == 0 {
+			now = time.Now().UnixNano() // once per read, not per reply
+		}
+		r := c.fifo.Pop()
+		c.countReply(r, reply, now)
+		c.handle(r, reply)
 	}
 	c.in.Done(gc, buf, off)
 	if c.unsent > 0 && c.state == stateOpen {

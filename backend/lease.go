@@ -30,7 +30,7 @@ func (p *Pool) Lease(addr string) *Lease {
 	if len(n.leased) >= p.cfg.MaxLeases {
 		return nil
 	}
-	c := &Conn{pool: p, addr: addr, leased: true, pushy: p.cfg.Protocol == 3}
+	c := &Conn{pool: p, addr: addr, node: n, leased: true, pushy: p.cfg.Protocol == 3}
 	c.in.Buffers = p.Buffers
 	n.leased = append(n.leased, c)
 	c.dial()

@@ -114,6 +114,7 @@ type node struct {
 	stale         bool    // not in the current snapshot: closed once idle
 	unhealthyTill int64   // unix ns; replicas are not chosen for reads before it
 	failedAt      int64   // unix ns of the last lost connection or failed dial
+	stats         NodeStats
 }
 
 // NewPool makes the pool for event loop el. wake must arrange for the owner to call Tick on el after the delay.
@@ -153,7 +154,7 @@ func (p *Pool) node(addr string) *node {
 	if n == nil {
 		n = &node{addr: addr, conns: make([]*Conn, p.cfg.ConnsPerNode)}
 		for i := range n.conns {
-			n.conns[i] = &Conn{pool: p, addr: addr, pushy: p.cfg.Protocol == 3}
+			n.conns[i] = &Conn{pool: p, addr: addr, node: n, pushy: p.cfg.Protocol == 3}
 			n.conns[i].in.Buffers = p.Buffers
 		}
 		p.nodes[addr] = n

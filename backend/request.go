@@ -34,6 +34,7 @@ type Request struct {
 	moved     string // node named by the last MOVED: overrides the slot map for this request
 	ask       string // node named by the last ASK: send ASKING first, once
 	lastErr   string // the last transient error, returned verbatim if the deadline passes
+	sentAt    int64  // unix ns of its last write to a node, for the node's reply latency
 }
 
 // Reset clears the request for reuse, keeping its buffer.

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/slotproxy/slotproxy/backend"
 	"github.com/slotproxy/slotproxy/proxy/command"
 )
 
@@ -14,19 +15,10 @@ import (
 // own, so the request path shares nothing across loops; readers (metrics, INFO) sum the loops. They are
 // atomics only so that readers may read them while the loop writes.
 
-// latencyBounds are the upper bounds of the latency histogram's buckets, in seconds: 50 µs to 10 s.
-var latencyBounds = []float64{0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-	0.25, 0.5, 1, 2.5, 5, 10}
+// The histogram's buckets are backend.LatencyBounds: 50 µs to 10 s, as the nodes' reply latencies.
+const numBuckets = backend.NumBuckets
 
-var latencyBoundsNs = func() []int64 {
-	ns := make([]int64, len(latencyBounds))
-	for i, b := range latencyBounds {
-		ns[i] = int64(math.Round(b * 1e9))
-	}
-	return ns
-}()
-
-const numBuckets = 18 // len(latencyBounds) + the one above the last bound
+var latencyBounds = backend.LatencyBounds
 
 // cmdStat counts one command on one loop.
 type cmdStat struct { // calls are the sum of the buckets: one atomic add fewer per reply
@@ -57,11 +49,7 @@ func (l *loop) record(cmd int, start int64, o outcome) {
 	st := &l.cmdStats[cmd]
 	d := max(l.now-start, 0)
 	st.ns.Add(uint64(d))
-	b := 0
-	for b < len(latencyBoundsNs) && d > latencyBoundsNs[b] {
-		b++
-	}
-	st.buckets[b].Add(1)
+	st.buckets[backend.Bucket(d)].Add(1)
 	switch o {
 	case outcomeRejected:
 		st.rejected.Add(1)

@@ -14,7 +14,10 @@ import (
 	"github.com/slotproxy/slotproxy/internal/redistest"
 	"github.com/slotproxy/slotproxy/metrics"
 	"github.com/slotproxy/slotproxy/proxy"
+	"github.com/slotproxy/slotproxy/topology"
 )
+
+func topologySlot(key string) uint16 { return topology.Slot([]byte(key)) }
 
 // TestCommandStats drives known traffic through a fresh proxy and checks that every counter and histogram
 // moved by exactly that much: 100 GETs and 50 SETs (ok), 10 INCRs of a string (a node's error), 5 RENAMEs
@@ -93,6 +96,26 @@ func TestCommandStats(t *testing.T) {
 	if sum := after[`slotproxy_request_duration_seconds_sum{command="get"}`] -
 		before[`slotproxy_request_duration_seconds_sum{command="get"}`]; sum < 1.2 || sum > 3 {
 		t.Errorf("GET latency sum moved by %v s, want about 4 × 0.3 s", sum)
+	}
+	// Per node: the master of stats:str read the 100 GETs and the 10 INCRs (10 error replies); every reply's
+	// latency is in its histogram; nothing is in flight once the traffic is over.
+	strMaster := snap.Nodes[snap.MasterOf(topologySlot("stats:str"))].Addr
+	node := func(m map[string]float64, name, addr string) float64 {
+		return m[fmt.Sprintf(`slotproxy_backend_node_%s{addr=%q,role="master"}`, name, addr)]
+	}
+	if d := node(after, "replies_total", strMaster) - node(before, "replies_total", strMaster); d < 110 {
+		t.Errorf("%s read %v replies, want at least the 100 GETs and 10 INCRs", strMaster, d)
+	}
+	if d := node(after, "error_replies_total", strMaster) - node(before, "error_replies_total", strMaster); d != 10 {
+		t.Errorf("%s gave %v error replies, want the 10 INCRs'", strMaster, d)
+	}
+	for _, n := range cl.Masters() {
+		if got, want := node(after, "reply_duration_seconds_count", n.Addr), node(after, "replies_total", n.Addr); got != want {
+			t.Errorf("%s: %v reply latencies for %v replies", n.Addr, got, want)
+		}
+		if v := node(after, "in_flight", n.Addr); v != 0 {
+			t.Errorf("%s: %v requests in flight after the traffic", n.Addr, v)
+		}
 	}
 	if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
 		t.Errorf("the registry does not lint clean: %v %+v", err, problems)

@@ -89,7 +89,7 @@ func RegisterMetrics(reg prometheus.Registerer, s *Server) {
 			}
 			return 0
 		})
-	reg.MustRegister(newCommandCollector(s))
+	reg.MustRegister(newCommandCollector(s), newNodeCollector(s))
 	metrics.GaugeFunc(reg, "ready", "1 while /readyz answers 200: a slot map whose masters all answer PING, and "+
 		"not draining; 0 otherwise.", func() float64 {
 		if s.NotReady() == nil {
@@ -196,4 +196,64 @@ func registerTopologyMetrics(reg prometheus.Registerer, s *Server) {
 		snap(func(sn *topology.Snapshot) float64 { return float64(len(sn.Nodes) - len(sn.Shards)) }))
 	metrics.GaugeFunc(reg, "topology_slots_covered", "Slots the map in use routes to a master (16384 once there is one).",
 		snap(func(sn *topology.Snapshot) float64 { return float64(len(sn.Slots)) }))
+}
+
+// nodeCollector exports what the loops' pools did with each node, by address and role (master, replica,
+// or gone when the node left the map), gathered from the loops at scrape time.
+type nodeCollector struct {
+	s                                            *Server
+	replies, errors, dials, conns, inFlight, lat *prometheus.Desc
+}
+
+func newNodeCollector(s *Server) *nodeCollector {
+	d := func(name, help string) *prometheus.Desc {
+		return prometheus.NewDesc(metrics.Namespace+"_backend_node_"+name, help, []string{"addr", "role"}, nil)
+	}
+	return &nodeCollector{s: s,
+		replies:  d("replies_total", "Replies read from the node on shared connections."),
+		errors:   d("error_replies_total", "Of those, error replies (MOVED, ASK and TRYAGAIN included)."),
+		dials:    d("dials_total", "Connections attempted to the node."),
+		conns:    d("connections", "Open connections to the node."),
+		inFlight: d("in_flight", "Requests written or queued to the node now."),
+		lat:      d("reply_duration_seconds", "From the write of a request to the node's reply."),
+	}
+}
+
+func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.replies, c.errors, c.dials, c.conns, c.inFlight, c.lat} {
+		ch <- d
+	}
+}
+
+func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
+	roles := map[string]string{}
+	if snap := c.s.topo.Snapshot(); snap != nil {
+		for _, sh := range snap.Shards {
+			roles[snap.Nodes[sh.Master].Addr] = "master"
+			for _, r := range sh.Replicas {
+				roles[snap.Nodes[r].Addr] = "replica"
+			}
+		}
+	}
+	for addr, st := range c.s.NodeStats() {
+		role := roles[addr]
+		if role == "" {
+			role = "gone"
+		}
+		ch <- prometheus.MustNewConstMetric(c.replies, prometheus.CounterValue, float64(st.Replies), addr, role)
+		ch <- prometheus.MustNewConstMetric(c.errors, prometheus.CounterValue, float64(st.ErrorReplies), addr, role)
+		ch <- prometheus.MustNewConstMetric(c.dials, prometheus.CounterValue, float64(st.Dials), addr, role)
+		ch <- prometheus.MustNewConstMetric(c.conns, prometheus.GaugeValue, float64(st.Conns), addr, role)
+		ch <- prometheus.MustNewConstMetric(c.inFlight, prometheus.GaugeValue, float64(st.InFlight), addr, role)
+		buckets := make(map[float64]uint64, len(latencyBounds))
+		var cum, count uint64
+		for i := range st.Buckets {
+			count += st.Buckets[i]
+		}
+		for i, b := range latencyBounds {
+			cum += st.Buckets[i]
+			buckets[b] = cum
+		}
+		ch <- prometheus.MustNewConstHistogram(c.lat, count, float64(st.LatencyNs)/1e9, buckets, addr, role)
+	}
 }

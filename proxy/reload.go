@@ -1,14 +1,10 @@
 package proxy
 
 import (
-	"context"
 	"fmt"
 	"reflect"
 	"slices"
 	"strings"
-	"time"
-
-	"github.com/panjf2000/gnet/v2"
 )
 
 // Reloading (SIGHUP in main): the keys below take effect in the running proxy without dropping a client;
@@ -39,30 +35,13 @@ func (s *Server) Reload(next *Config) (changed, restart []string) {
 	s.setBackendConfig(&applied)
 	s.live.init(&applied)
 	b, b3, timeout := s.bcfg.Load(), s.bcfg3.Load(), int64(applied.Timeout)
-	s.loopsMu.Lock()
-	loops := make([]*loop, 0, len(s.loops))
-	for _, l := range s.loops {
-		loops = append(loops, l)
-	}
-	s.loopsMu.Unlock()
-	for _, l := range loops {
-		done := make(chan struct{})
-		err := l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-			defer close(done)
-			l.timeout = timeout
-			l.pool.SetConfig(b)
-			if l.pool3 != nil {
-				l.pool3.SetConfig(b3)
-			}
-			return nil
-		}))
-		if err == nil {
-			select {
-			case <-done:
-			case <-time.After(5 * time.Second):
-			}
+	s.onEachLoop(func(l *loop) {
+		l.timeout = timeout
+		l.pool.SetConfig(b)
+		if l.pool3 != nil {
+			l.pool3.SetConfig(b3)
 		}
-	}
+	})
 	s.stats.Reloads.Add(1)
 	return changed, restart
 }

@@ -189,35 +189,63 @@ func (s *Server) BackendStats() (st struct{ Moved, Ask, TryAgain, ClusterDown, F
 	return st
 }
 
-// BackendConns counts backend connections per node over all loops. It hops onto each loop, so it is slow:
-// for tests and admin use.
-func (s *Server) BackendConns() map[string]int {
+// onEachLoop runs f on every loop's goroutine, one loop after the other, and returns when all have run it
+// (a loop that does not within 5 s is skipped). Slow: for scrapes, admin and reloads, never per request.
+func (s *Server) onEachLoop(f func(l *loop)) {
 	s.loopsMu.Lock()
 	loops := make([]*loop, 0, len(s.loops))
 	for _, l := range s.loops {
 		loops = append(loops, l)
 	}
 	s.loopsMu.Unlock()
-	total := make(map[string]int)
 	for _, l := range loops {
-		ch := make(chan map[string]int, 1)
+		done := make(chan struct{})
 		err := l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-			m := l.pool.Conns()
-			if l.pool3 != nil {
-				for addr, n := range l.pool3.Conns() {
-					m[addr] += n
-				}
-			}
-			ch <- m
+			defer close(done)
+			f(l)
 			return nil
 		}))
 		if err != nil {
 			continue
 		}
-		for addr, n := range <-ch {
-			total[addr] += n
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
 		}
 	}
+}
+
+// BackendConns counts backend connections per node over all loops.
+func (s *Server) BackendConns() map[string]int {
+	var mu sync.Mutex
+	total := make(map[string]int)
+	s.onEachLoop(func(l *loop) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, p := range l.pools() {
+			for addr, n := range p.Conns() {
+				total[addr] += n
+			}
+		}
+	})
+	return total
+}
+
+// NodeStats sums what every loop's pools did with each node.
+func (s *Server) NodeStats() map[string]backend.NodeStats {
+	var mu sync.Mutex
+	total := make(map[string]backend.NodeStats)
+	s.onEachLoop(func(l *loop) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, p := range l.pools() {
+			for addr, st := range p.NodeStats() {
+				t := total[addr]
+				t.Add(st)
+				total[addr] = t
+			}
+		}
+	})
 	return total
 }
 
