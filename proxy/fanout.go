@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"bytes"
+	"fmt"
+	"slices"
 	"strconv"
 
 	"github.com/slotproxy/slotproxy/proxy/command"
@@ -19,7 +21,7 @@ const (
 	mergeSum              // integer replies added (DEL, EXISTS, DBSIZE...)
 	mergeConcat           // arrays concatenated (KEYS)
 	mergeFirst            // the first part's reply (SCRIPT LOAD gives the same SHA everywhere)
-	mergeInfo             // one part: INFO of a master plus the proxy's own section
+	mergeInfo             // INFO of a master, each master's keyspace (summed), the proxy's fields and section
 	mergeScan             // one part: SCAN of one master, cursor rewritten
 )
 
@@ -269,7 +271,88 @@ func cmdInfo(s *session, cmd *command.Command, args [][]byte, raw []byte, now in
 	ch.be.Raw = appendRaw(ch.be.Raw, args, raw)
 	s.prepare(ch, cmd, s.l.randomSlot(), now)
 	p.children = append(p.children, ch)
+	// The keyspace is the whole cluster's: every master's, summed (infoReply).
+	if snap := s.l.pool.Snapshot(); snap != nil && infoHasKeyspace(args) {
+		for _, slot := range s.l.shardSlots(snap) {
+			k := s.l.newRequest(s)
+			k.parent = p
+			k.be.Raw = resp.AppendCommandStrings(k.be.Raw[:0], "INFO", "keyspace")
+			s.prepare(k, cmd, slot, now)
+			p.children = append(p.children, k)
+		}
+	}
 	s.sendParent(p)
+}
+
+// infoHasKeyspace tells whether INFO with these arguments shows the keyspace section.
+func infoHasKeyspace(args [][]byte) bool {
+	if len(args) == 1 {
+		return true
+	}
+	for _, a := range args[1:] {
+		for _, sec := range []string{"keyspace", "all", "everything", "default"} {
+			if bytes.EqualFold(a, []byte(sec)) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// sumKeyspace adds up the masters' "dbN:keys=K,expires=E,avg_ttl=T" lines (avg_ttl weighted by expires)
+// into one section body.
+func sumKeyspace(replies [][]byte) []byte {
+	type db struct{ keys, expires, ttlSum int64 }
+	dbs := map[string]*db{}
+	var order []string
+	for _, r := range replies {
+		text, isNull, ok := resp.BulkValue(r)
+		if len(r) > 0 && r[0] == '=' {
+			_, text, ok = resp.VerbatimValue(r)
+		}
+		if !ok || isNull {
+			continue
+		}
+		for _, line := range bytes.Split(text, []byte("\r\n")) {
+			name, fields, found := bytes.Cut(line, []byte(":"))
+			if !found || !bytes.HasPrefix(name, []byte("db")) {
+				continue
+			}
+			d := dbs[string(name)]
+			if d == nil {
+				d = &db{}
+				dbs[string(name)] = d
+				order = append(order, string(name))
+			}
+			var keys, expires, ttl int64
+			for _, f := range bytes.Split(fields, []byte(",")) {
+				k, v, _ := bytes.Cut(f, []byte("="))
+				n, _ := strconv.ParseInt(string(v), 10, 64)
+				switch string(k) {
+				case "keys":
+					keys = n
+				case "expires":
+					expires = n
+				case "avg_ttl":
+					ttl = n
+				}
+			}
+			d.keys += keys
+			d.expires += expires
+			d.ttlSum += ttl * expires
+		}
+	}
+	slices.Sort(order)
+	b := []byte("# Keyspace\r\n")
+	for _, name := range order {
+		d := dbs[name]
+		avg := int64(0)
+		if d.expires > 0 {
+			avg = d.ttlSum / d.expires
+		}
+		b = fmt.Appendf(b, "%s:keys=%d,expires=%d,avg_ttl=%d\r\n", name, d.keys, d.expires, avg)
+	}
+	return b
 }
 
 func (p *request) infoReply(out []byte) []byte {
@@ -288,6 +371,14 @@ func (p *request) infoReply(out []byte) []byte {
 	}
 	srv := p.sess.l.srv
 	b = rewriteInfoFields(b, srv.proxyInfoFields())
+	if len(p.children) > 1 {
+		var replies [][]byte
+		for _, k := range p.children[1:] {
+			replies = append(replies, k.reply)
+		}
+		body := sumKeyspace(replies)
+		b = replaceSection(b, "Keyspace", func(dst []byte) []byte { return append(dst, body...) })
+	}
 	// The master's counts are of what the proxy sent it; a client of the proxy wants the proxy's own.
 	b = replaceSection(b, "Commandstats", srv.appendCommandstats)
 	b = replaceSection(b, "Latencystats", srv.appendLatencystats)

@@ -205,6 +205,16 @@ func TestInfoLikeStandalone(t *testing.T) {
 	if ops := field(info("stats"), "instantaneous_ops_per_sec"); ops == 0 {
 		t.Errorf("instantaneous_ops_per_sec:0 after 2,000 PINGs")
 	}
+	// The keyspace is the cluster's: keys as DBSIZE counts them over every master, expires summed too.
+	for i := range 3 {
+		px.do("SET", fmt.Sprintf("info:ttl:%d", i), "v", "EX", "1000")
+	}
+	ks := info("keyspace")
+	size := string(px.do("DBSIZE"))
+	m := regexp.MustCompile(`(?m)^db0:keys=(\d+),expires=(\d+),avg_ttl=\d+\r$`).FindStringSubmatch(ks)
+	if m == nil || ":"+m[1]+"\r\n" != size || atoi(m[2]) < 3 {
+		t.Errorf("INFO keyspace %q, DBSIZE %q: want the keys of every master and at least 3 expires", ks, size)
+	}
 	// Every line keeps its section and its name: the same keys as a standalone server's (its own values).
 	aloneAll, _ := newClient(standalone.Addr).Info(ctx, "everything").Result()
 	keys := func(text string) map[string]bool {
