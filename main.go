@@ -98,6 +98,9 @@ func run() error {
 			return fmt.Errorf("metrics: %w", err)
 		}
 		defer ms.Close(context.Background())
+		if cfg.Pprof {
+			ms.EnablePprof()
+		}
 	}
 	stop := func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -55,6 +56,16 @@ func LabeledGaugeFunc(reg prometheus.Registerer, name, help string, labels prome
 type Server struct {
 	http *http.Server
 	ln   net.Listener
+	mux  *http.ServeMux
+}
+
+// EnablePprof serves net/http/pprof under /debug/pprof/ on the metrics address.
+func (s *Server) EnablePprof() {
+	s.mux.HandleFunc("/debug/pprof/", pprof.Index)
+	s.mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	s.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	s.mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	s.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 }
 
 // Listen binds addr and serves in the background.
@@ -78,7 +89,7 @@ func Listen(addr string, reg *prometheus.Registry, notReady func() error, log *s
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	s := &Server{http: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, ln: ln}
+	s := &Server{http: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, ln: ln, mux: mux}
 	go func() {
 		if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("metrics server stopped", "err", err)

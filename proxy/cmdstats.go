@@ -2,7 +2,10 @@ package proxy
 
 import (
 	"fmt"
+	"maps"
 	"math"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -161,6 +164,51 @@ func (s *Server) appendLatencystats(b []byte) []byte {
 	for _, t := range s.commandTotals() {
 		b = fmt.Appendf(b, "latency_percentiles_usec_%s:p50=%.3f,p99=%.3f,p99.9=%.3f\r\n", t.cmd.Name,
 			t.percentile(0.5), t.percentile(0.99), t.percentile(0.999))
+	}
+	return b
+}
+
+// errorStats counts the loop's error replies by their first word (Redis's errorstats); only error replies
+// take its lock.
+type errorStats struct {
+	mu sync.Mutex
+	n  map[string]uint64
+}
+
+func (e *errorStats) count(reply []byte) {
+	end := 1
+	for end < len(reply) && reply[end] != ' ' && reply[end] != '\r' {
+		end++
+	}
+	e.mu.Lock()
+	if e.n == nil {
+		e.n = map[string]uint64{}
+	}
+	e.n[string(reply[1:end])]++
+	e.mu.Unlock()
+}
+
+// errorTotals sums the loops' error counts by prefix.
+func (s *Server) errorTotals() map[string]uint64 {
+	s.loopsMu.Lock()
+	defer s.loopsMu.Unlock()
+	out := map[string]uint64{}
+	for _, l := range s.loops {
+		l.errors.mu.Lock()
+		for k, v := range l.errors.n {
+			out[k] += v
+		}
+		l.errors.mu.Unlock()
+	}
+	return out
+}
+
+// appendErrorstats writes "# Errorstats" in Redis's format, from the proxy's replies.
+func (s *Server) appendErrorstats(b []byte) []byte {
+	b = append(b, "# Errorstats\r\n"...)
+	totals := s.errorTotals()
+	for _, k := range slices.Sorted(maps.Keys(totals)) {
+		b = fmt.Appendf(b, "errorstat_%s:count=%d\r\n", k, totals[k])
 	}
 	return b
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/slotproxy/slotproxy/internal/redistest"
 	"github.com/slotproxy/slotproxy/metrics"
 	"github.com/slotproxy/slotproxy/proxy"
+	"github.com/slotproxy/slotproxy/resp"
 	"github.com/slotproxy/slotproxy/topology"
 )
 
@@ -35,9 +36,11 @@ func TestCommandStats(t *testing.T) {
 	})
 	reg := metrics.NewRegistry()
 	proxy.RegisterMetrics(reg, srv)
-	rc := dialRaw(t, addr)
+	rc := &countingConn{rawConn: dialRaw(t, addr)}
 	rc.do("SET", "stats:str", "abc")
+	errorsBefore := string(rc.do("INFO", "errorstats"))
 	before := gatherFamilies(t, reg)
+	rc.counting = true // every byte the client sends and gets from here on, for the byte counters
 
 	for range 100 {
 		rc.do("GET", "stats:str")
@@ -70,6 +73,28 @@ func TestCommandStats(t *testing.T) {
 	mustDo(t, paused, "CLIENT", "UNPAUSE")
 
 	after := gatherFamilies(t, reg)
+	rc.counting = false
+	if d := after["slotproxy_client_read_bytes_total"] - before["slotproxy_client_read_bytes_total"]; d != float64(rc.sent) {
+		t.Errorf("client_read_bytes_total moved by %v, the client sent %d", d, rc.sent)
+	}
+	if d := after["slotproxy_client_written_bytes_total"] - before["slotproxy_client_written_bytes_total"]; d != float64(rc.got) {
+		t.Errorf("client_written_bytes_total moved by %v, the client got %d", d, rc.got)
+	}
+	errorsAfter := string(rc.do("INFO", "errorstats"))
+	count := func(text, prefix string) int {
+		m := regexp.MustCompile(`errorstat_` + prefix + `:count=(\d+)\r\n`).FindStringSubmatch(text)
+		if m == nil {
+			return 0
+		}
+		return atoi(m[1])
+	}
+	// ERR: 10 INCRs of a string, 3 unknown commands, 4 proxy timeouts; CROSSSLOT: the 5 RENAMEs.
+	if d := count(errorsAfter, "ERR") - count(errorsBefore, "ERR"); d != 17 {
+		t.Errorf("errorstat_ERR moved by %d, want 17:\n%s", d, errorsAfter)
+	}
+	if d := count(errorsAfter, "CROSSSLOT") - count(errorsBefore, "CROSSSLOT"); d != 5 {
+		t.Errorf("errorstat_CROSSSLOT moved by %d, want 5:\n%s", d, errorsAfter)
+	}
 	want := map[string]float64{
 		`slotproxy_requests_total{command="get",outcome="ok"}`:             100,
 		`slotproxy_requests_total{command="get",outcome="deadline"}`:       4,
@@ -192,4 +217,21 @@ func gatherFamilies(t *testing.T, reg interface {
 		}
 	}
 	return out
+}
+
+// countingConn is a rawConn that adds up what it sends and receives while counting.
+type countingConn struct {
+	*rawConn
+	counting  bool
+	sent, got int
+}
+
+func (c *countingConn) do(args ...string) []byte {
+	c.t.Helper()
+	r := c.rawConn.do(args...)
+	if c.counting {
+		c.sent += len(resp.AppendCommandStrings(nil, args...))
+		c.got += len(r)
+	}
+	return r
 }

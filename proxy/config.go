@@ -26,6 +26,7 @@ import (
 type Config struct {
 	Listen       string   `yaml:"listen"`        // client address
 	Metrics      string   `yaml:"metrics"`       // Prometheus /metrics address; "" disables
+	Pprof        bool     `yaml:"pprof"`         // net/http/pprof under /debug/pprof/ on the metrics address
 	Seeds        []string `yaml:"seeds"`         // cluster nodes to learn the slot map from
 	EventLoops   int      `yaml:"event_loops"`   // 0: one per CPU
 	MaxClients   int      `yaml:"max_clients"`   // like Redis maxclients; 0: no limit

@@ -92,3 +92,32 @@ func TestDrainOnSIGTERM(t *testing.T) {
 		}
 	}
 }
+
+// TestPprof: with pprof: true the metrics address serves net/http/pprof; without it, /debug/pprof/ is 404.
+func TestPprof(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	_, _, cl := shared(t)
+	for _, on := range []bool{true, false} {
+		addr, metricsAddr := addrOf(redistest.FreePort(t)), addrOf(redistest.FreePort(t))
+		p := runBinary(t, fmt.Sprintf("listen: %s\nmetrics: %s\nseeds: [%s]\npprof: %v\n", addr, metricsAddr,
+			strings.Join(cl.Addrs(), ", "), on))
+		p.waitServes(t, addr)
+		code, body, _, err := httpGet("http://" + metricsAddr + "/debug/pprof/")
+		switch {
+		case err != nil:
+			t.Fatal(err)
+		case on && (code != http.StatusOK || !strings.Contains(body, "goroutine")):
+			t.Errorf("pprof on: %d %.200q", code, body)
+		case !on && code != http.StatusNotFound:
+			t.Errorf("pprof off: /debug/pprof/ answered %d", code)
+		}
+		if on {
+			code, body, _, _ := httpGet("http://" + metricsAddr + "/debug/pprof/goroutine?debug=1")
+			if code != http.StatusOK || !strings.Contains(body, "goroutine profile:") {
+				t.Errorf("goroutine profile: %d %.200q", code, body)
+			}
+		}
+	}
+}

@@ -382,6 +382,7 @@ func (p *request) infoReply(out []byte) []byte {
 	// The master's counts are of what the proxy sent it; a client of the proxy wants the proxy's own.
 	b = replaceSection(b, "Commandstats", srv.appendCommandstats)
 	b = replaceSection(b, "Latencystats", srv.appendLatencystats)
+	b = replaceSection(b, "Errorstats", srv.appendErrorstats)
 	if len(p.order) > 0 {
 		b = srv.appendInfoSection(b)
 	}

@@ -58,6 +58,7 @@ func (s *Server) proxyInfoFields() map[string]string {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	maxClients := s.live.maxClients.Load()
+	in, out := s.clientBytes()
 	return map[string]string{
 		"process_id":                 strconv.Itoa(os.Getpid()),
 		"tcp_port":                   port,
@@ -73,6 +74,9 @@ func (s *Server) proxyInfoFields() map[string]string {
 		"total_commands_processed":   strconv.FormatInt(s.totalCommands(), 10),
 		"instantaneous_ops_per_sec":  strconv.FormatInt(s.ops.rate(), 10),
 		"rejected_connections":       strconv.FormatInt(st.ClientsRejected.Load(), 10),
+		"total_error_replies":        strconv.FormatUint(sumValues(s.errorTotals()), 10),
+		"total_net_input_bytes":      strconv.FormatUint(in, 10),
+		"total_net_output_bytes":     strconv.FormatUint(out, 10),
 		"used_memory":                strconv.FormatUint(ms.HeapAlloc, 10),
 		"used_memory_rss":            strconv.FormatUint(ms.Sys, 10),
 		"used_memory_peak":           strconv.FormatUint(ms.HeapSys, 10),
@@ -114,4 +118,23 @@ func totalMemory() uint64 {
 		}
 	}
 	return 0
+}
+
+func sumValues(m map[string]uint64) uint64 {
+	var n uint64
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+// clientBytes are the bytes read from and written to clients, all loops.
+func (s *Server) clientBytes() (in, out uint64) {
+	s.loopsMu.Lock()
+	defer s.loopsMu.Unlock()
+	for _, l := range s.loops {
+		in += l.bytesIn.Load()
+		out += l.bytesOut.Load()
+	}
+	return in, out
 }

@@ -53,6 +53,9 @@ type loop struct {
 	timeout       int64          // request deadline after arrival, ns
 	cmdStats      []cmdStat      // by command index (cmdstats.go)
 	unknown       atomic.Uint64  // replies to unknown commands
+	errors        errorStats     // error replies by prefix
+	bytesIn       atomic.Uint64  // read from clients
+	bytesOut      atomic.Uint64  // written to clients
 	now           int64          // unix ns at the start of the loop's current callback: replies' end time
 
 	wakePending   atomic.Bool

@@ -90,6 +90,10 @@ func RegisterMetrics(reg prometheus.Registerer, s *Server) {
 			return 0
 		})
 	reg.MustRegister(newCommandCollector(s), newNodeCollector(s))
+	metrics.CounterFunc(reg, "client_read_bytes_total", "Bytes read from clients.",
+		func() float64 { in, _ := s.clientBytes(); return float64(in) })
+	metrics.CounterFunc(reg, "client_written_bytes_total", "Bytes written to clients.",
+		func() float64 { _, out := s.clientBytes(); return float64(out) })
 	metrics.GaugeFunc(reg, "ready", "1 while /readyz answers 200: a slot map whose masters all answer PING, and "+
 		"not draining; 0 otherwise.", func() float64 {
 		if s.NotReady() == nil {

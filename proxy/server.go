@@ -323,7 +323,12 @@ func (s *Server) OnTraffic(c gnet.Conn) (action gnet.Action) {
 	switch x := c.Context().(type) {
 	case *session:
 		defer x.l.recoverPanic(x)
+		// Bytes that arrived since the last callback: gnet keeps what a paused session left unread.
+		if n := c.InboundBuffered(); n > x.inCounted {
+			x.l.bytesIn.Add(uint64(n - x.inCounted))
+		}
 		x.onTraffic()
+		x.inCounted = c.InboundBuffered()
 		x.l.flush()
 	case *backend.Conn:
 		l := x.Pool().Owner.(*loop)

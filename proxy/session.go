@@ -62,6 +62,8 @@ type session struct {
 	curStart int64    // and when it was parsed
 	curArgs  [][]byte // and its arguments, valid while it is dispatched
 
+	inCounted int // bytes left in gnet's buffer after the last callback, already counted in l.bytesIn
+
 	name    string // CLIENT SETNAME
 	libName string // CLIENT SETINFO lib-name
 	libVer  string // CLIENT SETINFO lib-ver
@@ -173,6 +175,7 @@ func (s *session) flush() {
 		return
 	}
 	if len(s.out) > 0 {
+		s.l.bytesOut.Add(uint64(len(s.out)))
 		_, _ = s.c.Write(s.out)
 		s.out = s.out[:0]
 		if cap(s.out) > 1<<20 {
@@ -197,6 +200,7 @@ func (s *session) emit(reply []byte) {
 		s.out = append(s.out, reply...)
 		return
 	}
+	s.l.bytesOut.Add(uint64(len(s.out) + len(reply)))
 	if len(s.out) == 0 {
 		_, _ = s.c.Write(reply)
 		return
@@ -211,6 +215,7 @@ func (s *session) local(reply []byte) {
 	o := outcomeOK
 	if len(reply) > 0 && reply[0] == '-' {
 		o = outcomeRejected
+		s.l.errors.count(reply)
 	}
 	s.l.record(s.curCmd, s.curStart, o)
 	if d := s.l.now - s.curStart; s.l.slow(s.curCmd, d) {
@@ -306,6 +311,9 @@ func (r *request) finish(reply []byte) {
 		return
 	}
 	l.record(r.cmd, r.start, r.outcome(reply))
+	if len(reply) > 0 && reply[0] == '-' {
+		l.errors.count(reply)
+	}
 	if d := l.now - r.start; l.slow(r.cmd, d) {
 		r.logSlowRequest(d)
 	}
