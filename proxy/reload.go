@@ -35,12 +35,13 @@ func (s *Server) Reload(next *Config) (changed, restart []string) {
 	s.setBackendConfig(&applied)
 	s.live.init(&applied)
 	b, b3, timeout := s.bcfg.Load(), s.bcfg3.Load(), int64(applied.Timeout)
-	s.onEachLoop(func(l *loop) {
+	onEachLoop(s, func(l *loop) bool {
 		l.timeout = timeout
 		l.pool.SetConfig(b)
 		if l.pool3 != nil {
 			l.pool3.SetConfig(b3)
 		}
+		return true
 	})
 	s.stats.Reloads.Add(1)
 	return changed, restart

@@ -189,63 +189,72 @@ func (s *Server) BackendStats() (st struct{ Moved, Ask, TryAgain, ClusterDown, F
 	return st
 }
 
-// onEachLoop runs f on every loop's goroutine, one loop after the other, and returns when all have run it
-// (a loop that does not within 5 s is skipped). Slow: for scrapes, admin and reloads, never per request.
-func (s *Server) onEachLoop(f func(l *loop)) {
+// onEachLoop runs f on every loop's goroutine, one loop after the other, and returns what each returned, for
+// the loops that ran it within 5 s (a later run's result is dropped). f must touch only its loop. Slow: for
+// scrapes, admin and reloads, never per request.
+func onEachLoop[T any](s *Server, f func(l *loop) T) []T {
 	s.loopsMu.Lock()
 	loops := make([]*loop, 0, len(s.loops))
 	for _, l := range s.loops {
 		loops = append(loops, l)
 	}
 	s.loopsMu.Unlock()
+	var out []T
 	for _, l := range loops {
-		done := make(chan struct{})
+		done := make(chan T, 1)
 		err := l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-			defer close(done)
-			f(l)
+			done <- f(l)
 			return nil
 		}))
 		if err != nil {
 			continue
 		}
 		select {
-		case <-done:
+		case v := <-done:
+			out = append(out, v)
 		case <-time.After(5 * time.Second):
 		}
 	}
+	return out
 }
 
 // BackendConns counts backend connections per node over all loops.
 func (s *Server) BackendConns() map[string]int {
-	var mu sync.Mutex
 	total := make(map[string]int)
-	s.onEachLoop(func(l *loop) {
-		mu.Lock()
-		defer mu.Unlock()
+	for _, m := range onEachLoop(s, func(l *loop) map[string]int {
+		m := map[string]int{}
 		for _, p := range l.pools() {
 			for addr, n := range p.Conns() {
-				total[addr] += n
+				m[addr] += n
 			}
 		}
-	})
+		return m
+	}) {
+		for addr, n := range m {
+			total[addr] += n
+		}
+	}
 	return total
 }
 
 // NodeStats sums what every loop's pools did with each node.
 func (s *Server) NodeStats() map[string]backend.NodeStats {
-	var mu sync.Mutex
 	total := make(map[string]backend.NodeStats)
-	s.onEachLoop(func(l *loop) {
-		mu.Lock()
-		defer mu.Unlock()
+	for _, m := range onEachLoop(s, func(l *loop) []map[string]backend.NodeStats {
+		var ms []map[string]backend.NodeStats
 		for _, p := range l.pools() {
-			for addr, st := range p.NodeStats() {
+			ms = append(ms, p.NodeStats())
+		}
+		return ms
+	}) {
+		for _, pm := range m {
+			for addr, st := range pm {
 				t := total[addr]
 				t.Add(st)
 				total[addr] = t
 			}
 		}
-	})
+	}
 	return total
 }
 
