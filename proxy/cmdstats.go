@@ -88,12 +88,7 @@ type cmdTotals struct {
 
 // commandTotals sums the loops' counters of every command called at least once, in the table's order.
 func (s *Server) commandTotals() []cmdTotals {
-	s.loopsMu.Lock()
-	loops := make([]*loop, 0, len(s.loops))
-	for _, l := range s.loops {
-		loops = append(loops, l)
-	}
-	s.loopsMu.Unlock()
+	loops := s.loopList()
 	var out []cmdTotals
 	for _, c := range command.All() {
 		t := cmdTotals{cmd: c}
@@ -122,9 +117,7 @@ func (s *Server) totalCommands() int64 {
 	for _, t := range s.commandTotals() {
 		n += t.calls
 	}
-	s.loopsMu.Lock()
-	defer s.loopsMu.Unlock()
-	for _, l := range s.loops {
+	for _, l := range s.loopList() {
 		n += l.unknown.Load()
 	}
 	return int64(n)
@@ -190,10 +183,8 @@ func (e *errorStats) count(reply []byte) {
 
 // errorTotals sums the loops' error counts by prefix.
 func (s *Server) errorTotals() map[string]uint64 {
-	s.loopsMu.Lock()
-	defer s.loopsMu.Unlock()
 	out := map[string]uint64{}
-	for _, l := range s.loops {
+	for _, l := range s.loopList() {
 		l.errors.mu.Lock()
 		for k, v := range l.errors.n {
 			out[k] += v

@@ -15,11 +15,9 @@ var errShuttingDown = []byte("-ERR the proxy is shutting down\r\n")
 // clients still connected are closed), and the engine has stopped.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
-	s.loopsMu.Lock()
-	for _, l := range s.loops {
+	for _, l := range s.loopList() {
 		l.wakeNow()
 	}
-	s.loopsMu.Unlock()
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
 wait:

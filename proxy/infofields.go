@@ -130,9 +130,7 @@ func sumValues(m map[string]uint64) uint64 {
 
 // clientBytes are the bytes read from and written to clients, all loops.
 func (s *Server) clientBytes() (in, out uint64) {
-	s.loopsMu.Lock()
-	defer s.loopsMu.Unlock()
-	for _, l := range s.loops {
+	for _, l := range s.loopList() {
 		in += l.bytesIn.Load()
 		out += l.bytesOut.Load()
 	}

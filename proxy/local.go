@@ -377,6 +377,17 @@ func (s *Server) appendInfoSection(b []byte) []byte {
 	return b
 }
 
+// loopList is the loops made so far: a copy, to use without loopsMu.
+func (s *Server) loopList() []*loop {
+	s.loopsMu.Lock()
+	defer s.loopsMu.Unlock()
+	loops := make([]*loop, 0, len(s.loops))
+	for _, l := range s.loops {
+		loops = append(loops, l)
+	}
+	return loops
+}
+
 func (s *Server) numLoops() int {
 	s.loopsMu.Lock()
 	defer s.loopsMu.Unlock()

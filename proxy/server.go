@@ -193,12 +193,7 @@ func (s *Server) BackendStats() (st struct{ Moved, Ask, TryAgain, ClusterDown, F
 // the loops that ran it within 5 s (a later run's result is dropped). f must touch only its loop. Slow: for
 // scrapes, admin and reloads, never per request.
 func onEachLoop[T any](s *Server, f func(l *loop) T) []T {
-	s.loopsMu.Lock()
-	loops := make([]*loop, 0, len(s.loops))
-	for _, l := range s.loops {
-		loops = append(loops, l)
-	}
-	s.loopsMu.Unlock()
+	loops := s.loopList()
 	var out []T
 	for _, l := range loops {
 		done := make(chan T, 1)

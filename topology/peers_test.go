@@ -233,6 +233,25 @@ func TestPeersOnePoller(t *testing.T) {
 	waitFor(t, 3*time.Second, "b is the poller", func() bool { return ps[0].Poller() == "b" && ps[2].Poller() == "b" })
 }
 
+// startFacadePeers starts one member per client address ("" for none), each joining the first.
+func startFacadePeers(t *testing.T, clients ...string) []*Peers {
+	var ps []*Peers
+	for i, client := range clients {
+		cfg := PeersConfig{Bind: "127.0.0.1:0", Profile: "local", Logger: slog.New(slog.DiscardHandler),
+			ClientAddr: client}
+		if i > 0 {
+			cfg.Join = []string{ps[0].Addr()}
+		}
+		p, err := StartPeers(cfg, &fakeTopo{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.Close(100 * time.Millisecond) })
+		ps = append(ps, p)
+	}
+	return ps
+}
+
 // clientPort stands for a proxy's client port: it accepts connections and holds them until told.
 type clientPort struct {
 	ln    net.Listener
@@ -286,20 +305,7 @@ func (cp *clientPort) held() int {
 // long before memberlist would find it dead.
 func TestPeersFacadeMembers(t *testing.T) {
 	ports := []*clientPort{listenClientPort(t), listenClientPort(t)}
-	var ps []*Peers
-	for i, client := range []string{ports[0].ln.Addr().String(), ports[1].ln.Addr().String(), ""} {
-		cfg := PeersConfig{Bind: "127.0.0.1:0", Profile: "local", Logger: slog.New(slog.DiscardHandler),
-			ClientAddr: client}
-		if i > 0 {
-			cfg.Join = []string{ps[0].Addr()}
-		}
-		p, err := StartPeers(cfg, &fakeTopo{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { p.Close(100 * time.Millisecond) })
-		ps = append(ps, p)
-	}
+	ps := startFacadePeers(t, ports[0].ln.Addr().String(), ports[1].ln.Addr().String(), "")
 	for _, p := range ps {
 		waitFor(t, 5*time.Second, "two facade members", func() bool { return len(p.FacadeMembers()) == 2 })
 		got := map[string]string{}
@@ -398,20 +404,7 @@ func TestLinksBackOff(t *testing.T) {
 		}
 	}()
 	other := listenClientPort(t)
-	var ps []*Peers
-	for i, client := range []string{ln.Addr().String(), other.ln.Addr().String()} {
-		cfg := PeersConfig{Bind: "127.0.0.1:0", Profile: "local", Logger: slog.New(slog.DiscardHandler),
-			ClientAddr: client}
-		if i > 0 {
-			cfg.Join = []string{ps[0].Addr()}
-		}
-		p, err := StartPeers(cfg, &fakeTopo{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { p.Close(100 * time.Millisecond) })
-		ps = append(ps, p)
-	}
+	ps := startFacadePeers(t, ln.Addr().String(), other.ln.Addr().String())
 	time.Sleep(3 * time.Second)
 	if n := accepts.Load(); n < 2 || n > 8 {
 		t.Errorf("%d dials in 3 s to a port that closes every connection, want a few", n)
