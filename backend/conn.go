@@ -80,7 +80,7 @@ func (c *Conn) enqueue(r *Request) {
 			// Requests waiting on a dead node keep asking for a fresh map (coalesced), so a promoted replica
 			// is found within a refresh gap of its promotion.
 			c.pool.topo.RequestRefresh()
-			c.pool.retry(r, c.unreachable())
+			c.pool.retry(r, RetryUnreachable, c.unreachable())
 			return
 		}
 		c.dial()
@@ -361,19 +361,17 @@ func (c *Conn) handle(r *Request, reply []byte) {
 	case errMoved, errAsk:
 		p.redirect(r, reply, kind, c.addr)
 	case errTryAgain, errLoading:
-		p.Stats.TryAgain.Add(1)
 		if kind == errLoading {
 			p.markUnhealthy(c.addr, time.Second)
 		}
-		p.retry(r, string(reply[1:len(reply)-2]))
+		p.retry(r, retryReasonOf(kind), string(reply[1:len(reply)-2]))
 	default: // CLUSTERDOWN, READONLY, MASTERDOWN: the map is stale or the cluster is failing over
-		p.Stats.ClusterDown.Add(1)
 		if kind == errMasterDown {
 			p.markUnhealthy(c.addr, time.Second)
 		}
 		r.moved = ""
 		p.topo.RequestRefresh()
-		p.retry(r, string(reply[1:len(reply)-2]))
+		p.retry(r, retryReasonOf(kind), string(reply[1:len(reply)-2]))
 	}
 }
 
@@ -412,7 +410,7 @@ func (c *Conn) OnClose(err error) {
 			continue
 		}
 		r.attempts = 0 // a lost node is not the request's fault: back off from the minimum
-		p.retry(r, c.unreachable())
+		p.retry(r, RetryUnreachable, c.unreachable())
 	}
 	c.unsent = 0
 	c.out = c.out[:0]
@@ -458,7 +456,7 @@ func (c *Conn) dialFailed(err error) {
 			// handshake fails it at DialTimeout): the error expire gives then, whichever of the two ran first.
 			p.fail(r, c.noConnection())
 		default:
-			p.retry(r, c.unreachable())
+			p.retry(r, RetryUnreachable, c.unreachable())
 		}
 	}
 	c.unsent = 0

@@ -416,6 +416,9 @@ func TestExpireWhileRedialling(t *testing.T) {
 		t.Errorf("reply %q, want %q", got, want)
 	}
 	checkAtDeadline(t, c, at)
+	if n := h.pool.Stats.Retries[RetryUnreachable].Load(); n < 1 {
+		t.Errorf("Stats.Retries unreachable = %d: the GET resent after the lost connection was not counted", n)
+	}
 	if n := srv.Accepted(); n != 2 {
 		t.Errorf("%d connections, want 2 (the lost one, the redial)", n)
 	}

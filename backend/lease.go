@@ -28,6 +28,7 @@ func (p *Pool) Lease(addr string) *Lease {
 		return &Lease{c: c, addr: addr}
 	}
 	if len(n.leased) >= p.cfg.MaxLeases {
+		p.Stats.LeasesRefused.Add(1)
 		return nil
 	}
 	c := &Conn{pool: p, addr: addr, node: n, leased: true, pushy: p.cfg.Protocol == 3}

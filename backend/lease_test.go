@@ -90,10 +90,24 @@ func TestLeaseBoundAndReuse(t *testing.T) {
 	if c := h.lease(node.Addr); c != nil {
 		t.Fatal("a third lease granted with MaxLeases 2")
 	}
+	if n := h.pool.Stats.LeasesRefused.Load(); n != 1 {
+		t.Errorf("Stats.LeasesRefused = %d after one refusal", n)
+	}
+	leased := func() int {
+		var n int
+		h.onLoop(func() { n = h.pool.NodeStats()[node.Addr].Leased })
+		return n
+	}
+	if n := leased(); n != 2 {
+		t.Errorf("NodeStats.Leased = %d with two leases held", n)
+	}
 	ping := newCall(0, "PING")
 	h.sendLeased(a, ping)
 	ping.expect(t, []byte("+OK\r\n"))
 	h.onLoop(func() { a.Release() })
+	if n := leased(); n != 1 {
+		t.Errorf("NodeStats.Leased = %d after one of two leases was released", n)
+	}
 	again := h.lease(node.Addr)
 	if again == nil {
 		t.Fatal("a released lease was not handed out again")

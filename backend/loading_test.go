@@ -37,8 +37,9 @@ func TestLoadingRetried(t *testing.T) {
 		if got, want := strings.Join(names(srv, 0), " "), strings.Repeat("INCR ", k)+"INCR"; got != want {
 			t.Errorf("the node received %q, want %q (K=%d LOADING answers, then the one that counts)", got, want, k)
 		}
-		if got := h.pool.Stats.TryAgain.Load(); got != k {
-			t.Errorf("Stats.TryAgain = %d, want %d (one per LOADING reply)", got, k)
+		if got := h.pool.Stats.Retries[RetryLoading].Load(); got != k || h.pool.Stats.RetriesFor(RetryTryAgain) != 0 {
+			t.Errorf("Stats.Retries loading = %d, tryagain %d; want %d and 0 (one per LOADING reply)", got,
+				h.pool.Stats.RetriesFor(RetryTryAgain), k)
 		}
 		if got := h.pool.Stats.Failed.Load(); got != 0 {
 			t.Errorf("Stats.Failed = %d, want 0", got)

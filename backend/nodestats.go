@@ -40,6 +40,7 @@ type NodeStats struct {
 	Dials        uint64             // connections attempted
 	Conns        int                // open now
 	InFlight     int                // requests written or queued to it now
+	Leased       int                // leased connections held by a session now (open or dialling)
 	LatencyNs    uint64             // sum of reply latencies: from the write of a request to its reply
 	Buckets      [NumBuckets]uint64 // reply latencies
 }
@@ -51,6 +52,7 @@ func (s *NodeStats) Add(o NodeStats) {
 	s.Dials += o.Dials
 	s.Conns += o.Conns
 	s.InFlight += o.InFlight
+	s.Leased += o.Leased
 	s.LatencyNs += o.LatencyNs
 	for i := range s.Buckets {
 		s.Buckets[i] += o.Buckets[i]
@@ -68,6 +70,7 @@ func (p *Pool) NodeStats() map[string]NodeStats {
 			}
 			st.InFlight += c.fifo.Len()
 		}
+		st.Leased = len(n.leased) - len(n.idle)
 		m[addr] = st
 	}
 	return m

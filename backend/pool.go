@@ -92,13 +92,55 @@ type Pool struct {
 
 // Stats counts what the pool absorbed on behalf of clients.
 type Stats struct {
-	Moved       atomic.Int64 // MOVED replies followed
-	Ask         atomic.Int64 // ASK replies followed
-	TryAgain    atomic.Int64 // TRYAGAIN and LOADING replies retried
-	ClusterDown atomic.Int64 // CLUSTERDOWN, READONLY and MASTERDOWN replies retried
-	Failed      atomic.Int64 // requests answered with an error by the pool (deadline, lost connection)
-	ConnsLost   atomic.Int64 // open connections that closed unexpectedly
-	DialErrors  atomic.Int64 // failed dials
+	Moved         atomic.Int64                  // MOVED replies followed
+	Ask           atomic.Int64                  // ASK replies followed
+	Retries       [NumRetryReasons]atomic.Int64 // requests parked for a resend, by RetryReason
+	Failed        atomic.Int64                  // requests answered with an error by the pool (deadline, lost connection)
+	ConnsLost     atomic.Int64                  // open connections that closed unexpectedly
+	DialErrors    atomic.Int64                  // failed dials
+	LeasesRefused atomic.Int64                  // Lease calls refused at MaxLeases
+}
+
+// RetryReason is why a request was parked to be sent again.
+type RetryReason uint8
+
+const (
+	RetryTryAgain    RetryReason = iota // -TRYAGAIN: a multi-key request during a slot migration
+	RetryLoading                        // -LOADING: the node is loading its dataset
+	RetryClusterDown                    // -CLUSTERDOWN
+	RetryReadOnly                       // -READONLY: a master became a replica
+	RetryMasterDown                     // -MASTERDOWN: a replica lost its master
+	RetryUnreachable                    // the node's connection was lost, or could not be made
+	NumRetryReasons
+)
+
+// String is the reason's metric label.
+func (r RetryReason) String() string {
+	return [...]string{"tryagain", "loading", "clusterdown", "readonly", "masterdown", "unreachable"}[r]
+}
+
+// retryReasonOf is the reason a retried error reply gives.
+func retryReasonOf(k errorKind) RetryReason {
+	switch k {
+	case errTryAgain:
+		return RetryTryAgain
+	case errLoading:
+		return RetryLoading
+	case errReadOnly:
+		return RetryReadOnly
+	case errMasterDown:
+		return RetryMasterDown
+	}
+	return RetryClusterDown
+}
+
+// RetriesFor sums the retries of the given reasons.
+func (st *Stats) RetriesFor(reasons ...RetryReason) int64 {
+	var n int64
+	for _, r := range reasons {
+		n += st.Retries[r].Load()
+	}
+	return n
 }
 
 type dialReport struct {
@@ -407,7 +449,7 @@ func (p *Pool) redirect(r *Request, reply []byte, kind errorKind, from string) {
 }
 
 // retry parks r for a backoff; a request whose deadline has come fails with errText, at the deadline.
-func (p *Pool) retry(r *Request, errText string) {
+func (p *Pool) retry(r *Request, why RetryReason, errText string) {
 	now := time.Now().UnixNano()
 	r.attempts++
 	r.lastErr = errText
@@ -419,6 +461,7 @@ func (p *Pool) retry(r *Request, errText string) {
 		p.fail(r, errText)
 		return
 	}
+	p.Stats.Retries[why].Add(1)
 	// A client's requests are resent in the order it sent them: none before an earlier one that waits too
 	// (Tick resends due requests in the order they were parked).
 	if b := p.behind[r.Affinity]; b.n > 0 && b.last > at {

@@ -85,8 +85,8 @@ func TestRedirects(t *testing.T) {
 		c := newCall(0, "GET", "k")
 		h.send(c)
 		c.expect(t, bulk("at-last"))
-		if srv.Requests() != 4 || h.pool.Stats.TryAgain.Load() != 3 {
-			t.Errorf("node got %d requests, Stats.TryAgain = %d; want 4 and 3", srv.Requests(), h.pool.Stats.TryAgain.Load())
+		if srv.Requests() != 4 || h.pool.Stats.RetriesFor(RetryTryAgain, RetryLoading) != 3 {
+			t.Errorf("node got %d requests, Stats.Retries tryagain+loading = %d; want 4 and 3", srv.Requests(), h.pool.Stats.RetriesFor(RetryTryAgain, RetryLoading))
 		}
 	})
 

@@ -352,20 +352,22 @@ func clientFields(line string) ([]string, map[string]string) {
 	return keys, vals
 }
 
-// TestClaimClientListPerConnection: CLIENT LIST is answered by the proxy per connection. With four
-// connections open, each one's CLIENT LIST is one line in Redis's format (the fields of a standalone Redis's
-// line, in its order) describing that connection: id= its CLIENT ID, addr= its own address, name= the name
-// it set (empty if none, and after RESET). CLIENT LIST ID filters: its own id gives its
-// line, other ids (of other open connections) an empty bulk, as Redis gives for ids it does not list.
-func TestClaimClientListPerConnection(t *testing.T) {
-	addr, standalone, _ := shared(t)
+// TestClientListAndKill: CLIENT LIST lists every client of the proxy, over its two event loops, by id, each
+// line with a standalone Redis's fields in its order and the values of that connection (id, addr, laddr,
+// name, flags N/P/x, sub, multi, cmd); the TYPE and ID filters select as Redis's do. CLIENT KILL closes the
+// clients that match (ID, ADDR, old form ip:port, TYPE pubsub, SKIPME), a blocked one included (its leased
+// connection is given back), answers as Redis does (a count, +OK, the same errors), and a client that kills
+// itself is closed after its reply.
+func TestClientListAndKill(t *testing.T) {
+	_, standalone, cl := shared(t)
+	addr, srv := startProxyOpt(t, cl.Addrs(), false, func(c *proxy.Config) { c.EventLoops = 2 })
 	sa := dialRaw(t, standalone.Addr)
-	saText, _, _ := resp.BulkValue(sa.do("CLIENT", "LIST", "ID", strings.TrimPrefix(strings.TrimSpace(string(sa.do("CLIENT", "ID"))), ":")))
+	saText, _, _ := resp.BulkValue(sa.do("CLIENT", "INFO"))
 	redisKeys, _ := clientFields(string(saText))
 	if len(redisKeys) < 20 || redisKeys[0] != "id" {
-		t.Fatalf("standalone CLIENT LIST line: %q", saText)
+		t.Fatalf("standalone CLIENT INFO line: %q", saText)
 	}
-	names := []string{"claim-a", "claim-b", "", "claim-d"}
+	names := []string{"kill-a", "kill-b", "", "kill-d", "kill-e"}
 	conns := make([]*rawConn, len(names))
 	ids := make([]string, len(names))
 	for i, name := range names {
@@ -373,66 +375,134 @@ func TestClaimClientListPerConnection(t *testing.T) {
 		if name != "" {
 			sameReply(t, "CLIENT SETNAME", conns[i].do("CLIENT", "SETNAME", name), sa.do("CLIENT", "SETNAME", name), "+OK\r\n")
 		}
-		id := string(conns[i].do("CLIENT", "ID"))
-		if !strings.HasPrefix(id, ":") {
-			t.Fatalf("CLIENT ID: %q", id)
-		}
-		ids[i] = strings.TrimSpace(id[1:])
+		ids[i] = strings.TrimSpace(strings.TrimPrefix(string(conns[i].do("CLIENT", "ID")), ":"))
 	}
-	if len(slices.Compact(slices.Sorted(slices.Values(ids)))) != len(ids) {
-		t.Fatalf("client ids are not distinct: %v", ids)
+	if got := string(conns[1].do("SUBSCRIBE", "kill-ch")); !strings.Contains(got, "kill-ch") {
+		t.Fatalf("SUBSCRIBE: %q", got)
 	}
-	check := func(i int, reply []byte, what string) {
+	conns[2].do("MULTI")
+	conns[2].do("SET", "kill:k", "v")
+	conns[2].do("GET", "kill:k")
+	if n := leasedConns(srv); n != 1 {
+		t.Fatalf("%d leased connections, want the subscriber's 1", n)
+	}
+	conns[4].send(resp.AppendCommandStrings(nil, "BLPOP", "kill:nothing", "0"))
+	eventually(t, 5*time.Second, "the BLPOP holds a leased connection", func() bool { return leasedConns(srv) == 2 })
+
+	list := func(c *rawConn, args ...string) map[string]map[string]string {
 		t.Helper()
-		text, null, ok := resp.BulkValue(reply)
+		text, null, ok := resp.BulkValue(c.do(append([]string{"CLIENT", "LIST"}, args...)...))
 		if !ok || null {
-			t.Fatalf("%s: %q is not a bulk string", what, reply)
+			t.Fatalf("CLIENT LIST %v: not a bulk string", args)
 		}
-		lines := strings.Split(strings.TrimSuffix(string(text), "\n"), "\n")
-		if len(lines) != 1 || !strings.HasSuffix(string(text), "\n") {
-			t.Fatalf("%s on connection %d: %d lines %q, want its own line only", what, i, len(lines), text)
+		byID := map[string]map[string]string{}
+		last := -1
+		for _, line := range strings.Split(strings.TrimSuffix(string(text), "\n"), "\n") {
+			if line == "" {
+				continue
+			}
+			keys, vals := clientFields(line)
+			// Redis 7.2 added lib-name and lib-ver at the end; the proxy takes CLIENT SETINFO, so it has them.
+			if !slices.Equal(keys, append(slices.Clone(redisKeys), "lib-name", "lib-ver")) {
+				t.Fatalf("CLIENT LIST fields %v, Redis gives %v", keys, redisKeys)
+			}
+			if id := atoi(vals["id"]); id <= last {
+				t.Fatalf("CLIENT LIST not ordered by id: %q", text)
+			} else {
+				last = id
+			}
+			byID[vals["id"]] = vals
 		}
-		keys, vals := clientFields(lines[0])
-		// Redis 7.2 added lib-name and lib-ver at the end; the proxy takes CLIENT SETINFO, so it has them.
-		extra := keys[min(len(keys), len(redisKeys)):]
-		if !slices.Equal(keys[:min(len(keys), len(redisKeys))], redisKeys) ||
-			len(extra) != 0 && !slices.Equal(extra, []string{"lib-name", "lib-ver"}) {
-			t.Fatalf("%s: fields %v, Redis gives %v", what, keys, redisKeys)
-		}
-		cmd := "client|list"
-		if strings.HasPrefix(what, "CLIENT INFO") {
-			cmd = "client|info"
-		}
-		want := map[string]string{
-			"id": ids[i], "addr": conns[i].c.LocalAddr().String(), "laddr": conns[i].c.RemoteAddr().String(),
-			"name": names[i], "db": "0", "flags": "N", "user": "default", "resp": "2", "cmd": cmd,
-		}
-		for k, v := range want {
+		return byID
+	}
+	all := list(conns[0])
+	if len(all) != len(conns) {
+		t.Fatalf("CLIENT LIST has %d clients, want the %d open: %v", len(all), len(conns), all)
+	}
+	want := []map[string]string{
+		{"flags": "N", "cmd": "client|list", "sub": "0", "multi": "-1"},
+		{"flags": "P", "cmd": "subscribe", "sub": "1", "multi": "-1"},
+		{"flags": "x", "cmd": "get", "sub": "0", "multi": "2"},
+		{"flags": "N", "cmd": "client|id", "sub": "0", "multi": "-1"},
+		{"flags": "b", "cmd": "blpop", "sub": "0", "multi": "-1"},
+	}
+	for i, c := range conns {
+		vals := all[ids[i]]
+		want[i]["addr"], want[i]["laddr"] = c.c.LocalAddr().String(), c.c.RemoteAddr().String()
+		want[i]["name"], want[i]["user"], want[i]["db"], want[i]["resp"] = names[i], "default", "0", "2"
+		for k, v := range want[i] {
 			if vals[k] != v {
-				t.Fatalf("%s on connection %d: %s=%q, want %q (line %q)", what, i, k, vals[k], v, lines[0])
+				t.Errorf("client %d: %s=%q, want %q (%v)", i, k, vals[k], v, vals)
 			}
 		}
 	}
-	for i, c := range conns {
-		check(i, c.do("CLIENT", "LIST"), "CLIENT LIST")
-		check(i, c.do("CLIENT", "LIST", "TYPE", "normal"), "CLIENT LIST TYPE normal")
-		check(i, c.do("CLIENT", "LIST", "ID", ids[i]), "CLIENT LIST ID own")
-		check(i, c.do("CLIENT", "LIST", "ID", ids[(i+1)%len(ids)], ids[i]), "CLIENT LIST ID other own")
-		other := ids[(i+1)%len(ids)]
-		sameReply(t, "CLIENT LIST ID <another connection>", c.do("CLIENT", "LIST", "ID", other),
-			sa.do("CLIENT", "LIST", "ID", "999999999"), "$0\r\n\r\n")
-		sameReply(t, "CLIENT LIST TYPE pubsub", c.do("CLIENT", "LIST", "TYPE", "pubsub"),
-			sa.do("CLIENT", "LIST", "TYPE", "pubsub"), "$0\r\n\r\n")
+	if got := list(conns[0], "TYPE", "pubsub"); len(got) != 1 || got[ids[1]] == nil {
+		t.Errorf("CLIENT LIST TYPE pubsub: %v, want the subscriber only", got)
 	}
-	// A name set later and a RESET show in the line.
-	conns[2].do("CLIENT", "SETNAME", "claim-c")
-	names[2] = "claim-c"
-	check(2, conns[2].do("CLIENT", "LIST"), "CLIENT LIST after SETNAME")
-	if got := string(conns[0].do("RESET")); got != "+RESET\r\n" {
-		t.Fatalf("RESET: %q", got)
+	if got := list(conns[0], "TYPE", "normal"); len(got) != 4 || got[ids[1]] != nil {
+		t.Errorf("CLIENT LIST TYPE normal: %v, want all but the subscriber", got)
 	}
-	names[0] = ""
-	check(0, conns[0].do("CLIENT", "LIST"), "CLIENT LIST after RESET")
+	if got := list(conns[3], "ID", ids[0], ids[4], "999999"); len(got) != 2 || got[ids[0]] == nil || got[ids[4]] == nil {
+		t.Errorf("CLIENT LIST ID: %v", got)
+	}
+
+	// Errors as Redis gives them.
+	for _, args := range [][]string{
+		{"CLIENT", "KILL", "1.2.3.4:5"}, {"CLIENT", "KILL", "ID", "0"}, {"CLIENT", "KILL", "ID", "abc"},
+		{"CLIENT", "KILL", "TYPE", "foo"}, {"CLIENT", "KILL", "USER", "nobody"}, {"CLIENT", "KILL", "ADDR"},
+		{"CLIENT", "KILL", "ID", "1", "TYPE"}, {"CLIENT", "KILL", "SKIPME", "maybe"}, {"CLIENT", "KILL", "FOO", "bar"},
+		{"CLIENT", "KILL"}, {"CLIENT", "KILL", "ID", "999999"}, {"CLIENT", "KILL", "ADDR", "1.2.3.4:5"},
+		{"CLIENT", "KILL", "USER", "default", "TYPE", "master"},
+	} {
+		sameReply(t, strings.Join(args, " "), conns[0].do(args...), sa.do(args...), "")
+	}
+	// Killing oneself is skipped unless SKIPME no.
+	if got := string(conns[0].do("CLIENT", "KILL", "ID", ids[0])); got != ":0\r\n" {
+		t.Errorf("CLIENT KILL ID <own>: %q, want :0 (SKIPME yes by default)", got)
+	}
+
+	gone := func(i int) {
+		t.Helper()
+		_ = conns[i].c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if n, err := conns[i].r.Read(make([]byte, 1)); err == nil {
+			t.Errorf("client %d still open after CLIENT KILL (read %d bytes)", i, n)
+		}
+	}
+	// A pipelined PING after the KILL is answered after it, in order.
+	conns[0].send(append(resp.AppendCommandStrings(nil, "CLIENT", "KILL", "ID", ids[3]), resp.AppendCommandStrings(nil, "PING")...))
+	if got, pong := string(conns[0].reply()), string(conns[0].reply()); got != ":1\r\n" || pong != "+PONG\r\n" {
+		t.Errorf("CLIENT KILL ID then PING: %q %q", got, pong)
+	}
+	gone(3)
+	if got := string(conns[0].do("CLIENT", "KILL", "TYPE", "pubsub")); got != ":1\r\n" {
+		t.Errorf("CLIENT KILL TYPE pubsub: %q", got)
+	}
+	gone(1)
+	if got := string(conns[0].do("CLIENT", "KILL", conns[2].c.LocalAddr().String())); got != "+OK\r\n" {
+		t.Errorf("CLIENT KILL ip:port: %q", got)
+	}
+	gone(2)
+	if got := string(conns[0].do("CLIENT", "KILL", "ADDR", conns[4].c.LocalAddr().String(), "USER", "default")); got != ":1\r\n" {
+		t.Errorf("CLIENT KILL ADDR of the blocked client: %q", got)
+	}
+	gone(4)
+	eventually(t, 5*time.Second, "the killed clients' leased connections are given back", func() bool { return leasedConns(srv) == 0 })
+	if got := list(conns[0]); len(got) != 1 {
+		t.Errorf("after the kills CLIENT LIST has %v", got)
+	}
+	if got := string(conns[0].do("CLIENT", "KILL", "ID", ids[0], "SKIPME", "no")); got != ":1\r\n" {
+		t.Errorf("CLIENT KILL ID <own> SKIPME no: %q", got)
+	}
+	gone(0)
+}
+
+// leasedConns is how many connections the proxy's clients hold leased now.
+func leasedConns(srv *proxy.Server) int {
+	n := 0
+	for _, st := range srv.NodeStats() {
+		n += st.Leased
+	}
+	return n
 }
 
 // TestClaimClusterRefusals: SWAPDB, MOVE and SELECT n get the exact errors a cluster node gives (asked of the

@@ -55,6 +55,7 @@ var handlerNames = map[string]handler{
 	"client|id":       cmdClientID,
 	"client|info":     cmdClientInfo,
 	"client|list":     cmdClientList,
+	"client|kill":     cmdClientKill,
 	"client|no-evict": cmdClientNoEvict,
 	"client|reply":    cmdClientReply,
 	"client|tracking": refuse("ERR CLIENT TRACKING is not supported by the proxy: the nodes would send " +

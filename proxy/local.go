@@ -3,13 +3,9 @@ package proxy
 import (
 	"bytes"
 	"fmt"
-	"net/netip"
 	"runtime"
 	"strconv"
-	"strings"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/slotproxy/slotproxy/proxy/command"
 	"github.com/slotproxy/slotproxy/resp"
@@ -199,46 +195,6 @@ func cmdClientID(s *session, _ *command.Command, _ [][]byte, _ []byte, _ int64) 
 	s.local(resp.AppendInt(nil, s.id))
 }
 
-func cmdClientInfo(s *session, _ *command.Command, _ [][]byte, _ []byte, _ int64) {
-	s.local(s.appendText(nil, s.appendInfoLine(nil, "client|info")))
-}
-
-// cmdClientList lists this connection only: other clients live on other loops and other proxies. The filters
-// are Redis's: TYPE normal|master|replica|slave|pubsub, or ID followed by client ids.
-func cmdClientList(s *session, _ *command.Command, args [][]byte, _ []byte, _ int64) {
-	listed := true
-	switch {
-	case len(args) == 2:
-	case len(args) == 4 && bytes.EqualFold(args[2], []byte("type")):
-		switch strings.ToLower(string(args[3])) {
-		case "normal":
-		case "master", "replica", "slave", "pubsub":
-			listed = false
-		default:
-			s.local(resp.AppendError(nil, "ERR Unknown client type '"+string(args[3])+"'"))
-			return
-		}
-	case len(args) > 3 && bytes.EqualFold(args[2], []byte("id")):
-		listed = false
-		for _, a := range args[3:] {
-			id, ok := resp.ParseDecimal(a)
-			if !ok {
-				s.local(resp.AppendError(nil, "ERR Invalid client ID"))
-				return
-			}
-			listed = listed || id == s.id
-		}
-	default:
-		s.local(errSyntax)
-		return
-	}
-	var line []byte
-	if listed {
-		line = s.appendInfoLine(nil, "client|list")
-	}
-	s.local(s.appendText(nil, line))
-}
-
 var errSyntax = resp.AppendError(nil, "ERR syntax error")
 
 // cmdClientReply is Redis's CLIENT REPLY: OFF and SKIP are not answered, ON is.
@@ -281,38 +237,6 @@ func cmdClientNoEvict(s *session, _ *command.Command, args [][]byte, _ []byte, _
 		return
 	}
 	s.local(resp.AppendOK(nil))
-}
-
-// appendInfoLine is the connection's CLIENT LIST line; cmd is the command being run, as Redis shows it.
-func (s *session) appendInfoLine(b []byte, cmd string) []byte {
-	age := int64(time.Since(s.created).Seconds())
-	proto := 2
-	if s.resp3 {
-		proto = 3
-	}
-	return fmt.Appendf(b, "id=%d addr=%s laddr=%s fd=-1 name=%s age=%d idle=0 flags=N db=0 sub=0 psub=0 ssub=0 "+
-		"multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r "+
-		"cmd=%s user=default redir=-1 resp=%d lib-name=%s lib-ver=%s\n",
-		s.id, s.raddr, s.localAddr(), s.name, age, cmd, proto, s.libName, s.libVer)
-}
-
-// localAddr is the connection's own address (gnet reports the listener's, 0.0.0.0:7777 or a port 0), looked
-// up on first use: only CLIENT INFO and LIST need it.
-func (s *session) localAddr() string {
-	if s.laddr == "" {
-		if sa, err := unix.Getsockname(s.c.Fd()); err == nil {
-			switch a := sa.(type) {
-			case *unix.SockaddrInet4:
-				s.laddr = netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port)).String()
-			case *unix.SockaddrInet6:
-				s.laddr = netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port)).String()
-			}
-		}
-		if a := s.c.LocalAddr(); s.laddr == "" && a != nil {
-			s.laddr = a.String()
-		}
-	}
-	return s.laddr
 }
 
 // CLIENT SETINFO arrived in Redis 7.2; clients send it on connect, so the proxy takes it whatever the

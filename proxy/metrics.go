@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/slotproxy/slotproxy/backend"
 	"github.com/slotproxy/slotproxy/metrics"
 	"github.com/slotproxy/slotproxy/topology"
 )
@@ -17,17 +18,21 @@ func RegisterMetrics(reg prometheus.Registerer, s *Server) {
 		func() float64 { return float64(st.Clients.Load()) })
 	metrics.CounterFunc(reg, "client_connections_total", "Clients accepted since start.",
 		func() float64 { return float64(st.ClientsTotal.Load()) })
-	metrics.CounterFunc(reg, "client_rejected_total", "Clients refused at max_clients.",
-		func() float64 { return float64(st.ClientsRejected.Load()) })
 	metrics.CounterFunc(reg, "commands_total", "Commands answered, local and forwarded.",
 		func() float64 { return float64(s.totalCommands()) })
 	metrics.CounterFunc(reg, "protocol_errors_total", "Client connections closed for a protocol error.",
 		func() float64 { return float64(st.ProtocolErrors.Load()) })
-	metrics.CounterFunc(reg, "query_buffer_closed_total", "Client connections closed at the query buffer limit.",
-		func() float64 { return float64(st.QueryBufferClosed.Load()) })
-	metrics.CounterFunc(reg, "client_output_limit_closed_total",
-		"Client connections closed at client_output_buffer_limit.",
-		func() float64 { return float64(st.OutputLimitClosed.Load()) })
+	for limit, get := range map[string]func() int64{
+		"max_clients":      st.ClientsRejected.Load,
+		"query_buffer":     st.QueryBufferClosed.Load,
+		"output_buffer":    st.OutputLimitClosed.Load,
+		"max_leased_conns": func() int64 { return s.BackendStats().LeasesRefused },
+	} {
+		metrics.LabeledCounterFunc(reg, "limit_rejections_total", "What a limit turned away: clients refused at "+
+			"max_clients, clients closed at the query buffer or client_output_buffer_limit, commands refused "+
+			"because max_leased_conns connections to their node were in use.", prometheus.Labels{"limit": limit},
+			func() float64 { return float64(get()) })
+	}
 	metrics.CounterFunc(reg, "client_idle_closed_total", "Client connections closed by idle_timeout.",
 		func() float64 { return float64(st.IdleClosed.Load()) })
 	metrics.GaugeFunc(reg, "blocked_clients", "Clients waiting in a blocking command (BLPOP, XREAD BLOCK, ...).",
@@ -41,9 +46,6 @@ func RegisterMetrics(reg prometheus.Registerer, s *Server) {
 	}{
 		{"backend_moved_total", "MOVED replies followed inside the proxy.", func() int64 { return s.BackendStats().Moved }},
 		{"backend_ask_total", "ASK replies followed inside the proxy.", func() int64 { return s.BackendStats().Ask }},
-		{"backend_tryagain_total", "TRYAGAIN and LOADING replies retried.", func() int64 { return s.BackendStats().TryAgain }},
-		{"backend_clusterdown_total", "CLUSTERDOWN, READONLY and MASTERDOWN replies retried.",
-			func() int64 { return s.BackendStats().ClusterDown }},
 		{"backend_failed_total", "Requests answered with a proxy error (deadline passed, connection lost).",
 			func() int64 { return s.BackendStats().Failed }},
 		{"backend_connections_lost_total", "Open backend connections that closed unexpectedly.",
@@ -53,6 +55,12 @@ func RegisterMetrics(reg prometheus.Registerer, s *Server) {
 	} {
 		get := m.get
 		metrics.CounterFunc(reg, m.name, m.help, func() float64 { return float64(get()) })
+	}
+	for r := range backend.NumRetryReasons {
+		metrics.LabeledCounterFunc(reg, "backend_retries_total", "Requests sent again after a backoff, by "+
+			"reason: the node's TRYAGAIN, LOADING, CLUSTERDOWN, READONLY or MASTERDOWN reply, or the node "+
+			"unreachable (connection lost or refused).", prometheus.Labels{"reason": r.String()},
+			func() float64 { return float64(s.BackendStats().Retries[r]) })
 	}
 	peerStat := func(get func(*topology.Peers) float64) func() float64 {
 		return func() float64 {
@@ -205,8 +213,8 @@ func registerTopologyMetrics(reg prometheus.Registerer, s *Server) {
 // nodeCollector exports what the loops' pools did with each node, by address and role (master, replica,
 // or gone when the node left the map), gathered from the loops at scrape time.
 type nodeCollector struct {
-	s                                            *Server
-	replies, errors, dials, conns, inFlight, lat *prometheus.Desc
+	s                                                    *Server
+	replies, errors, dials, conns, inFlight, leased, lat *prometheus.Desc
 }
 
 func newNodeCollector(s *Server) *nodeCollector {
@@ -219,12 +227,13 @@ func newNodeCollector(s *Server) *nodeCollector {
 		dials:    d("dials_total", "Connections attempted to the node."),
 		conns:    d("connections", "Open connections to the node."),
 		inFlight: d("in_flight", "Requests written or queued to the node now."),
+		leased:   d("leased_connections", "Connections to the node held by one client now (transactions, blocking commands, subscriptions)."),
 		lat:      d("reply_duration_seconds", "From the write of a request to the node's reply."),
 	}
 }
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.replies, c.errors, c.dials, c.conns, c.inFlight, c.lat} {
+	for _, d := range []*prometheus.Desc{c.replies, c.errors, c.dials, c.conns, c.inFlight, c.leased, c.lat} {
 		ch <- d
 	}
 }
@@ -249,6 +258,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.dials, prometheus.CounterValue, float64(st.Dials), addr, role)
 		ch <- prometheus.MustNewConstMetric(c.conns, prometheus.GaugeValue, float64(st.Conns), addr, role)
 		ch <- prometheus.MustNewConstMetric(c.inFlight, prometheus.GaugeValue, float64(st.InFlight), addr, role)
+		ch <- prometheus.MustNewConstMetric(c.leased, prometheus.GaugeValue, float64(st.Leased), addr, role)
 		buckets := make(map[float64]uint64, len(latencyBounds))
 		var cum, count uint64
 		for i := range st.Buckets {

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slotproxy/slotproxy/backend"
 	"github.com/slotproxy/slotproxy/internal/redistest"
 	"github.com/slotproxy/slotproxy/metrics"
 	"github.com/slotproxy/slotproxy/proxy"
@@ -239,22 +240,19 @@ func (s scrape) get(t *testing.T, name string) float64 {
 
 // proxyFamilies are the families proxy/metrics.go registers, with their types.
 var proxyFamilies = map[string]string{
-	"slotproxy_client_connections":               "gauge",
-	"slotproxy_client_connections_total":         "counter",
-	"slotproxy_client_rejected_total":            "counter",
-	"slotproxy_commands_total":                   "counter",
-	"slotproxy_protocol_errors_total":            "counter",
-	"slotproxy_query_buffer_closed_total":        "counter",
-	"slotproxy_client_output_limit_closed_total": "counter",
-	"slotproxy_client_idle_closed_total":         "counter",
-	"slotproxy_backend_moved_total":              "counter",
-	"slotproxy_backend_ask_total":                "counter",
-	"slotproxy_backend_tryagain_total":           "counter",
-	"slotproxy_backend_clusterdown_total":        "counter",
-	"slotproxy_backend_failed_total":             "counter",
-	"slotproxy_backend_connections_lost_total":   "counter",
-	"slotproxy_backend_dial_errors_total":        "counter",
-	"slotproxy_slot_map_version":                 "gauge",
+	"slotproxy_client_connections":             "gauge",
+	"slotproxy_client_connections_total":       "counter",
+	"slotproxy_limit_rejections_total":         "counter",
+	"slotproxy_commands_total":                 "counter",
+	"slotproxy_protocol_errors_total":          "counter",
+	"slotproxy_client_idle_closed_total":       "counter",
+	"slotproxy_backend_moved_total":            "counter",
+	"slotproxy_backend_ask_total":              "counter",
+	"slotproxy_backend_retries_total":          "counter",
+	"slotproxy_backend_failed_total":           "counter",
+	"slotproxy_backend_connections_lost_total": "counter",
+	"slotproxy_backend_dial_errors_total":      "counter",
+	"slotproxy_slot_map_version":               "gauge",
 	// metrics.NewRegistry's Go and process collectors
 	"go_goroutines":                 "gauge",
 	"process_resident_memory_bytes": "gauge",
@@ -265,9 +263,9 @@ func addrOf(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa
 // TestMetricsEndpoints: the binary with -metrics serves /healthz (200 "ok\n"), /readyz (200 "ok\n" with a
 // slot map), and /metrics in the Prometheus text format with every family of proxy/metrics.go, whose values
 // are exact: client_connections is the number of connections held open (5, then 6, then 4 after closing 2),
-// client_connections_total grows by the 6 accepted, client_rejected_total by the 1 refused at max_clients,
-// commands_total by exactly the 55 commands sent (local, forwarded, and cross-slot MGETs split in three
-// count once each), backend_failed_total by 0.
+// client_connections_total grows by the 6 accepted, limit_rejections_total{limit="max_clients"} by the 1
+// refused, commands_total by exactly the 55 commands sent (local, forwarded, and cross-slot MGETs split in
+// three count once each), backend_failed_total by 0.
 func TestMetricsEndpoints(t *testing.T) {
 	_, _, cl := shared(t)
 	listen, metricsAddr := addrOf(redistest.FreePort(t)), addrOf(redistest.FreePort(t))
@@ -366,8 +364,8 @@ func TestMetricsEndpoints(t *testing.T) {
 	if v := now.get(t, "slotproxy_client_connections"); v != held+1 {
 		t.Errorf("client_connections = %v with %d open (one refused), want %d", v, held+1, held+1)
 	}
-	if d := delta(now, "slotproxy_client_rejected_total"); d != 1 {
-		t.Errorf("client_rejected_total grew by %v, want 1", d)
+	if d := delta(now, `slotproxy_limit_rejections_total{limit="max_clients"}`); d != 1 {
+		t.Errorf("limit_rejections_total{limit=max_clients} grew by %v, want 1", d)
 	}
 	if d := delta(now, "slotproxy_client_connections_total"); d != held+1 {
 		t.Errorf("client_connections_total grew by %v, want %d (the refused one is not accepted)", d, held+1)
@@ -632,8 +630,7 @@ func (g *goTB) Fatalf(f string, args ...any) { g.Fatal(fmt.Sprintf(f, args...)) 
 // replica of a master holding 20,000 keys is restarted with key-load-delay 100 µs per key, so that, after its
 // resync, it answers "-LOADING Redis is loading the dataset in memory" for seconds (seen directly, over a
 // READONLY connection). A GET sent through the proxy meanwhile gets the key's exact value within 1 s (the
-// LOADING reply is retried, on the master), and backend_tryagain_total (TRYAGAIN and LOADING retries; there
-// is no slot migration here) grew by >= 1.
+// LOADING reply is retried, on the master), and backend_retries_total{reason="loading"} grew by >= 1.
 func TestLoadingThroughProxy(t *testing.T) {
 	cl := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3, Replicas: 1,
 		ExtraArgs: []string{"--key-load-delay", "100", "--loading-process-events-interval-bytes", "1024",
@@ -678,7 +675,8 @@ func TestLoadingThroughProxy(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	tryBefore := srv.BackendStats().TryAgain
+	loadingRetries := func() int64 { return srv.BackendStats().Retries[backend.RetryLoading] }
+	tryBefore := loadingRetries()
 	got, took, err := rawDo(addr, 10*time.Second, "GET", key)
 	if err != nil {
 		t.Fatalf("GET through the proxy: %v", err)
@@ -691,8 +689,8 @@ func TestLoadingThroughProxy(t *testing.T) {
 	if took > time.Second {
 		t.Errorf("GET took %v, want < 1s (LOADING retried at once elsewhere, not waited out)", took)
 	}
-	if d := srv.BackendStats().TryAgain - tryBefore; d < 1 {
-		t.Errorf("backend_tryagain_total grew by %d during the GET, want >= 1 (the replica's LOADING retried)", d)
+	if d := loadingRetries() - tryBefore; d < 1 {
+		t.Errorf("backend_retries_total{reason=loading} grew by %d during the GET, want >= 1 (the replica's LOADING retried)", d)
 	}
 	<-restarted
 	if tb.err != "" {

@@ -170,8 +170,16 @@ func (s *Server) SetPeers(p *topology.Peers) { s.peers.Store(p) }
 // Stats are the server's counters, for tests and tools in this process.
 func (s *Server) Stats() *Stats { return &s.stats }
 
+// BackendTotals are the backend counters of every loop, summed.
+type BackendTotals struct {
+	Moved, Ask                                   int64
+	Retries                                      [backend.NumRetryReasons]int64 // by backend.RetryReason
+	TryAgain                                     int64                          // of Retries, TRYAGAIN and LOADING
+	Failed, ConnsLost, DialErrors, LeasesRefused int64
+}
+
 // BackendStats sums the backend counters of every loop.
-func (s *Server) BackendStats() (st struct{ Moved, Ask, TryAgain, ClusterDown, Failed, ConnsLost, DialErrors int64 }) {
+func (s *Server) BackendStats() (st BackendTotals) {
 	s.loopsMu.Lock()
 	defer s.loopsMu.Unlock()
 	for _, l := range s.loops {
@@ -179,13 +187,16 @@ func (s *Server) BackendStats() (st struct{ Moved, Ask, TryAgain, ClusterDown, F
 			b := &p.Stats
 			st.Moved += b.Moved.Load()
 			st.Ask += b.Ask.Load()
-			st.TryAgain += b.TryAgain.Load()
-			st.ClusterDown += b.ClusterDown.Load()
+			for i := range st.Retries {
+				st.Retries[i] += b.Retries[i].Load()
+			}
 			st.Failed += b.Failed.Load()
 			st.ConnsLost += b.ConnsLost.Load()
 			st.DialErrors += b.DialErrors.Load()
+			st.LeasesRefused += b.LeasesRefused.Load()
 		}
 	}
+	st.TryAgain = st.Retries[backend.RetryTryAgain] + st.Retries[backend.RetryLoading]
 	return st
 }
 

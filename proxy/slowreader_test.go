@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/slotproxy/slotproxy/metrics"
@@ -165,7 +164,7 @@ func TestOutputLimitCloses(t *testing.T) {
 	slow := dialRaw(t, addr)
 	slow.send(resp.AppendCommandStrings(nil, "GET", "ol:big"))
 	eventually(t, 5*time.Second, "the client over the hard limit is closed", func() bool {
-		return counterValue(t, reg, "slotproxy_client_output_limit_closed_total") == 1
+		return gatherFamilies(t, reg)[`slotproxy_limit_rejections_total{limit="output_buffer"}`] == 1
 	})
 	// What the kernel had buffered may still arrive, then the connection ends short of the reply.
 	_ = slow.c.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -176,18 +175,4 @@ func TestOutputLimitCloses(t *testing.T) {
 	if v, err := other.StrLen(ctx, "ol:big").Result(); err != nil || v != 32<<20 {
 		t.Errorf("another client after the close: %d %v", v, err)
 	}
-}
-
-func counterValue(t *testing.T, g prometheus.Gatherer, name string) float64 {
-	t.Helper()
-	mfs, err := g.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name && len(mf.GetMetric()) > 0 {
-			return mf.GetMetric()[0].GetCounter().GetValue()
-		}
-	}
-	return -1
 }

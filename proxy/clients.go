@@ -1,0 +1,302 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/slotproxy/slotproxy/proxy/command"
+	"github.com/slotproxy/slotproxy/resp"
+)
+
+// CLIENT LIST, INFO and KILL act on the proxy's own client sessions, on every event loop: the nodes' clients
+// are the proxy's connections. Sessions of other proxies of a fleet are not listed.
+
+func cmdClientInfo(s *session, _ *command.Command, _ [][]byte, _ []byte, _ int64) {
+	s.local(s.appendText(nil, s.appendInfoLine(nil, s.l.now, "client|info")))
+}
+
+// clientFilter selects sessions as CLIENT LIST's and CLIENT KILL's filters do; the zero value takes all.
+type clientFilter struct {
+	ids          []int64
+	typ          string // normal, pubsub, master, replica; "" for any
+	addr, laddr  string
+	skipMe       bool
+	me           *session
+	matchNothing bool // USER of a user that is not default, TYPE master or replica: no proxy session is one
+}
+
+func (f *clientFilter) match(x *session) bool {
+	switch {
+	case f.matchNothing, f.skipMe && x == f.me:
+		return false
+	case f.ids != nil && !slices.Contains(f.ids, x.id):
+		return false
+	case f.typ == "normal" && x.subscribed(), f.typ == "pubsub" && !x.subscribed():
+		return false
+	case f.addr != "" && x.raddr != f.addr, f.laddr != "" && x.localAddr() != f.laddr:
+		return false
+	}
+	return true
+}
+
+// parseClientType takes TYPE's argument; ok false is Redis's error for an unknown type.
+func (f *clientFilter) parseClientType(arg []byte) bool {
+	switch t := strings.ToLower(string(arg)); t {
+	case "normal", "pubsub":
+		f.typ = t
+	case "master", "replica", "slave":
+		f.matchNothing = true
+	default:
+		return false
+	}
+	return true
+}
+
+func errUnknownClientType(arg []byte) []byte {
+	return resp.AppendError(nil, "ERR Unknown client type '"+string(arg)+"'")
+}
+
+// cmdClientList is Redis's CLIENT LIST [TYPE type] [ID id ...], over every session of the proxy, by id.
+func cmdClientList(s *session, _ *command.Command, args [][]byte, _ []byte, _ int64) {
+	var f clientFilter
+	switch {
+	case len(args) == 2:
+	case len(args) == 4 && bytes.EqualFold(args[2], []byte("type")):
+		if !f.parseClientType(args[3]) {
+			s.local(errUnknownClientType(args[3]))
+			return
+		}
+	case len(args) > 3 && bytes.EqualFold(args[2], []byte("id")):
+		f.ids = []int64{}
+		for _, a := range args[3:] {
+			id, ok := resp.ParseDecimal(a)
+			if !ok {
+				s.local(resp.AppendError(nil, "ERR Invalid client ID"))
+				return
+			}
+			f.ids = append(f.ids, id)
+		}
+	default:
+		s.local(errSyntax)
+		return
+	}
+	type line struct {
+		id   int64
+		text []byte
+	}
+	acrossLoops(s, func(l *loop) []line {
+		var out []line
+		for _, x := range l.sessions {
+			if f.match(x) {
+				cmd := x.lastCommand()
+				if x == s {
+					cmd = "client|list" // x may have gone on to a later command since
+				}
+				out = append(out, line{x.id, x.appendInfoLine(nil, l.now, cmd)})
+			}
+		}
+		return out
+	}, func(perLoop [][]line) []byte {
+		all := slices.Concat(perLoop...)
+		slices.SortFunc(all, func(a, b line) int { return int(a.id - b.id) })
+		var text []byte
+		for _, ln := range all {
+			text = append(text, ln.text...)
+		}
+		return s.appendText(nil, text)
+	})
+}
+
+// cmdClientKill is Redis's CLIENT KILL ip:port (+OK, or an error if no client has that address) and CLIENT
+// KILL <filter> <value> ... with ID, TYPE, USER, ADDR, LADDR and SKIPME (the number of clients closed). A
+// killed client is closed at once, its requests in flight dropped; the caller, if it matches, once answered.
+func cmdClientKill(s *session, _ *command.Command, args [][]byte, _ []byte, _ int64) {
+	f := clientFilter{me: s}
+	oldForm := len(args) == 3
+	if oldForm {
+		f.addr = string(args[2])
+	} else {
+		f.skipMe = true
+		for i := 2; i < len(args); i += 2 {
+			if i+1 >= len(args) {
+				s.local(errSyntax)
+				return
+			}
+			opt, val := strings.ToLower(string(args[i])), args[i+1]
+			switch opt {
+			case "id":
+				id, ok := resp.ParseDecimal(val)
+				if !ok || id <= 0 {
+					s.local(resp.AppendError(nil, "ERR client-id should be greater than 0"))
+					return
+				}
+				f.ids = append(f.ids, id)
+			case "type":
+				if !f.parseClientType(val) {
+					s.local(errUnknownClientType(val))
+					return
+				}
+			case "user":
+				if string(val) != "default" {
+					s.local(resp.AppendError(nil, "ERR No such user '"+string(val)+"'"))
+					return
+				}
+			case "addr":
+				f.addr = string(val)
+			case "laddr":
+				f.laddr = string(val)
+			case "skipme":
+				switch strings.ToLower(string(val)) {
+				case "yes":
+					f.skipMe = true
+				case "no":
+					f.skipMe = false
+				default:
+					s.local(errSyntax)
+					return
+				}
+			default:
+				s.local(errSyntax)
+				return
+			}
+		}
+		if len(f.ids) > 1 { // Redis keeps the last ID given
+			f.ids = f.ids[len(f.ids)-1:]
+		}
+	}
+	acrossLoops(s, func(l *loop) int {
+		n := 0
+		for _, x := range slices.Clone(l.sessions) {
+			if !f.match(x) {
+				continue
+			}
+			n++
+			if x == s {
+				continue // closed once its reply is out (below)
+			}
+			l.srv.log.Info("client killed", "client", x.raddr, "id", x.id, "by", s.raddr)
+			x.closing = true
+			_ = x.c.Close()
+		}
+		return n
+	}, func(perLoop []int) []byte {
+		n := 0
+		for _, k := range perLoop {
+			n += k
+		}
+		if f.match(s) && !s.closed {
+			s.closing = true
+		}
+		switch {
+		case !oldForm:
+			return resp.AppendInt(nil, int64(n))
+		case n == 0:
+			return resp.AppendError(nil, "ERR No such client")
+		}
+		return resp.AppendOK(nil)
+	})
+}
+
+// acrossLoops answers the session's command with what visit finds on every loop: visit runs on each loop's
+// goroutine in turn, off the caller's loop; reply makes the answer from their results back on the caller's
+// loop, where the command stands in the client's order (the commands after it are not held).
+func acrossLoops[T any](s *session, visit func(l *loop) T, reply func([]T) []byte) {
+	l := s.l
+	r := l.newRequest(s)
+	s.queue.Push(r)
+	go func() {
+		results := onEachLoop(l.srv, visit)
+		_ = l.el.Execute(context.Background(), runnable(func() {
+			l.now = time.Now().UnixNano()
+			r.finish(reply(results))
+			l.flush()
+		}))
+	}()
+}
+
+// lastCommand is the name of the session's last command, as CLIENT LIST's cmd shows it; NULL if unknown.
+func (s *session) lastCommand() string {
+	if s.curCmd < 0 {
+		return "NULL"
+	}
+	return command.All()[s.curCmd].Name
+}
+
+// appendInfoLine is a session's CLIENT LIST line at now (unix ns), with cmd as its last command. Fields the
+// proxy has no counterpart for are 0, as for a Redis client that holds nothing.
+func (s *session) appendInfoLine(b []byte, now int64, cmd string) []byte {
+	var flags []byte
+	if s.subscribed() {
+		flags = append(flags, 'P')
+	}
+	if s.tx != nil {
+		flags = append(flags, 'x')
+	}
+	if s.blocked != nil {
+		flags = append(flags, 'b')
+	}
+	if s.closing {
+		flags = append(flags, 'c')
+	}
+	if len(flags) == 0 {
+		flags = append(flags, 'N')
+	}
+	var sub, psub, ssub int
+	if s.ps != nil {
+		sub, psub, ssub = len(s.ps.channels), len(s.ps.patterns), len(s.ps.shard)
+	}
+	multi := -1
+	if s.tx != nil {
+		multi = s.tx.n
+	}
+	qbuf := s.in.Len() + s.c.InboundBuffered()
+	obl := len(s.out)
+	omem := s.c.OutboundBuffered() + s.queued
+	events := "r"
+	if s.c.OutboundBuffered() > 0 {
+		events = "rw"
+	}
+	proto := 2
+	if s.resp3 {
+		proto = 3
+	}
+	return fmt.Appendf(b, "id=%d addr=%s laddr=%s fd=%d name=%s age=%d idle=%d flags=%s db=0 sub=%d psub=%d ssub=%d "+
+		"multi=%d qbuf=%d qbuf-free=0 argv-mem=0 multi-mem=%d rbs=0 rbp=0 obl=%d oll=%d omem=%d tot-mem=%d "+
+		"events=%s cmd=%s user=default redir=-1 resp=%d lib-name=%s lib-ver=%s\n",
+		s.id, s.raddr, s.localAddr(), s.c.Fd(), s.name, (now-s.created.UnixNano())/1e9, (now-s.lastActive)/1e9,
+		flags, sub, psub, ssub, multi, qbuf, s.txMem(), obl, s.queue.Len(), omem, qbuf+omem+obl+s.txMem(),
+		events, cmd, proto, s.libName, s.libVer)
+}
+
+func (s *session) txMem() int {
+	if s.tx == nil {
+		return 0
+	}
+	return len(s.tx.queued)
+}
+
+// localAddr is the connection's own address (gnet reports the listener's, 0.0.0.0:7777 or a port 0), looked
+// up on first use: only CLIENT INFO and LIST need it.
+func (s *session) localAddr() string {
+	if s.laddr == "" {
+		if sa, err := unix.Getsockname(s.c.Fd()); err == nil {
+			switch a := sa.(type) {
+			case *unix.SockaddrInet4:
+				s.laddr = netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port)).String()
+			case *unix.SockaddrInet6:
+				s.laddr = netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port)).String()
+			}
+		}
+		if a := s.c.LocalAddr(); s.laddr == "" && a != nil {
+			s.laddr = a.String()
+		}
+	}
+	return s.laddr
+}
