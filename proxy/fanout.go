@@ -271,12 +271,22 @@ func cmdInfo(s *session, cmd *command.Command, args [][]byte, raw []byte, now in
 	ch.be.Raw = appendRaw(ch.be.Raw, args, raw)
 	s.prepare(ch, cmd, s.l.randomSlot(), now)
 	p.children = append(p.children, ch)
-	// The keyspace is the whole cluster's: every master's, summed (infoReply).
-	if snap := s.l.pool.Snapshot(); snap != nil && infoHasKeyspace(args) {
+	// The keyspace and the data's counters are the whole cluster's: every master's, summed (infoReply).
+	var sections []string
+	for _, sec := range []string{"keyspace", "stats"} {
+		if infoHasSection(args, sec) {
+			sections = append(sections, sec)
+		}
+	}
+	if snap := s.l.pool.Snapshot(); snap != nil && len(sections) > 0 {
 		for _, slot := range s.l.shardSlots(snap) {
 			k := s.l.newRequest(s)
 			k.parent = p
-			k.be.Raw = resp.AppendCommandStrings(k.be.Raw[:0], "INFO", "keyspace")
+			k.be.Raw = resp.AppendArrayHeader(k.be.Raw[:0], 1+len(sections))
+			k.be.Raw = resp.AppendBulkString(k.be.Raw, "INFO")
+			for _, sec := range sections {
+				k.be.Raw = resp.AppendBulkString(k.be.Raw, sec)
+			}
 			s.prepare(k, cmd, slot, now)
 			p.children = append(p.children, k)
 		}
@@ -284,19 +294,63 @@ func cmdInfo(s *session, cmd *command.Command, args [][]byte, raw []byte, now in
 	s.sendParent(p)
 }
 
-// infoHasKeyspace tells whether INFO with these arguments shows the keyspace section.
-func infoHasKeyspace(args [][]byte) bool {
+// infoHasSection tells whether INFO with these arguments shows the section: named, or in default, all and
+// everything (both sections here are in all three).
+func infoHasSection(args [][]byte, section string) bool {
 	if len(args) == 1 {
 		return true
 	}
 	for _, a := range args[1:] {
-		for _, sec := range []string{"keyspace", "all", "everything", "default"} {
+		for _, sec := range []string{section, "all", "everything", "default"} {
 			if bytes.EqualFold(a, []byte(sec)) {
 				return true
 			}
 		}
 	}
 	return false
+}
+
+// clusterCounters are the INFO stats fields that count what the data did; through the proxy they are every
+// master's, summed.
+var clusterCounters = []string{"expired_keys", "evicted_keys", "keyspace_hits", "keyspace_misses"}
+
+// sumCounters adds up the clusterCounters of the masters' INFO replies.
+func sumCounters(replies [][]byte) map[string]string {
+	sums := make(map[string]int64, len(clusterCounters))
+	found := false
+	for _, r := range replies {
+		text, isNull, ok := resp.BulkValue(r)
+		if len(r) > 0 && r[0] == '=' {
+			_, text, ok = resp.VerbatimValue(r)
+		}
+		if !ok || isNull {
+			continue
+		}
+		for _, name := range clusterCounters {
+			if v, ok := infoValue(text, name); ok {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				sums[name] += n
+				found = true
+			}
+		}
+	}
+	out := map[string]string{}
+	if found {
+		for name, n := range sums {
+			out[name] = strconv.FormatInt(n, 10)
+		}
+	}
+	return out
+}
+
+// infoValue is the value of field name in an INFO text.
+func infoValue(text []byte, name string) (string, bool) {
+	for line := range bytes.Lines(text) {
+		if v, ok := bytes.CutPrefix(line, []byte(name+":")); ok {
+			return string(bytes.TrimSpace(v)), true
+		}
+	}
+	return "", false
 }
 
 // sumKeyspace adds up the masters' "dbN:keys=K,expires=E,avg_ttl=T" lines (avg_ttl weighted by expires)
@@ -378,6 +432,7 @@ func (p *request) infoReply(out []byte) []byte {
 		}
 		body := sumKeyspace(replies)
 		b = replaceSection(b, "Keyspace", func(dst []byte) []byte { return append(dst, body...) })
+		b = rewriteInfoFields(b, sumCounters(replies))
 	}
 	// The master's counts are of what the proxy sent it; a client of the proxy wants the proxy's own.
 	b = replaceSection(b, "Commandstats", srv.appendCommandstats)

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -232,6 +233,122 @@ func TestInfoLikeStandalone(t *testing.T) {
 		if !keys(all)[k] && !strings.HasPrefix(k, "slave") && !strings.HasPrefix(k, "master_") {
 			t.Errorf("INFO everything through the proxy has no %s", k)
 		}
+	}
+	compareInfoFields(t, info("everything"), aloneAll)
+	// The data's counters are the cluster's: every master's, summed.
+	px.do("SET", "info:hit", "v")
+	for range 10 {
+		px.do("GET", "info:hit")
+	}
+	stats := info("stats")
+	for _, name := range []string{"keyspace_hits", "keyspace_misses", "expired_keys", "evicted_keys"} {
+		sum := 0
+		for _, m := range cluster.Masters() {
+			text, _ := bulkText(mustDo(t, m.Addr, "INFO", "stats"))
+			sum += field(text, name)
+		}
+		if got := field(stats, name); got != sum {
+			t.Errorf("INFO %s:%d through the proxy, the masters' sum is %d", name, got, sum)
+		}
+	}
+	if m, err := newClient(addr).InfoMap(ctx, "everything").Result(); err != nil || m["Memory"]["used_memory"] == "" ||
+		m["Server"]["run_id"] == "" || m["Proxy"]["proxy_version"] == "" {
+		t.Errorf("go-redis InfoMap of INFO everything: %v %v", m, err)
+	}
+}
+
+// compareInfoFields checks INFO through the proxy field by field against a standalone Redis's: each section
+// has the same fields in the same order (the replication section's replica lines aside), each value of the
+// same kind (integer, decimal, percentage, human size, text); the fields the proxy owns are consistent with
+// one another and describe the proxy's process, not a node's.
+func compareInfoFields(t *testing.T, proxyText, redisText string) {
+	t.Helper()
+	type field struct{ section, key, value string }
+	parse := func(text string) (fields []field) {
+		section := ""
+		for _, l := range strings.Split(text, "\r\n") {
+			if h, ok := strings.CutPrefix(l, "# "); ok {
+				section = h
+				continue
+			}
+			k, v, ok := strings.Cut(l, ":")
+			if !ok || regexp.MustCompile(`^slave\d+$`).MatchString(k) {
+				continue
+			}
+			switch section {
+			case "Commandstats", "Latencystats", "Errorstats", "Keyspace", "Proxy":
+				continue
+			}
+			fields = append(fields, field{section, k, v})
+		}
+		return fields
+	}
+	kind := func(v string) string {
+		for name, re := range map[string]string{"integer": `^-?\d+$`, "decimal": `^-?\d+\.\d+$`,
+			"percentage": `^\d+\.\d\d%$`, "human size": `^\d+(\.\d\d)?[BKMGTP]$`} {
+			if regexp.MustCompile(re).MatchString(v) {
+				return name
+			}
+		}
+		return "text"
+	}
+	px, rd := parse(proxyText), parse(redisText)
+	keysOf := func(fs []field) (out []string) {
+		for _, f := range fs {
+			out = append(out, f.section+"/"+f.key)
+		}
+		return out
+	}
+	if !slices.Equal(keysOf(px), keysOf(rd)) {
+		t.Errorf("INFO fields through the proxy:\n%v\nstandalone Redis:\n%v", keysOf(px), keysOf(rd))
+	}
+	redis := map[string]string{}
+	for _, f := range rd {
+		redis[f.key] = f.value
+	}
+	values := map[string]string{}
+	for _, f := range px {
+		values[f.key] = f.value
+		if r, ok := redis[f.key]; ok && kind(r) != kind(f.value) && !(kind(r) == "integer" && kind(f.value) == "text" && f.value == "") {
+			t.Errorf("INFO %s:%s through the proxy is %s; a standalone Redis gives %s (%s)", f.key, f.value,
+				kind(f.value), kind(r), r)
+		}
+	}
+	num := func(k string) float64 {
+		v, err := strconv.ParseFloat(strings.TrimSuffix(values[k], "%"), 64)
+		if err != nil {
+			t.Errorf("INFO %s:%q is not a number", k, values[k])
+		}
+		return v
+	}
+	human := func(k string) float64 {
+		v := values[k]
+		mult := map[byte]float64{'B': 1, 'K': 1 << 10, 'M': 1 << 20, 'G': 1 << 30, 'T': 1 << 40}[v[len(v)-1]]
+		n, _ := strconv.ParseFloat(v[:len(v)-1], 64)
+		return n * mult
+	}
+	for _, k := range []string{"used_memory", "used_memory_rss", "used_memory_peak", "total_system_memory"} {
+		if n, h := num(k), human(k+"_human"); n <= 0 || h < n*0.99 || h > n*1.01 {
+			t.Errorf("INFO %s:%v and %s_human:%s disagree", k, n, k, values[k+"_human"])
+		}
+	}
+	if num("used_memory_peak") < num("used_memory") || num("allocator_resident") < num("allocator_active") ||
+		num("allocator_active") < num("allocator_allocated") {
+		t.Errorf("INFO memory figures out of order: %v", values)
+	}
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	if cpu := num("used_cpu_user") + num("used_cpu_sys"); cpu <= 0 || cpu > float64(ru.Utime.Sec+ru.Stime.Sec)+1 {
+		t.Errorf("INFO used_cpu_user+sys = %v s, this process used %d s", cpu, ru.Utime.Sec+ru.Stime.Sec)
+	}
+	if !regexp.MustCompile(`^[0-9a-f]{40}$`).MatchString(values["run_id"]) || values["run_id"] == redis["run_id"] ||
+		!strings.HasPrefix(values["mem_allocator"], "go") || values["used_memory_dataset"] != "0" {
+		t.Errorf("INFO run_id %q, mem_allocator %q, used_memory_dataset %q: want the proxy's", values["run_id"],
+			values["mem_allocator"], values["used_memory_dataset"])
+	}
+	if num("total_reads_processed") < num("total_commands_processed")/2 || num("total_writes_processed") == 0 {
+		t.Errorf("INFO total_reads_processed %v, total_writes_processed %v for %v commands",
+			values["total_reads_processed"], values["total_writes_processed"], values["total_commands_processed"])
 	}
 }
 

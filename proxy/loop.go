@@ -56,6 +56,8 @@ type loop struct {
 	errors        errorStats     // error replies by prefix
 	bytesIn       atomic.Uint64  // read from clients
 	bytesOut      atomic.Uint64  // written to clients
+	reads         atomic.Uint64  // client read events handled
+	writes        atomic.Uint64  // writes to clients
 	now           int64          // unix ns at the start of the loop's current callback: replies' end time
 
 	wakePending   atomic.Bool

@@ -62,7 +62,8 @@ type Server struct {
 	current      atomic.Pointer[Config]         // cfg with the reloads applied (reload.go)
 	ready        readiness                      // the last /readyz probe (health.go)
 	slowlog      slowlog                        // SLOWLOG (slowlog.go)
-	ops          opsSampler                     // instantaneous_ops_per_sec (infofields.go)
+	rates        samplers                       // INFO's instantaneous rates and memory peak (infofields.go)
+	runID        string                         // INFO's run_id: random, new at every start
 }
 
 // Stats are process-wide counters, updated atomically by the loops.
@@ -121,6 +122,9 @@ func (s *Server) setBackendConfig(cfg *Config) {
 func (s *Server) Serve() error {
 	defer close(s.stopped)
 	s.start = time.Now()
+	s.runID = newRunID()
+	s.rates.memStartup = readMemory().used
+	s.rates.notePeak(s.rates.memStartup)
 	opts := []gnet.Option{
 		gnet.WithMulticore(true),
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
@@ -290,7 +294,7 @@ func (s *Server) OnTick() (time.Duration, gnet.Action) {
 		l.wakeNow()
 	}
 	s.loopsMu.Unlock()
-	s.ops.sample(s.totalCommands(), time.Now())
+	s.sampleRates(time.Now())
 	return 100 * time.Millisecond, gnet.None
 }
 
@@ -342,6 +346,7 @@ func (s *Server) OnTraffic(c gnet.Conn) (action gnet.Action) {
 		if n := c.InboundBuffered(); n > x.inCounted {
 			x.l.bytesIn.Add(uint64(n - x.inCounted))
 		}
+		x.l.reads.Add(1)
 		x.onTraffic()
 		x.inCounted = c.InboundBuffered()
 		x.l.flush()

@@ -176,6 +176,7 @@ func (s *session) flush() {
 	}
 	if len(s.out) > 0 {
 		s.l.bytesOut.Add(uint64(len(s.out)))
+		s.l.writes.Add(1)
 		_, _ = s.c.Write(s.out)
 		s.out = s.out[:0]
 		if cap(s.out) > 1<<20 {
@@ -201,6 +202,7 @@ func (s *session) emit(reply []byte) {
 		return
 	}
 	s.l.bytesOut.Add(uint64(len(s.out) + len(reply)))
+	s.l.writes.Add(1)
 	if len(s.out) == 0 {
 		_, _ = s.c.Write(reply)
 		return

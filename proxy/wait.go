@@ -168,13 +168,9 @@ func (w *waitOp) done(reply []byte) {
 
 // infoInt is the integer field name of an INFO text; 0 if absent.
 func infoInt(text []byte, name string) int64 {
-	for line := range bytes.Lines(text) {
-		if v, ok := bytes.CutPrefix(line, []byte(name+":")); ok {
-			n, _ := strconv.ParseInt(string(bytes.TrimSpace(v)), 10, 64)
-			return n
-		}
-	}
-	return 0
+	v, _ := infoValue(text, name)
+	n, _ := strconv.ParseInt(v, 10, 64)
+	return n
 }
 
 // ackedReplicas counts the online replicas of an INFO replication text that acknowledged offset.
