@@ -8,6 +8,8 @@
 # "set 1 200000,get 1 200000,set 16 1000000,get 16 1000000"), DATA (64), CLIENTS (50), EVENT_LOOPS (1).
 # NEW_PEERS=1: the new proxy gossips (peers.bind BASE+20) with one idle proxy of the new binary (client port
 # BASE+12, gossip BASE+21), to measure peers on and idle against OLD (which can be the same binary).
+# NEW_METRICS=1: the new proxy serves /metrics on BASE+30, scraped every SCRAPE seconds (1) throughout, while
+# the old one runs with -metrics off: with the same binary twice, metrics on against off.
 # Prints one line per run and the median requests/s of each binary per test with the ratio new/old, and the
 # median of the rounds' own ratios.
 set -euo pipefail
@@ -43,8 +45,10 @@ if [[ ${NEW_PEERS:-0} == 1 ]]; then
 	cat "$RUN/proxy.yaml" >>"$RUN/idle.yaml"
 	PORT[idle]=$((BASE + 12)) BIN[idle]=$NEW
 fi
+declare -A METRICS=([old]=off [new]=off [idle]=off)
+[[ ${NEW_METRICS:-0} == 1 ]] && METRICS[new]=127.0.0.1:$((BASE + 30))
 for w in old new ${PORT[idle]:+idle}; do
-	"${BIN[$w]}" -config "$RUN/$w.yaml" -listen "127.0.0.1:${PORT[$w]}" -seeds "$seeds" -metrics off \
+	"${BIN[$w]}" -config "$RUN/$w.yaml" -listen "127.0.0.1:${PORT[$w]}" -seeds "$seeds" -metrics "${METRICS[$w]}" \
 		>"$RUN/$w.log" 2>&1 &
 	PIDS+=($!)
 	wait_pong 127.0.0.1 "${PORT[$w]}" 30 "$!" || die "the $w proxy does not answer: $(tail -5 "$RUN/$w.log")"
@@ -52,6 +56,12 @@ done
 if [[ -n ${PORT[idle]:-} ]]; then
 	members=$(redis-cli -p "${PORT[new]}" info proxy | tr -d '\r' | sed -n 's/^proxy_peers_members://p')
 	[[ $members == 2 ]] || die "the new proxy's fleet has ${members:-no} members, want 2"
+fi
+if [[ ${METRICS[new]} != off ]]; then
+	curl -fsS "http://${METRICS[new]}/metrics" | grep -q '^slotproxy_requests_total' ||
+		die "the new proxy's /metrics has no slotproxy_requests_total"
+	(while sleep "${SCRAPE:-1}"; do curl -fsS -o /dev/null "http://${METRICS[new]}/metrics" || true; done) &
+	PIDS+=($!)
 fi
 sleep 1
 IFS=, read -r -a T <<<"$TESTS"
