@@ -2,13 +2,18 @@ package proxy_test
 
 import (
 	"context"
+	"net"
 	"os"
 	"os/exec"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/slotproxy/slotproxy/proxy"
 )
 
 // TestRealClients runs real client libraries, each with its default options, through the proxy: commands,
@@ -118,5 +123,45 @@ func TestGoRedisDefaults(t *testing.T) {
 	}()
 	if v, err := a.BLPop(ctx, 5*time.Second, "{gr}q").Result(); err != nil || v[1] != "job" {
 		t.Errorf("BLPop = %v, %v", v, err)
+	}
+}
+
+// TestRedisCliRendersLikeRedis: redis-cli prints INFO, SLOWLOG GET and CLIENT LIST from the proxy as it prints
+// them from a standalone Redis: the same INFO sections, and the same shape of output once numbers, addresses
+// and names are masked (SLOWLOG GET of a SET logged at a threshold of 0; CLIENT LIST of one client).
+func TestRedisCliRendersLikeRedis(t *testing.T) {
+	_, standalone, cl := shared(t)
+	addr := startProxy(t, cl.Addrs(), func(c *proxy.Config) { c.SlowlogSlowerThan = 0 })
+	mustDo(t, standalone.Addr, "CONFIG", "SET", "slowlog-log-slower-than", "0")
+	t.Cleanup(func() { mustDo(t, standalone.Addr, "CONFIG", "SET", "slowlog-log-slower-than", "10000") })
+	cli := func(a string, args ...string) string {
+		t.Helper()
+		host, port, _ := net.SplitHostPort(a)
+		out, err := exec.Command("redis-cli", append([]string{"-h", host, "-p", port, "--no-raw"}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("redis-cli %v against %s: %v\n%s", args, a, err, out)
+		}
+		return string(out)
+	}
+	masked := func(s string) string {
+		s = regexp.MustCompile(`\d+\.\d+\.\d+\.\d+:\d+`).ReplaceAllString(s, "ADDR")
+		return regexp.MustCompile(`\d+`).ReplaceAllString(s, "N")
+	}
+	sections := func(s string) []string { return regexp.MustCompile(`(?m)^# \w+`).FindAllString(s, -1) }
+	if p, r := sections(cli(addr, "INFO")), sections(cli(standalone.Addr, "INFO")); !slices.Equal(p, append(r, "# Proxy")) {
+		t.Errorf("redis-cli INFO sections: proxy %v, Redis %v", p, r)
+	}
+	for _, a := range []string{addr, standalone.Addr} {
+		cli(a, "SET", "cli:k", "v")
+	}
+	p, r := masked(cli(addr, "SLOWLOG", "GET", "1")), masked(cli(standalone.Addr, "SLOWLOG", "GET", "1"))
+	if p != r || !strings.Contains(p, `"SET"`) {
+		t.Errorf("redis-cli SLOWLOG GET 1:\nproxy:\n%s\nRedis:\n%s", p, r)
+	}
+	// The fresh proxy's only client is redis-cli's connection: its line against Redis's CLIENT INFO of one.
+	p = masked(regexp.MustCompile(` lib-name=\S* lib-ver=\S*`).ReplaceAllString(cli(addr, "CLIENT", "LIST"), ""))
+	r = masked(cli(standalone.Addr, "CLIENT", "INFO"))
+	if strings.Count(p, "\n") != 1 || strings.ReplaceAll(p, "client|list", "CMD") != strings.ReplaceAll(r, "client|info", "CMD") {
+		t.Errorf("redis-cli CLIENT LIST:\nproxy: %s\nRedis: %s", p, r)
 	}
 }
