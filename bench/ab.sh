@@ -58,7 +58,7 @@ if [[ -n ${PORT[idle]:-} ]]; then
 	[[ $members == 2 ]] || die "the new proxy's fleet has ${members:-no} members, want 2"
 fi
 if [[ ${METRICS[new]} != off ]]; then
-	curl -fsS "http://${METRICS[new]}/metrics" | grep -q '^slotproxy_requests_total' ||
+	curl -fsS "http://${METRICS[new]}/metrics" | grep '^slotproxy_requests_total' >/dev/null ||
 		die "the new proxy's /metrics has no slotproxy_requests_total"
 	(while sleep "${SCRAPE:-1}"; do curl -fsS -o /dev/null "http://${METRICS[new]}/metrics" || true; done) &
 	PIDS+=($!)

@@ -445,6 +445,16 @@ func TestClientListAndKill(t *testing.T) {
 	if got := list(conns[3], "ID", ids[0], ids[4], "999999"); len(got) != 2 || got[ids[0]] == nil || got[ids[4]] == nil {
 		t.Errorf("CLIENT LIST ID: %v", got)
 	}
+	// With ID, in the order given, a repeated id repeated, as Redis answers.
+	text, _, _ := resp.BulkValue(conns[3].do("CLIENT", "LIST", "ID", ids[4], "999999", ids[0], ids[4]))
+	var order []string
+	for _, line := range strings.Split(strings.TrimSuffix(string(text), "\n"), "\n") {
+		_, vals := clientFields(line)
+		order = append(order, vals["id"])
+	}
+	if !slices.Equal(order, []string{ids[4], ids[0], ids[4]}) {
+		t.Errorf("CLIENT LIST ID %s 999999 %s %s listed ids %v", ids[4], ids[0], ids[4], order)
+	}
 
 	// Errors as Redis gives them.
 	for _, args := range [][]string{
@@ -452,7 +462,7 @@ func TestClientListAndKill(t *testing.T) {
 		{"CLIENT", "KILL", "TYPE", "foo"}, {"CLIENT", "KILL", "USER", "nobody"}, {"CLIENT", "KILL", "ADDR"},
 		{"CLIENT", "KILL", "ID", "1", "TYPE"}, {"CLIENT", "KILL", "SKIPME", "maybe"}, {"CLIENT", "KILL", "FOO", "bar"},
 		{"CLIENT", "KILL"}, {"CLIENT", "KILL", "ID", "999999"}, {"CLIENT", "KILL", "ADDR", "1.2.3.4:5"},
-		{"CLIENT", "KILL", "USER", "default", "TYPE", "master"},
+		{"CLIENT", "KILL", "USER", "default", "TYPE", "master"}, {"CLIENT", "KILL", "TYPE", "normal", "TYPE", "master"},
 	} {
 		sameReply(t, strings.Join(args, " "), conns[0].do(args...), sa.do(args...), "")
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -24,21 +25,22 @@ func cmdClientInfo(s *session, _ *command.Command, _ [][]byte, _ []byte, _ int64
 
 // clientFilter selects sessions as CLIENT LIST's and CLIENT KILL's filters do; the zero value takes all.
 type clientFilter struct {
-	ids          []int64
-	typ          string // normal, pubsub, master, replica; "" for any
-	addr, laddr  string
-	skipMe       bool
-	me           *session
-	matchNothing bool // USER of a user that is not default, TYPE master or replica: no proxy session is one
+	ids         map[int64]bool // nil: any
+	typ         string         // normal, pubsub, master, replica or slave (no proxy client is one); "": any
+	addr, laddr string
+	skipMe      bool
+	me          *session
 }
 
 func (f *clientFilter) match(x *session) bool {
 	switch {
-	case f.matchNothing, f.skipMe && x == f.me:
+	case x.killed, f.skipMe && x == f.me:
 		return false
-	case f.ids != nil && !slices.Contains(f.ids, x.id):
+	case f.ids != nil && !f.ids[x.id]:
 		return false
 	case f.typ == "normal" && x.subscribed(), f.typ == "pubsub" && !x.subscribed():
+		return false
+	case f.typ == "master", f.typ == "replica", f.typ == "slave":
 		return false
 	case f.addr != "" && x.raddr != f.addr, f.laddr != "" && x.localAddr() != f.laddr:
 		return false
@@ -46,17 +48,14 @@ func (f *clientFilter) match(x *session) bool {
 	return true
 }
 
-// parseClientType takes TYPE's argument; ok false is Redis's error for an unknown type.
+// parseClientType takes TYPE's argument (the last one given counts); false for a type Redis does not know.
 func (f *clientFilter) parseClientType(arg []byte) bool {
 	switch t := strings.ToLower(string(arg)); t {
-	case "normal", "pubsub":
+	case "normal", "pubsub", "master", "replica", "slave":
 		f.typ = t
-	case "master", "replica", "slave":
-		f.matchNothing = true
-	default:
-		return false
+		return true
 	}
-	return true
+	return false
 }
 
 func errUnknownClientType(arg []byte) []byte {
@@ -74,41 +73,50 @@ func cmdClientList(s *session, _ *command.Command, args [][]byte, _ []byte, _ in
 			return
 		}
 	case len(args) > 3 && bytes.EqualFold(args[2], []byte("id")):
-		f.ids = []int64{}
+		f.ids = make(map[int64]bool, len(args)-3)
 		for _, a := range args[3:] {
 			id, ok := resp.ParseDecimal(a)
 			if !ok {
 				s.local(resp.AppendError(nil, "ERR Invalid client ID"))
 				return
 			}
-			f.ids = append(f.ids, id)
+			f.ids[id] = true
 		}
 	default:
 		s.local(errSyntax)
 		return
 	}
-	type line struct {
-		id   int64
-		text []byte
-	}
-	acrossLoops(s, func(l *loop) []line {
-		var out []line
+	acrossLoops(s, func(l *loop) map[int64][]byte {
+		now := time.Now().UnixNano()
+		out := map[int64][]byte{}
 		for _, x := range l.sessions {
 			if f.match(x) {
 				cmd := x.lastCommand()
 				if x == s {
-					cmd = "client|list" // x may have gone on to a later command since
+					cmd = "client|list"
 				}
-				out = append(out, line{x.id, x.appendInfoLine(nil, l.now, cmd)})
+				out[x.id] = x.appendInfoLine(nil, now, cmd)
 			}
 		}
 		return out
-	}, func(perLoop [][]line) []byte {
-		all := slices.Concat(perLoop...)
-		slices.SortFunc(all, func(a, b line) int { return int(a.id - b.id) })
+	}, func(perLoop []map[int64][]byte) []byte {
+		lines := map[int64][]byte{}
+		for _, m := range perLoop {
+			maps.Copy(lines, m)
+		}
+		// By id, or with ID in the order given, repeats included, as Redis lists them.
+		var order []int64
+		if f.ids == nil {
+			order = slices.Sorted(maps.Keys(lines))
+		} else {
+			for _, a := range args[3:] {
+				id, _ := resp.ParseDecimal(a)
+				order = append(order, id)
+			}
+		}
 		var text []byte
-		for _, ln := range all {
-			text = append(text, ln.text...)
+		for _, id := range order {
+			text = append(text, lines[id]...)
 		}
 		return s.appendText(nil, text)
 	})
@@ -137,7 +145,7 @@ func cmdClientKill(s *session, _ *command.Command, args [][]byte, _ []byte, _ in
 					s.local(resp.AppendError(nil, "ERR client-id should be greater than 0"))
 					return
 				}
-				f.ids = append(f.ids, id)
+				f.ids = map[int64]bool{id: true} // Redis keeps the last ID given
 			case "type":
 				if !f.parseClientType(val) {
 					s.local(errUnknownClientType(val))
@@ -167,10 +175,8 @@ func cmdClientKill(s *session, _ *command.Command, args [][]byte, _ []byte, _ in
 				return
 			}
 		}
-		if len(f.ids) > 1 { // Redis keeps the last ID given
-			f.ids = f.ids[len(f.ids)-1:]
-		}
 	}
+	killsSelf, by := f.match(s), s.raddr
 	acrossLoops(s, func(l *loop) int {
 		n := 0
 		for _, x := range slices.Clone(l.sessions) {
@@ -181,8 +187,8 @@ func cmdClientKill(s *session, _ *command.Command, args [][]byte, _ []byte, _ in
 			if x == s {
 				continue // closed once its reply is out (below)
 			}
-			l.srv.log.Info("client killed", "client", x.raddr, "id", x.id, "by", s.raddr)
-			x.closing = true
+			l.srv.log.Info("client killed", "client", x.raddr, "id", x.id, "by", by)
+			x.killed, x.closing = true, true
 			_ = x.c.Close()
 		}
 		return n
@@ -191,8 +197,8 @@ func cmdClientKill(s *session, _ *command.Command, args [][]byte, _ []byte, _ in
 		for _, k := range perLoop {
 			n += k
 		}
-		if f.match(s) && !s.closed {
-			s.closing = true
+		if killsSelf && !s.closed {
+			s.killed, s.closing = true, true
 		}
 		switch {
 		case !oldForm:
@@ -206,16 +212,20 @@ func cmdClientKill(s *session, _ *command.Command, args [][]byte, _ []byte, _ in
 
 // acrossLoops answers the session's command with what visit finds on every loop: visit runs on each loop's
 // goroutine in turn, off the caller's loop; reply makes the answer from their results back on the caller's
-// loop, where the command stands in the client's order (the commands after it are not held).
+// loop. The session's later commands wait for it, as behind any command Redis runs at once.
 func acrossLoops[T any](s *session, visit func(l *loop) T, reply func([]T) []byte) {
 	l := s.l
 	r := l.newRequest(s)
+	r.be.Raw = resp.AppendCommand(r.be.Raw[:0], s.curArgs...) // for SLOWLOG
+	s.held = true
 	s.queue.Push(r)
 	go func() {
 		results := onEachLoop(l.srv, visit)
 		_ = l.el.Execute(context.Background(), runnable(func() {
+			defer l.recoverPanic(s)
 			l.now = time.Now().UnixNano()
 			r.finish(reply(results))
+			s.resumeAfterHeld()
 			l.flush()
 		}))
 	}()
@@ -256,11 +266,16 @@ func (s *session) appendInfoLine(b []byte, now int64, cmd string) []byte {
 	if s.tx != nil {
 		multi = s.tx.n
 	}
-	qbuf := s.in.Len() + s.c.InboundBuffered()
+	qbuf := s.in.Buffered(s.c)
 	obl := len(s.out)
 	omem := s.c.OutboundBuffered() + s.queued
 	events := "r"
-	if s.c.OutboundBuffered() > 0 {
+	switch {
+	case s.readOff && s.c.OutboundBuffered() > 0:
+		events = "w"
+	case s.readOff:
+		events = ""
+	case s.c.OutboundBuffered() > 0:
 		events = "rw"
 	}
 	proto := 2
@@ -291,7 +306,7 @@ func (s *session) localAddr() string {
 			case *unix.SockaddrInet4:
 				s.laddr = netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port)).String()
 			case *unix.SockaddrInet6:
-				s.laddr = netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port)).String()
+				s.laddr = netip.AddrPortFrom(netip.AddrFrom16(a.Addr).Unmap(), uint16(a.Port)).String()
 			}
 		}
 		if a := s.c.LocalAddr(); s.laddr == "" && a != nil {

@@ -319,11 +319,8 @@ func sumCounters(replies [][]byte) map[string]string {
 	sums := make(map[string]int64, len(clusterCounters))
 	found := false
 	for _, r := range replies {
-		text, isNull, ok := resp.BulkValue(r)
-		if len(r) > 0 && r[0] == '=' {
-			_, text, ok = resp.VerbatimValue(r)
-		}
-		if !ok || isNull {
+		text, ok := infoText(r)
+		if !ok {
 			continue
 		}
 		for _, name := range clusterCounters {
@@ -343,6 +340,16 @@ func sumCounters(replies [][]byte) map[string]string {
 	return out
 }
 
+// infoText is the text of a node's INFO reply: a bulk string, or in RESP3 a verbatim one.
+func infoText(reply []byte) ([]byte, bool) {
+	if len(reply) > 0 && reply[0] == '=' {
+		_, text, ok := resp.VerbatimValue(reply)
+		return text, ok
+	}
+	text, isNull, ok := resp.BulkValue(reply)
+	return text, ok && !isNull
+}
+
 // infoValue is the value of field name in an INFO text.
 func infoValue(text []byte, name string) (string, bool) {
 	for line := range bytes.Lines(text) {
@@ -360,11 +367,8 @@ func sumKeyspace(replies [][]byte) []byte {
 	dbs := map[string]*db{}
 	var order []string
 	for _, r := range replies {
-		text, isNull, ok := resp.BulkValue(r)
-		if len(r) > 0 && r[0] == '=' {
-			_, text, ok = resp.VerbatimValue(r)
-		}
-		if !ok || isNull {
+		text, ok := infoText(r)
+		if !ok {
 			continue
 		}
 		for _, line := range bytes.Split(text, []byte("\r\n")) {
@@ -411,11 +415,8 @@ func sumKeyspace(replies [][]byte) []byte {
 
 func (p *request) infoReply(out []byte) []byte {
 	c := p.children[0]
-	text, isNull, ok := resp.BulkValue(c.reply)
-	if c.reply[0] == '=' { // RESP3
-		_, text, ok = resp.VerbatimValue(c.reply)
-	}
-	if !ok || isNull {
+	text, ok := infoText(c.reply)
+	if !ok {
 		return append(out, c.reply...)
 	}
 	b := text

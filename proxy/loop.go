@@ -27,7 +27,8 @@ type loop struct {
 	// send them. Converting RESP2 replies instead cannot work: RESP2 does not say that HGETALL's array is a
 	// map, that ZSCORE's bulk is a double or that SMEMBERS's array is a set; only the command's reply schema
 	// does, and every reply would be decoded and re-encoded on the loop. Nil before.
-	pool3 *backend.Pool
+	// Atomic only so that readers off the loop (BackendStats at scrape time) see it; the loop alone sets it.
+	pool3 atomic.Pointer[backend.Pool]
 
 	touched   []*session    // sessions with replies to write at the end of this callback
 	paused    []*session    // sessions that stopped reading at a limit; retried on every tick
@@ -82,18 +83,21 @@ func (l *loop) newPool(cfg *backend.Config) *backend.Pool {
 
 // resp3Pool is the loop's pool of RESP3 connections, made on first use.
 func (l *loop) resp3Pool() *backend.Pool {
-	if l.pool3 == nil {
-		l.pool3 = l.newPool(l.srv.bcfg3.Load())
+	p := l.pool3.Load()
+	if p == nil {
+		p = l.newPool(l.srv.bcfg3.Load())
+		l.pool3.Store(p)
 	}
-	return l.pool3
+	return p
 }
 
 // pools are the loop's backend pools. Not for the request path.
 func (l *loop) pools() []*backend.Pool {
-	if l.pool3 == nil {
+	p3 := l.pool3.Load()
+	if p3 == nil {
 		return []*backend.Pool{l.pool}
 	}
-	return []*backend.Pool{l.pool, l.pool3}
+	return []*backend.Pool{l.pool, p3}
 }
 
 func (l *loop) wakeAfter(d time.Duration) {
@@ -119,8 +123,8 @@ func (l *loop) Run(context.Context) error {
 	now := time.Now().UnixNano()
 	l.now = now
 	l.pool.Tick(now)
-	if l.pool3 != nil {
-		l.pool3.Tick(now)
+	if p3 := l.pool3.Load(); p3 != nil {
+		p3.Tick(now)
 	}
 	if idle := l.srv.live.idleTimeout.Load(); idle > 0 && now >= l.idleCheck {
 		l.idleCheck = now + int64(time.Second)
@@ -187,8 +191,8 @@ func (l *loop) touch(s *session) {
 func (l *loop) flush() {
 	l.flushClients()
 	l.pool.Flush()
-	if l.pool3 != nil {
-		l.pool3.Flush()
+	if p3 := l.pool3.Load(); p3 != nil {
+		p3.Flush()
 	}
 }
 

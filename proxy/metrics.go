@@ -20,6 +20,8 @@ func RegisterMetrics(reg prometheus.Registerer, s *Server) {
 		func() float64 { return float64(st.ClientsTotal.Load()) })
 	metrics.CounterFunc(reg, "commands_total", "Commands answered, local and forwarded.",
 		func() float64 { return float64(s.totalCommands()) })
+	metrics.CounterFunc(reg, "client_refused_draining_total", "Clients answered \"shutting down\" and closed during a drain.",
+		func() float64 { return float64(st.DrainRefused.Load()) })
 	metrics.CounterFunc(reg, "protocol_errors_total", "Client connections closed for a protocol error.",
 		func() float64 { return float64(st.ProtocolErrors.Load()) })
 	for limit, get := range map[string]func() int64{
@@ -29,8 +31,9 @@ func RegisterMetrics(reg prometheus.Registerer, s *Server) {
 		"max_leased_conns": func() int64 { return s.BackendStats().LeasesRefused },
 	} {
 		metrics.LabeledCounterFunc(reg, "limit_rejections_total", "What a limit turned away: clients refused at "+
-			"max_clients, clients closed at the query buffer or client_output_buffer_limit, commands refused "+
-			"because max_leased_conns connections to their node were in use.", prometheus.Labels{"limit": limit},
+			"max_clients, clients closed at the query buffer or client_output_buffer_limit, connections not "+
+			"leased because max_leased_conns to the node were in use (a command refused, or a subscription "+
+			"relink or blocked client's unblock retried later).", prometheus.Labels{"limit": limit},
 			func() float64 { return float64(get()) })
 	}
 	metrics.CounterFunc(reg, "client_idle_closed_total", "Client connections closed by idle_timeout.",

@@ -38,8 +38,8 @@ func (s *Server) Reload(next *Config) (changed, restart []string) {
 	onEachLoop(s, func(l *loop) bool {
 		l.timeout = timeout
 		l.pool.SetConfig(b)
-		if l.pool3 != nil {
-			l.pool3.SetConfig(b3)
+		if p3 := l.pool3.Load(); p3 != nil {
+			p3.SetConfig(b3)
 		}
 		return true
 	})

@@ -71,6 +71,7 @@ type Stats struct {
 	Clients           atomic.Int64 // connected clients
 	ClientsTotal      atomic.Int64 // clients accepted since start
 	ClientsRejected   atomic.Int64 // refused at max_clients
+	DrainRefused      atomic.Int64 // refused while draining
 	ProtocolErrors    atomic.Int64 // connections closed for a protocol error
 	QueryBufferClosed atomic.Int64 // connections closed at the query buffer limit
 	OutputLimitClosed atomic.Int64 // connections closed at the output buffer limit
@@ -318,7 +319,7 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		return bc.OnOpen(c), gnet.None
 	}
 	if s.draining.Load() {
-		s.stats.ClientsRejected.Add(1)
+		s.stats.DrainRefused.Add(1)
 		return errShuttingDown, gnet.Close
 	}
 	if limit := s.live.maxClients.Load(); limit > 0 && s.stats.Clients.Load() >= limit {

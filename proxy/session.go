@@ -48,6 +48,7 @@ type session struct {
 	listed  bool         // in l.paused
 	closed  bool         // OnClose ran; late replies are dropped
 	closing bool         // QUIT or a protocol error: close once the queue drained
+	killed  bool         // CLIENT KILL: no longer listed or killed again while gnet closes it
 	tx      *transaction // between MULTI and EXEC or DISCARD
 	watch   *watching    // after WATCH, until EXEC, DISCARD, UNWATCH or RESET
 	held    bool         // a WATCH, EXEC or blocking command is in flight: later commands wait for it, as in Redis

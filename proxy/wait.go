@@ -111,8 +111,8 @@ func (c *waitCall) Reply(_ *backend.Request, reply []byte) {
 	if w.over {
 		return
 	}
-	text, isNull, ok := resp.BulkValue(reply)
-	if !ok || isNull {
+	text, ok := infoText(reply)
+	if !ok {
 		w.fail(reply)
 		return
 	}
