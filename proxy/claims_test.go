@@ -500,10 +500,16 @@ func TestClientListAndKill(t *testing.T) {
 	if got := list(conns[0]); len(got) != 1 {
 		t.Errorf("after the kills CLIENT LIST has %v", got)
 	}
-	if got := string(conns[0].do("CLIENT", "KILL", "ID", ids[0], "SKIPME", "no")); got != ":1\r\n" {
+	// A client that kills itself gets the reply, and nothing it sent after runs (as in Redis).
+	conns[0].send(append(resp.AppendCommandStrings(nil, "CLIENT", "KILL", "ID", ids[0], "SKIPME", "no"),
+		resp.AppendCommandStrings(nil, "SET", "kill:after", "ran")...))
+	if got := string(conns[0].reply()); got != ":1\r\n" {
 		t.Errorf("CLIENT KILL ID <own> SKIPME no: %q", got)
 	}
 	gone(0)
+	if got := string(mustDo(t, addr, "EXISTS", "kill:after")); got != ":0\r\n" {
+		t.Errorf("the SET pipelined after a client killed itself ran: EXISTS %q", got)
+	}
 }
 
 // leasedConns is how many connections the proxy's clients hold leased now.
