@@ -168,6 +168,9 @@ func NewPool(el gnet.EventLoop, cfg *Config, topo Topology, log *slog.Logger, wa
 // Connections already open keep their count (ConnsPerNode) and their handshake.
 func (p *Pool) SetConfig(cfg *Config) { p.cfg = cfg }
 
+// Config is the pool's configuration now.
+func (p *Pool) Config() *Config { return p.cfg }
+
 // Snapshot returns the current slot map, refreshing the loop's node index when it changed.
 func (p *Pool) Snapshot() *topology.Snapshot {
 	s := p.topo.Snapshot()

@@ -168,8 +168,7 @@ func (b *blockedOp) send(addr string, asking bool) {
 	}
 	b.addr, b.asking = addr, asking
 	if b.lease == nil {
-		b.done(resp.AppendError(nil, "ERR max_leased_conns ("+strconv.Itoa(l.srv.cfg.MaxLeasedConns)+
-			") connections to "+addr+" are in use on this event loop"))
+		b.done(l.errMaxLeased(addr))
 		return
 	}
 	be := &b.r.be

@@ -339,8 +339,7 @@ func (s *session) toEveryNode(cmd []byte, what string, now int64, applied func()
 	for i := range g.calls {
 		c := &g.calls[i]
 		if c.lease = p.Lease(c.addr); c.lease == nil {
-			c.Reply(&c.be, resp.AppendError(nil, "ERR max_leased_conns ("+
-				strconv.Itoa(s.l.srv.cfg.MaxLeasedConns)+") connections to "+c.addr+" are in use on this event loop"))
+			c.Reply(&c.be, s.l.errMaxLeased(c.addr))
 			continue
 		}
 		c.lease.Send(&c.be)

@@ -5,6 +5,7 @@ import (
 	"hash/fnv"
 	"math"
 	"math/rand/v2"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/slotproxy/slotproxy/backend"
 	"github.com/slotproxy/slotproxy/internal/inbox"
 	"github.com/slotproxy/slotproxy/proxy/command"
+	"github.com/slotproxy/slotproxy/resp"
 	"github.com/slotproxy/slotproxy/topology"
 )
 
@@ -79,6 +81,12 @@ func (l *loop) newPool(cfg *backend.Config) *backend.Pool {
 	p.Buffers = &l.bufs
 	p.Owner = l
 	return p
+}
+
+// errMaxLeased is the reply to a command that found max_leased_conns connections to addr in use.
+func (l *loop) errMaxLeased(addr string) []byte {
+	return resp.AppendError(nil, "ERR max_leased_conns ("+strconv.Itoa(l.pool.Config().MaxLeases)+
+		") connections to "+addr+" are in use on this event loop")
 }
 
 // resp3Pool is the loop's pool of RESP3 connections, made on first use.

@@ -14,7 +14,7 @@ import (
 // deadline on its own goroutine; the rest are live atomics.
 var reloadable = []string{"timeout", "dial_timeout", "read_from", "retry", "max_redirects", "max_clients",
 	"idle_timeout", "tcp_keepalive", "client_output_buffer_limit", "client_query_buffer_limit", "drain_timeout",
-	"log_level", "seeds", "slowlog_log_slower_than", "slowlog_max_len"}
+	"log_level", "seeds", "slowlog_log_slower_than", "slowlog_max_len", "max_leased_conns"}
 
 // Reload applies next's reloadable keys (see reloadable) to the running proxy, and returns the keys it
 // changed and those that differ but need a restart. next must be valid. main applies log_level and seeds,

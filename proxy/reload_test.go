@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	"github.com/slotproxy/slotproxy/internal/redistest"
+	"github.com/slotproxy/slotproxy/proxy"
+	"github.com/slotproxy/slotproxy/resp"
 )
 
 // getCalls is a node's cmdstat_get calls (INFO commandstats).
@@ -172,4 +175,36 @@ func TestReloadOnSIGHUP(t *testing.T) {
 		t.Errorf("the pipelining client saw %d bad replies, the last %v", n, lastBad.Load())
 	}
 	t.Logf("the pipelining client got %d batches of 10 GETs, every one right, on one connection", batches.Load())
+}
+
+// TestReloadLeaseLimit: max_leased_conns applies on reload. At 1, a second client's BLPOP on the shard whose
+// one leased connection a first BLPOP holds is refused with the limit's error (counted in LeasesRefused);
+// back at 1000, it blocks like the first.
+func TestReloadLeaseLimit(t *testing.T) {
+	_, _, cl := shared(t)
+	addr, srv := startProxyOpt(t, cl.Addrs(), false, func(c *proxy.Config) { c.EventLoops = 1 })
+	key := keyInShard(snapshotOf(srv), 0)
+	reload := func(n int) {
+		cfg := srv.Config()
+		cfg.MaxLeasedConns = n
+		if changed, restart := srv.Reload(&cfg); !slices.Equal(changed, []string{"max_leased_conns"}) || len(restart) > 0 {
+			t.Fatalf("reload of max_leased_conns %d: changed %v, restart %v", n, changed, restart)
+		}
+	}
+	reload(1)
+	first := dialRaw(t, addr)
+	first.send(resp.AppendCommandStrings(nil, "BLPOP", "{"+key+"}:a", "0"))
+	eventually(t, 5*time.Second, "the first BLPOP holds the lease", func() bool { return leasedConns(srv) == 1 })
+	second := dialRaw(t, addr)
+	got := string(second.do("BLPOP", "{"+key+"}:b", "0"))
+	if !strings.HasPrefix(got, "-ERR max_leased_conns (1) connections to ") || srv.BackendStats().LeasesRefused != 1 {
+		t.Fatalf("second BLPOP at max_leased_conns 1: %q, %d refused", got, srv.BackendStats().LeasesRefused)
+	}
+	reload(1000)
+	second.send(resp.AppendCommandStrings(nil, "BLPOP", "{"+key+"}:b", "0"))
+	eventually(t, 5*time.Second, "the second BLPOP holds a lease too", func() bool { return leasedConns(srv) == 2 })
+	mustDo(t, addr, "RPUSH", "{"+key+"}:b", "x")
+	if got := string(second.reply()); !strings.Contains(got, "x") {
+		t.Errorf("second BLPOP after the reload: %q", got)
+	}
 }

@@ -3,7 +3,6 @@ package proxy
 import (
 	"bytes"
 	"context"
-	"strconv"
 	"strings"
 	"time"
 
@@ -280,8 +279,7 @@ func (x *execution) send(addr string, asking bool) {
 	}
 	x.asking = asking
 	if x.lease == nil {
-		x.done(resp.AppendError(nil, "ERR max_leased_conns ("+
-			strconv.Itoa(x.sess.l.srv.cfg.MaxLeasedConns)+") connections to "+addr+" are in use on this event loop"))
+		x.done(x.sess.l.errMaxLeased(addr))
 		return
 	}
 	x.r.be.Raw = x.r.be.Raw[:0]
