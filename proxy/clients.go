@@ -268,6 +268,12 @@ func (s *session) appendInfoLine(b []byte, now int64, cmd string) []byte {
 	}
 	qbuf := s.in.Buffered(s.c)
 	obl := len(s.out)
+	oll := 0 // finished replies waiting behind an unfinished one
+	for i := range s.queue.Len() {
+		if s.queue.At(i).done {
+			oll++
+		}
+	}
 	omem := s.c.OutboundBuffered() + s.queued
 	events := "r"
 	switch {
@@ -286,7 +292,7 @@ func (s *session) appendInfoLine(b []byte, now int64, cmd string) []byte {
 		"multi=%d qbuf=%d qbuf-free=0 argv-mem=0 multi-mem=%d rbs=0 rbp=0 obl=%d oll=%d omem=%d tot-mem=%d "+
 		"events=%s cmd=%s user=default redir=-1 resp=%d lib-name=%s lib-ver=%s\n",
 		s.id, s.raddr, s.localAddr(), s.c.Fd(), s.name, (now-s.created.UnixNano())/1e9, (now-s.lastActive)/1e9,
-		flags, sub, psub, ssub, multi, qbuf, s.txMem(), obl, s.queue.Len(), omem, qbuf+omem+obl+s.txMem(),
+		flags, sub, psub, ssub, multi, qbuf, s.txMem(), obl, oll, omem, qbuf+omem+obl+s.txMem(),
 		events, cmd, proto, s.libName, s.libVer)
 }
 
