@@ -10,6 +10,9 @@
 # BASE+12, gossip BASE+21), to measure peers on and idle against OLD (which can be the same binary).
 # NEW_METRICS=1: the new proxy serves /metrics on BASE+30, scraped every SCRAPE seconds (1) throughout, while
 # the old one runs with -metrics off: with the same binary twice, metrics on against off.
+# NEW_USER="rules": the new proxy has the ACL user bench (password bench) with these rules, e.g. "~* &* +@all"
+# (allowed everything: no per-command check) or "~* &* +@all -flushall" (checked per command), and the
+# benchmark logs in to it as bench; the old one has no users.
 # Prints one line per run and the median requests/s of each binary per test with the ratio new/old, and the
 # median of the rounds' own ratios.
 set -euo pipefail
@@ -45,6 +48,11 @@ if [[ ${NEW_PEERS:-0} == 1 ]]; then
 	cat "$RUN/proxy.yaml" >>"$RUN/idle.yaml"
 	PORT[idle]=$((BASE + 12)) BIN[idle]=$NEW
 fi
+if [[ -n ${NEW_USER:-} ]]; then
+	printf 'users:\n  - "user bench on >bench %s"\n' "$NEW_USER" >>"$RUN/new.yaml"
+fi
+declare -A AUTH=([old]="" [new]="")
+[[ -n ${NEW_USER:-} ]] && AUTH[new]="--user bench -a bench"
 declare -A METRICS=([old]=off [new]=off [idle]=off)
 [[ ${NEW_METRICS:-0} == 1 ]] && METRICS[new]=127.0.0.1:$((BASE + 30))
 for w in old new ${PORT[idle]:+idle}; do
@@ -72,7 +80,8 @@ for ((r = 1; r <= ROUNDS; r++)); do
 	for spec in "${T[@]}"; do
 		read -r test pipe n <<<"$spec"
 		for w in "${order[@]}"; do
-			rps=$(redis-benchmark -p "${PORT[$w]}" -q -c "$CLIENTS" -r 100000 -d "$DATA" -n "$n" -P "$pipe" -t "$test" --csv |
+			# shellcheck disable=SC2086 # AUTH holds separate words
+			rps=$(redis-benchmark -p "${PORT[$w]}" ${AUTH[$w]} -q -c "$CLIENTS" -r 100000 -d "$DATA" -n "$n" -P "$pipe" -t "$test" --csv |
 				grep -m1 -E '^"[A-Z]' | cut -d, -f2 | tr -d '"')
 			echo "$test-P$pipe $w $rps" | tee -a "$RUN/results"
 		done

@@ -165,3 +165,58 @@ func TestRedisCliRendersLikeRedis(t *testing.T) {
 		t.Errorf("redis-cli CLIENT LIST:\nproxy: %s\nRedis: %s", p, r)
 	}
 }
+
+// TestRealClientsWithUser: real clients log in to a proxy that requires it, as an ACL user and, for
+// redis-cli, with the default user's password: node-redis (RESP2 and RESP3, credentials in the URL) runs its
+// whole script; go-redis with Username/Password runs commands and a pipeline; redis-cli --user --pass and -a
+// answer, and without a password redis-cli gets NOAUTH.
+func TestRealClientsWithUser(t *testing.T) {
+	_, _, cl := shared(t)
+	addr := startProxy(t, cl.Addrs(), func(c *proxy.Config) {
+		c.RequirePass = "def-secret"
+		c.Users = []string{"user app on >app-secret ~* &* +@all"}
+	})
+	const dir = "testdata/clients"
+	for _, script := range []string{"node-redis.js", "node-redis-resp3.js"} {
+		t.Run(script, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, "node", script, "app:app-secret@"+addr)
+			cmd.Dir = dir
+			if out, err := cmd.CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "ok" {
+				t.Errorf("node %s as app: %v\n%s", script, err, out)
+			}
+		})
+	}
+	ctx := context.Background()
+	c := redis.NewClient(&redis.Options{Addr: addr, Username: "app", Password: "app-secret"})
+	defer c.Close()
+	if who, err := c.Do(ctx, "ACL", "WHOAMI").Text(); err != nil || who != "app" {
+		t.Errorf("go-redis as app: ACL WHOAMI %q, %v", who, err)
+	}
+	if _, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, "{ru}k", "v", 0)
+		p.Get(ctx, "{ru}k")
+		return nil
+	}); err != nil {
+		t.Errorf("go-redis pipeline as app: %v", err)
+	}
+	if err := redis.NewClient(&redis.Options{Addr: addr, Username: "app", Password: "wrong"}).Ping(ctx).Err(); err == nil ||
+		!strings.Contains(err.Error(), "WRONGPASS") {
+		t.Errorf("go-redis with a wrong password: %v", err)
+	}
+	host, port, _ := net.SplitHostPort(addr)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--user", "app", "--pass", "app-secret", "--no-auth-warning", "ACL", "WHOAMI"}, "app"},
+		{[]string{"-a", "def-secret", "--no-auth-warning", "ACL", "WHOAMI"}, "default"},
+		{[]string{"PING"}, "NOAUTH Authentication required."},
+	} {
+		out, err := exec.Command("redis-cli", append([]string{"-h", host, "-p", port}, tc.args...)...).CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != tc.want {
+			t.Errorf("redis-cli %v: %q %v, want %q", tc.args, out, err, tc.want)
+		}
+	}
+}

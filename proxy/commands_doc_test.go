@@ -72,7 +72,11 @@ var handlerDocs = map[string]string{
 	"spublish": "sent to the shard node its subscribers use (a replica, else the master), then to that node while it stays in the shard, so that messages stay in order through a failover",
 
 	"ping": local, "echo": local, "quit": local, "select": "answered by the proxy: 0 only, as a cluster",
-	"hello": "answered by the proxy with its own values; `2` and `3` switch the connection's protocol, `3` to RESP3 served over connections that said `HELLO 3` to the nodes", "auth": local, "reset": local,
+	"hello": "answered by the proxy with its own values; `2` and `3` switch the connection's protocol, `3` to RESP3 served over connections that said `HELLO 3` to the nodes; `AUTH` as `AUTH`",
+	"auth":  "answered by the proxy: the proxy's own users (`requirepass`, `users`, `aclfile`), not the cluster's", "reset": local,
+	"acl|whoami": aclView, "acl|users": aclView, "acl|list": aclView, "acl|getuser": aclView, "acl|cat": aclView,
+	"acl|genpass": local, "acl|dryrun": aclView, "acl|log": "answered by the proxy: its own denials and failed authentications",
+	"acl|setuser": aclRefused, "acl|deluser": aclRefused, "acl|load": aclRefused, "acl|save": aclRefused,
 	"client|setname": local, "client|getname": local, "client|id": local, "client|info": local,
 	"client|list":     "answered by the proxy: every client of the proxy (all event loops), in Redis's format",
 	"client|kill":     "answered by the proxy: closes the proxy's clients that match (`ID`, `ADDR`, `LADDR`, `TYPE`, `USER`, `SKIPME`); the nodes' clients are the proxy's connections",
@@ -122,10 +126,12 @@ var handlerDocs = map[string]string{
 }
 
 const (
-	local     = "answered by the proxy, for the client's own connection"
-	toMasters = "sent to every master, merged"
-	bySlot    = "split into one request per slot, merged as a single Redis answers"
-	refused   = "refused"
+	local      = "answered by the proxy, for the client's own connection"
+	aclView    = "answered by the proxy from its users (proxy.yaml)"
+	aclRefused = "refused: the proxy's users are changed in proxy.yaml and reloaded on SIGHUP"
+	toMasters  = "sent to every master, merged"
+	bySlot     = "split into one request per slot, merged as a single Redis answers"
+	refused    = "refused"
 )
 
 // commandsTable renders docs/commands.md.

@@ -18,6 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/slotproxy/slotproxy/backend"
+	"github.com/slotproxy/slotproxy/proxy/acl"
 	"github.com/slotproxy/slotproxy/resp"
 )
 
@@ -57,6 +58,71 @@ type Config struct {
 	ConfigSetBroadcast bool `yaml:"config_set_broadcast"`
 	// Peers: other proxies of the fleet, to learn cluster changes together; off while Bind is empty.
 	Peers Peers `yaml:"peers"`
+	// Client authentication, enforced by the proxy (auth.go): the default user's password, as Redis's
+	// requirepass; ACL users in Redis's aclfile syntax ("user alice on >pw ~app:* +@all"), listed here and/or
+	// in the file ACLFile (relative to this file); ProtectedMode as Redis's protected-mode.
+	RequirePass   string   `yaml:"requirepass"`
+	Users         []string `yaml:"users"`
+	ACLFile       string   `yaml:"aclfile"`
+	ProtectedMode YesNo    `yaml:"protected_mode"`
+	// TLS for clients, on a port of its own as Redis's tls-port (tls.go).
+	TLS TLS `yaml:"tls"`
+}
+
+// TLS is the client-facing TLS listener: Redis's tls-port, tls-cert-file, tls-key-file, tls-ca-cert-file,
+// tls-auth-clients, tls-protocols and tls-ciphers. The certificate, key and CA are read again on SIGHUP.
+type TLS struct {
+	Listen      string   `yaml:"listen"`       // host:port for TLS clients; empty: no TLS
+	Cert        string   `yaml:"cert"`         // PEM certificate chain (relative paths: to this file)
+	Key         string   `yaml:"key"`          // PEM private key
+	CA          string   `yaml:"ca"`           // PEM CAs of client certificates
+	AuthClients string   `yaml:"auth_clients"` // with ca: yes (default, a client certificate is required), optional, no
+	MinVersion  string   `yaml:"min_version"`  // "1.2" (default) or "1.3"
+	Ciphers     []string `yaml:"ciphers"`      // TLS 1.2 suites by their Go names; TLS 1.3's are Go's own
+}
+
+// YesNo is a boolean written as Redis writes its booleans (yes, no), or as true and false.
+type YesNo bool
+
+func (b *YesNo) UnmarshalYAML(n *yaml.Node) error {
+	switch strings.ToLower(n.Value) {
+	case "yes", "true":
+		*b = true
+	case "no", "false":
+		*b = false
+	default:
+		return fmt.Errorf("line %d: %q: want yes or no", n.Line, n.Value)
+	}
+	return nil
+}
+
+func (b YesNo) MarshalYAML() (any, error) {
+	if b {
+		return "yes", nil
+	}
+	return "no", nil
+}
+
+// ACLUsers builds the client users of the configuration: Users, then the lines of ACLFile, with
+// RequirePass as the default user's password.
+func (c *Config) ACLUsers() (*acl.Users, error) {
+	lines := slices.Clone(c.Users)
+	if c.ACLFile != "" {
+		path := c.ACLFile
+		if !filepath.IsAbs(path) && c.Path != "" {
+			path = filepath.Join(filepath.Dir(c.Path), path)
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("aclfile: %w", err)
+		}
+		lines = append(lines, strings.Split(string(data), "\n")...)
+	}
+	users, err := acl.Build(lines, c.RequirePass)
+	if err != nil {
+		return nil, fmt.Errorf("users: %w", err)
+	}
+	return users, nil
 }
 
 // Peers is the proxy's membership in a fleet of proxies (topology.Peers): where it gossips, whom it joins.
@@ -145,6 +211,7 @@ func Default() *Config {
 
 		ConfigSetBroadcast: false,
 		Peers:              Peers{Profile: "lan"},
+		ProtectedMode:      true,
 	}
 }
 
@@ -161,11 +228,11 @@ func Load(path string) (*Config, error) {
 	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("%s: %w", path, namedError(data, err))
 	}
+	if abs, err := filepath.Abs(path); err == nil {
+		cfg.Path = abs // before Validate: an aclfile is found next to the file
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if abs, err := filepath.Abs(path); err == nil {
-		cfg.Path = abs
 	}
 	return cfg, nil
 }
@@ -300,6 +367,12 @@ func (c *Config) Validate() error {
 		if !ch.ok {
 			return fmt.Errorf("%s: %s", ch.key, ch.msg)
 		}
+	}
+	if _, err := c.ACLUsers(); err != nil {
+		return err
+	}
+	if _, err := buildTLS(c); err != nil {
+		return err
 	}
 	return nil
 }

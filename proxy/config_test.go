@@ -105,7 +105,10 @@ func TestShippedConfigIsDefault(t *testing.T) {
 	if !strings.HasSuffix(cfg.Path, "/proxy.yaml") || def.Path != "" {
 		t.Errorf("Path %q from Load, %q in the defaults", cfg.Path, def.Path)
 	}
-	cfg.Seeds, def.Seeds, cfg.Path = nil, nil, ""
+	if len(cfg.Users) != 0 || len(def.Users) != 0 {
+		t.Errorf("users %v, defaults %v", cfg.Users, def.Users)
+	}
+	cfg.Seeds, def.Seeds, cfg.Path, cfg.Users, def.Users = nil, nil, "", nil, nil
 	if !reflect.DeepEqual(cfg, def) {
 		t.Errorf("proxy.yaml %+v\ndefaults  %+v", cfg, def)
 	}

@@ -50,6 +50,19 @@ var handlerNames = map[string]handler{
 	"auth":   cmdAuth,
 	"reset":  cmdReset,
 
+	"acl|whoami":  cmdACLWhoami,
+	"acl|users":   cmdACLUsers,
+	"acl|list":    cmdACLList,
+	"acl|getuser": cmdACLGetuser,
+	"acl|cat":     cmdACLCat,
+	"acl|genpass": cmdACLGenpass,
+	"acl|dryrun":  cmdACLDryrun,
+	"acl|log":     cmdACLLog,
+	"acl|setuser": refuseACLChange,
+	"acl|deluser": refuseACLChange,
+	"acl|load":    refuseACLChange,
+	"acl|save":    refuseACLChange,
+
 	"client|setname":  cmdClientSetname,
 	"client|getname":  cmdClientGetname,
 	"client|id":       cmdClientID,
@@ -170,6 +183,12 @@ func (s *session) dispatch(args [][]byte, raw []byte, now int64) {
 	}
 	s.silentNow = s.replyOff || s.skipNext
 	s.skipNext = false
+	if s.gated && st == command.LookupOK && s.refused(cmd, args) {
+		if s.tx != nil {
+			s.tx.dirty = true // Redis's flagTransaction: EXEC aborts
+		}
+		return
+	}
 	if s.tx != nil {
 		s.txCommand(cmd, st, args, raw, now)
 		return

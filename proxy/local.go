@@ -57,98 +57,6 @@ func cmdSelect(s *session, _ *command.Command, args [][]byte, _ []byte, _ int64)
 	}
 }
 
-// cmdHello is Redis's HELLO [protover [AUTH user pass] [SETNAME name]]: 2 and 3 switch the session's
-// protocol (switchProtocol), without a version it stays; the reply, in the protocol switched to, has the
-// proxy's own values: this connection's id, a standalone master without modules.
-func cmdHello(s *session, _ *command.Command, args [][]byte, _ []byte, _ int64) {
-	resp3 := s.resp3
-	if len(args) >= 2 {
-		ver, err := strconv.ParseInt(string(args[1]), 10, 64)
-		if err != nil {
-			s.local(resp.AppendError(nil, "ERR Protocol version is not an integer or out of range"))
-			return
-		}
-		if ver != 2 && ver != 3 {
-			s.local(resp.AppendError(nil, "NOPROTO unsupported protocol version"))
-			return
-		}
-		resp3 = ver == 3
-	}
-	var name []byte
-	setName := false
-	for j := 2; j < len(args); j++ {
-		more := len(args) - 1 - j
-		switch opt := args[j]; {
-		case bytes.EqualFold(opt, []byte("auth")) && more >= 2:
-			if !authOK(args[j+1]) {
-				s.local(errWrongPass)
-				return
-			}
-			j += 2
-		case bytes.EqualFold(opt, []byte("setname")) && more >= 1:
-			name, setName = args[j+1], true
-			j++
-		default:
-			s.local(resp.AppendError(nil, "ERR Syntax error in HELLO option '"+string(opt)+"'"))
-			return
-		}
-	}
-	if setName {
-		if !validClientName(name) {
-			s.local(errBadClientName)
-			return
-		}
-		s.name = string(name)
-	}
-	s.switchProtocol(resp3, s.helloReply)
-}
-
-// helloReply is HELLO's map, in the session's protocol.
-func (s *session) helloReply() []byte {
-	proto := int64(2)
-	if s.resp3 {
-		proto = 3
-	}
-	b := s.appendMapHeader(nil, 7)
-	b = resp.AppendBulkString(b, "server")
-	b = resp.AppendBulkString(b, "redis")
-	b = resp.AppendBulkString(b, "version")
-	b = resp.AppendBulkString(b, redisVersion)
-	b = resp.AppendBulkString(b, "proto")
-	b = resp.AppendInt(b, proto)
-	b = resp.AppendBulkString(b, "id")
-	b = resp.AppendInt(b, s.id)
-	b = resp.AppendBulkString(b, "mode")
-	if s.l.srv.facadeOn() {
-		b = resp.AppendBulkString(b, "cluster")
-	} else {
-		b = resp.AppendBulkString(b, "standalone")
-	}
-	b = resp.AppendBulkString(b, "role")
-	b = resp.AppendBulkString(b, "master")
-	b = resp.AppendBulkString(b, "modules")
-	return resp.AppendArrayHeader(b, 0)
-}
-
-var errWrongPass = resp.AppendError(nil, "WRONGPASS invalid username-password pair or user is disabled.")
-
-// authOK mirrors a Redis whose default user has no password: only "default" exists and takes any password.
-func authOK(user []byte) bool { return string(user) == "default" }
-
-func cmdAuth(s *session, _ *command.Command, args [][]byte, _ []byte, _ int64) {
-	switch {
-	case len(args) == 2:
-		s.local(resp.AppendError(nil, "ERR AUTH <password> called without any password configured for the "+
-			"default user. Are you sure your configuration is correct?"))
-	case len(args) == 3 && authOK(args[1]):
-		s.local(resp.AppendOK(nil))
-	case len(args) == 3:
-		s.local(errWrongPass)
-	default:
-		s.local(errSyntax)
-	}
-}
-
 func cmdReset(s *session, _ *command.Command, _ [][]byte, _ []byte, _ int64) {
 	s.name, s.libName, s.libVer = "", "", ""
 	s.replyOff, s.skipNext, s.silentNow = false, false, false
@@ -157,6 +65,7 @@ func cmdReset(s *session, _ *command.Command, _ [][]byte, _ []byte, _ int64) {
 	}
 	s.tx = nil
 	s.unwatch()
+	s.initAuth()                                                 // back to the default user, authenticated if it takes no password, as in Redis
 	s.switchProtocol(false, func() []byte { return replyReset }) // RESET goes back to RESP2, as in Redis
 }
 

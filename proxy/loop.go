@@ -13,6 +13,7 @@ import (
 
 	"github.com/slotproxy/slotproxy/backend"
 	"github.com/slotproxy/slotproxy/internal/inbox"
+	"github.com/slotproxy/slotproxy/internal/tlsloop"
 	"github.com/slotproxy/slotproxy/proxy/command"
 	"github.com/slotproxy/slotproxy/resp"
 	"github.com/slotproxy/slotproxy/topology"
@@ -50,18 +51,19 @@ type loop struct {
 	pubOf         *topology.Snapshot  // snapshot pubNodes was last updated from
 	pubNodes      map[string]*pubNode // Pub/Sub nodes by address (pubSubNode)
 	pubList       []*pubNode
-	pubLows       []int          // the lowest slot of each shard of pubOf
-	spubSticky    map[int]string // SPUBLISH node by the lowest slot of its shard
-	pubExpire     int64          // unix ns when a node that left the map is dropped from pubList
-	timeout       int64          // request deadline after arrival, ns
-	cmdStats      []cmdStat      // by command index (cmdstats.go)
-	unknown       atomic.Uint64  // replies to unknown commands
-	errors        errorStats     // error replies by prefix
-	bytesIn       atomic.Uint64  // read from clients
-	bytesOut      atomic.Uint64  // written to clients
-	reads         atomic.Uint64  // client read events handled
-	writes        atomic.Uint64  // writes to clients
-	now           int64          // unix ns at the start of the loop's current callback: replies' end time
+	pubLows       []int           // the lowest slot of each shard of pubOf
+	spubSticky    map[int]string  // SPUBLISH node by the lowest slot of its shard
+	pubExpire     int64           // unix ns when a node that left the map is dropped from pubList
+	timeout       int64           // request deadline after arrival, ns
+	cmdStats      []cmdStat       // by command index (cmdstats.go)
+	unknown       atomic.Uint64   // replies to unknown commands
+	errors        errorStats      // error replies by prefix
+	bytesIn       atomic.Uint64   // read from clients
+	bytesOut      atomic.Uint64   // written to clients
+	reads         atomic.Uint64   // client read events handled
+	writes        atomic.Uint64   // writes to clients
+	now           int64           // unix ns at the start of the loop's current callback: replies' end time
+	tlsScratch    tlsloop.Scratch // decrypted input of the loop's TLS clients, for one callback
 
 	wakePending   atomic.Bool
 	flushQueued   bool          // a flushTask is queued on the loop

@@ -22,6 +22,20 @@ func RegisterMetrics(reg prometheus.Registerer, s *Server) {
 		func() float64 { return float64(s.totalCommands()) })
 	metrics.CounterFunc(reg, "client_refused_draining_total", "Clients answered \"shutting down\" and closed during a drain.",
 		func() float64 { return float64(st.DrainRefused.Load()) })
+	metrics.CounterFunc(reg, "auth_failures_total", "AUTH and HELLO AUTH refused: unknown user, wrong password or user off.",
+		func() float64 { return float64(st.AuthFailures.Load()) })
+	metrics.CounterFunc(reg, "noauth_total", "Commands refused with NOAUTH: sent before the client authenticated.",
+		func() float64 { return float64(st.NoAuth.Load()) })
+	for d, reason := range denialReason {
+		if reason == "" {
+			continue
+		}
+		metrics.LabeledCounterFunc(reg, "acl_denied_total", "Commands refused with NOPERM by the user's "+
+			"permissions: the command, a key or a channel.", prometheus.Labels{"reason": reason},
+			func() float64 { return float64(st.Denied[d].Load()) })
+	}
+	metrics.CounterFunc(reg, "protected_mode_refused_total", "Clients refused by protected mode.",
+		func() float64 { return float64(st.ProtectedRefused.Load()) })
 	metrics.CounterFunc(reg, "protocol_errors_total", "Client connections closed for a protocol error.",
 		func() float64 { return float64(st.ProtocolErrors.Load()) })
 	for limit, get := range map[string]func() int64{

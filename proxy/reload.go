@@ -14,7 +14,8 @@ import (
 // deadline on its own goroutine; the rest are live atomics.
 var reloadable = []string{"timeout", "dial_timeout", "read_from", "retry", "max_redirects", "max_clients",
 	"idle_timeout", "tcp_keepalive", "client_output_buffer_limit", "client_query_buffer_limit", "drain_timeout",
-	"log_level", "seeds", "slowlog_log_slower_than", "slowlog_max_len", "max_leased_conns"}
+	"log_level", "seeds", "slowlog_log_slower_than", "slowlog_max_len", "max_leased_conns", "requirepass", "users",
+	"aclfile", "protected_mode", "tls"}
 
 // Reload applies next's reloadable keys (see reloadable) to the running proxy, and returns the keys it
 // changed and those that differ but need a restart. next must be valid. main applies log_level and seeds,
@@ -31,15 +32,39 @@ func (s *Server) Reload(next *Config) (changed, restart []string) {
 	// Keys that need a restart keep their running values.
 	applied := *next
 	keepRestartOnly(&applied, cur)
+	if applied.TLS.Listen != cur.TLS.Listen { // the certificates reload, the listener stays
+		applied.TLS.Listen = cur.TLS.Listen
+		restart = append(restart, "tls.listen")
+	}
+	if err := s.reloadTLS(&applied); err != nil { // next was validated; the files may have changed since
+		s.log.Error("reload: TLS files not valid; keeping the running ones", "err", err)
+	}
 	s.current.Store(&applied)
 	s.setBackendConfig(&applied)
 	s.live.init(&applied)
 	b, b3, timeout := s.bcfg.Load(), s.bcfg3.Load(), int64(applied.Timeout)
+	// Users: a new AUTH finds the new ones; a session keeps the user it authenticated as, unless that user
+	// is gone or disabled: then it is closed, as Redis closes them on ACL DELUSER.
+	users, err := applied.ACLUsers()
+	if err != nil { // next was validated; the aclfile may have changed since
+		s.log.Error("reload: client users not valid; keeping the running ones", "err", err)
+		users = s.users.Load()
+	}
+	s.users.Store(users)
 	onEachLoop(s, func(l *loop) bool {
 		l.timeout = timeout
 		l.pool.SetConfig(b)
 		if p3 := l.pool3.Load(); p3 != nil {
 			p3.SetConfig(b3)
+		}
+		for _, x := range slices.Clone(l.sessions) {
+			if x.authed && x.user != nil {
+				if u := users.Get(x.user.Name()); u == nil || !u.Enabled() {
+					s.log.Info("closing client of a user removed or disabled", "client", x.raddr, "user", x.user.Name())
+					x.killed, x.closing = true, true
+					_ = x.c.Close()
+				}
+			}
 		}
 		return true
 	})

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/slotproxy/slotproxy/backend"
@@ -21,6 +22,15 @@ import (
 // order: with requests in flight it waits for their replies, as a WATCH does (heldOp), and the commands
 // after it wait for it, so that none goes out on the other protocol's connections before the ones sent
 // earlier ran.
+
+// appendDouble is Redis's addReplyDouble: a RESP3 double, or in RESP2 a bulk string of %.17g.
+func (s *session) appendDouble(b []byte, d float64) []byte {
+	text := strconv.FormatFloat(d, 'g', 17, 64)
+	if s.resp3 {
+		return append(append(append(b, ','), text...), "\r\n"...)
+	}
+	return resp.AppendBulkString(b, text)
+}
 
 func (s *session) appendNullBulk(b []byte) []byte {
 	if s.resp3 {

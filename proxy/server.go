@@ -18,6 +18,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/slotproxy/slotproxy/backend"
+	"github.com/slotproxy/slotproxy/internal/tlsloop"
+	"github.com/slotproxy/slotproxy/proxy/acl"
 	"github.com/slotproxy/slotproxy/topology"
 )
 
@@ -64,22 +66,33 @@ type Server struct {
 	slowlog      slowlog                        // SLOWLOG (slowlog.go)
 	rates        samplers                       // INFO's instantaneous rates and memory peak (infofields.go)
 	runID        string                         // INFO's run_id: random, new at every start
+
+	users                 atomic.Pointer[acl.Users]   // the clients' users (auth.go); replaced by Reload
+	aclLog                aclLog                      // ACL LOG
+	authLogAt             atomic.Int64                // unix ns of the last failed-authentication log line
+	listensBeyondLoopback bool                        // for protected mode
+	tls                   atomic.Pointer[tlsListener] // the TLS listener (tls.go); nil without one
 }
 
 // Stats are process-wide counters, updated atomically by the loops.
 type Stats struct {
-	Clients           atomic.Int64 // connected clients
-	ClientsTotal      atomic.Int64 // clients accepted since start
-	ClientsRejected   atomic.Int64 // refused at max_clients
-	DrainRefused      atomic.Int64 // refused while draining
-	ProtocolErrors    atomic.Int64 // connections closed for a protocol error
-	QueryBufferClosed atomic.Int64 // connections closed at the query buffer limit
-	OutputLimitClosed atomic.Int64 // connections closed at the output buffer limit
-	IdleClosed        atomic.Int64 // connections closed by idle_timeout
-	Blocked           atomic.Int64 // clients waiting in a blocking command now
-	PutBack           atomic.Int64 // pops of blocking commands put back for clients that had left
-	Reloads           atomic.Int64 // configuration reloads applied
-	ReloadsFailed     atomic.Int64 // reloads refused: the file could not be read or was not valid
+	Clients              atomic.Int64    // connected clients
+	ClientsTotal         atomic.Int64    // clients accepted since start
+	ClientsRejected      atomic.Int64    // refused at max_clients
+	DrainRefused         atomic.Int64    // refused while draining
+	ProtocolErrors       atomic.Int64    // connections closed for a protocol error
+	QueryBufferClosed    atomic.Int64    // connections closed at the query buffer limit
+	OutputLimitClosed    atomic.Int64    // connections closed at the output buffer limit
+	IdleClosed           atomic.Int64    // connections closed by idle_timeout
+	Blocked              atomic.Int64    // clients waiting in a blocking command now
+	PutBack              atomic.Int64    // pops of blocking commands put back for clients that had left
+	Reloads              atomic.Int64    // configuration reloads applied
+	ReloadsFailed        atomic.Int64    // reloads refused: the file could not be read or was not valid
+	AuthFailures         atomic.Int64    // AUTH and HELLO AUTH with a wrong user or password
+	NoAuth               atomic.Int64    // commands refused with NOAUTH
+	Denied               [4]atomic.Int64 // commands refused with NOPERM, by acl.Denial
+	ProtectedRefused     atomic.Int64    // clients refused by protected mode
+	TLSHandshakeFailures atomic.Int64    // TLS clients whose handshake failed
 }
 
 // New makes a server; Serve runs it.
@@ -95,6 +108,13 @@ func New(cfg *Config, topo Topology, log *slog.Logger) *Server {
 	s.setBackendConfig(cfg)
 	s.live.init(cfg)
 	s.current.Store(cfg)
+	s.listensBeyondLoopback = beyondLoopback(cfg.Listen)
+	users, err := cfg.ACLUsers()
+	if err != nil { // Load and Validate refuse such a file; a Config built in code may still have one
+		log.Error("client users not valid; only the default user, without a password, exists", "err", err)
+		users, _ = acl.Build(nil, "")
+	}
+	s.users.Store(users)
 	return s
 }
 
@@ -132,11 +152,19 @@ func (s *Server) Serve() error {
 		gnet.WithLogger(gnetLogger{s.log}),
 		gnet.WithTicker(true),
 		gnet.WithReadBufferCap(readBufferCap),
+		// TLS clients join the loops through Engine.Register, whose round-robin counter is not safe beside
+		// the acceptor's; the least loaded loop is a fair choice for both.
+		gnet.WithLoadBalancing(gnet.LeastConnections),
 	}
 	if s.cfg.EventLoops > 0 {
 		opts = append(opts, gnet.WithNumEventLoop(s.cfg.EventLoops))
 	}
+	if err := s.listenTLS(); err != nil {
+		close(s.booted)
+		return err
+	}
 	err := gnet.Run(s, "tcp://"+s.cfg.Listen, opts...)
+	s.closeTLS()
 	select {
 	case <-s.booted:
 	default:
@@ -157,6 +185,7 @@ func (s *Server) Stop(ctx context.Context) error {
 	if s.addr == "" {
 		return nil
 	}
+	s.closeTLS()
 	err := s.eng.Stop(ctx)
 	select {
 	case <-s.stopped:
@@ -318,18 +347,26 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	if bc, ok := c.Context().(*backend.Conn); ok {
 		return bc.OnOpen(c), gnet.None
 	}
-	if s.draining.Load() {
-		s.stats.DrainRefused.Add(1)
-		return errShuttingDown, gnet.Close
+	var tc *tlsloop.Conn
+	if p, ok := c.Context().(*tlsloop.Pending); ok {
+		tc = tlsloop.Attach(c, p)
 	}
-	if limit := s.live.maxClients.Load(); limit > 0 && s.stats.Clients.Load() >= limit {
-		s.stats.ClientsRejected.Add(1)
-		return []byte("-ERR max number of clients reached\r\n"), gnet.Close
+	if refusal := s.refusal(c); refusal != nil {
+		if tc != nil { // encrypted, as everything on this connection
+			_, _ = tc.Write(refusal)
+			return nil, gnet.Close
+		}
+		return refusal, gnet.Close
 	}
 	s.stats.Clients.Add(1)
 	s.stats.ClientsTotal.Add(1)
 	l := s.loopOf(c.EventLoop())
-	sess := newSession(l, c, s.nextClientID.Add(1))
+	var sc gnet.Conn = c
+	if tc != nil {
+		sc = tc
+	}
+	sess := newSession(l, sc, s.nextClientID.Add(1))
+	sess.tls = tc
 	l.adopt(sess)
 	c.SetContext(sess)
 	if d := time.Duration(s.live.tcpKeepalive.Load()); d > 0 {
@@ -339,18 +376,50 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	return nil, gnet.None
 }
 
+// refusal is the reply that turns a new client away (draining, protected mode, max_clients), nil if none.
+func (s *Server) refusal(c gnet.Conn) []byte {
+	switch {
+	case s.draining.Load():
+		s.stats.DrainRefused.Add(1)
+		return errShuttingDown
+	case s.protectedFrom(c.RemoteAddr()):
+		s.stats.ProtectedRefused.Add(1)
+		return protectedDenied
+	}
+	if limit := s.live.maxClients.Load(); limit > 0 && s.stats.Clients.Load() >= limit {
+		s.stats.ClientsRejected.Add(1)
+		return errMaxClients
+	}
+	return nil
+}
+
+var errMaxClients = []byte("-ERR max number of clients reached\r\n")
+
 func (s *Server) OnTraffic(c gnet.Conn) (action gnet.Action) {
 	switch x := c.Context().(type) {
 	case *session:
 		defer x.l.recoverPanic(x)
+		var tlsErr error
+		if x.tls != nil {
+			tlsErr = x.tls.Fill(&x.l.tlsScratch) // decrypt what arrived; the session reads the plaintext
+		}
 		// Bytes that arrived since the last callback: gnet keeps what a paused session left unread.
-		if n := c.InboundBuffered(); n > x.inCounted {
+		if n := x.c.InboundBuffered(); n > x.inCounted {
 			x.l.bytesIn.Add(uint64(n - x.inCounted))
 		}
 		x.l.reads.Add(1)
 		x.onTraffic()
-		x.inCounted = c.InboundBuffered()
+		x.inCounted = x.c.InboundBuffered()
 		x.l.flush()
+		if x.tls != nil {
+			x.tls.Release()
+			if tlsErr != nil && !x.closed { // close_notify, or a record that does not decrypt
+				x.closing = true
+				if x.queue.Len() == 0 {
+					_ = c.Close()
+				}
+			}
+		}
 	case *backend.Conn:
 		l := x.Pool().Owner.(*loop)
 		defer l.recoverPanic(nil)

@@ -8,6 +8,8 @@ import (
 	"github.com/slotproxy/slotproxy/backend"
 	"github.com/slotproxy/slotproxy/internal/inbox"
 	"github.com/slotproxy/slotproxy/internal/ring"
+	"github.com/slotproxy/slotproxy/internal/tlsloop"
+	"github.com/slotproxy/slotproxy/proxy/acl"
 	"github.com/slotproxy/slotproxy/resp"
 )
 
@@ -25,7 +27,8 @@ type session struct {
 	l      *loop
 	pool   *backend.Pool // the loop's pool of the session's protocol: l.pool, or l.resp3Pool() after HELLO 3
 	resp3  bool          // HELLO 3: replies in RESP3
-	c      gnet.Conn
+	c      gnet.Conn     // the client's connection; for a TLS client, tls (plaintext in, encrypted out)
+	tls    *tlsloop.Conn // the TLS layer of a client of the TLS listener; nil for plain TCP
 	id     int64
 	parser resp.CommandParser
 	in     inbox.Inbox // bytes of a request that spans reads
@@ -65,6 +68,10 @@ type session struct {
 
 	inCounted int // bytes left in gnet's buffer after the last callback, already counted in l.bytesIn
 
+	user   *acl.User // the user the session runs as (auth.go); before AUTH, the default user
+	authed bool      // authenticated as user
+	gated  bool      // not authenticated, or user is restricted: dispatch checks each command
+
 	name    string // CLIENT SETNAME
 	libName string // CLIENT SETINFO lib-name
 	libVer  string // CLIENT SETINFO lib-ver
@@ -81,6 +88,7 @@ func newSession(l *loop, c gnet.Conn, id int64) *session {
 	if a := c.RemoteAddr(); a != nil {
 		s.raddr = a.String()
 	}
+	s.initAuth()
 	return s
 }
 

@@ -23,6 +23,8 @@ var (
 	ErrTooBigBulkCount        error = ProtocolError("too big bulk count string")
 	ErrTooBigInline           error = ProtocolError("too big inline request")
 	ErrUnbalancedQuotes       error = ProtocolError("unbalanced quotes in request")
+	ErrUnauthMultibulkLength  error = ProtocolError("unauthenticated multibulk length")
+	ErrUnauthBulkLength       error = ProtocolError("unauthenticated bulk length")
 )
 
 // ExpectedDollar is the error for a multibulk element that does not start with '$'. Redis prints the byte

@@ -40,7 +40,17 @@ type CommandParser struct {
 	scan    int  // offset in buf before which the current line is known to hold no line end
 	nul     bool // the current line holds a NUL before its end, so it never ends
 	need    int  // len(buf) needed before another call can make progress
+
+	// Unauthenticated: Redis's limits for a client that has not authenticated yet apply (at most
+	// UnauthMaxArgs arguments of at most UnauthMaxBulk bytes each).
+	Unauthenticated bool
 }
+
+// Redis's limits on a request of a client that must authenticate and has not (processMultibulkBuffer).
+const (
+	UnauthMaxArgs = 10
+	UnauthMaxBulk = 16384
+)
 
 // Need is the buffer length at which calling Parse again can make progress. A caller may skip both the call
 // and gathering the bytes (gnet's Peek) until that many are buffered: while a 500 MB bulk arrives, each
@@ -87,6 +97,10 @@ func (p *CommandParser) Parse(buf []byte) (args [][]byte, n int, err error) {
 			p.Reset()
 			return nil, 0, ErrInvalidMultibulkLength
 		}
+		if count > UnauthMaxArgs && p.Unauthenticated {
+			p.Reset()
+			return nil, 0, ErrUnauthMultibulkLength
+		}
 		if count <= 0 {
 			p.Reset()
 			return nil, cr + 2, nil
@@ -117,6 +131,10 @@ func (p *CommandParser) Parse(buf []byte) (args [][]byte, n int, err error) {
 			if !ok || l < 0 || l > MaxBulkLen {
 				p.Reset()
 				return nil, 0, ErrInvalidBulkLength
+			}
+			if l > UnauthMaxBulk && p.Unauthenticated {
+				p.Reset()
+				return nil, 0, ErrUnauthBulkLength
 			}
 			p.pos = cr + 2
 			p.bulkLen = int(l)

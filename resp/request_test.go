@@ -444,3 +444,36 @@ func BenchmarkParseInline(b *testing.B) {
 		p.Parse(in)
 	}
 }
+
+// TestParseUnauthenticatedLimits: before AUTH, Redis takes at most 10 arguments of at most 16384 bytes; one
+// more of either is its protocol error. Authenticated, both pass.
+func TestParseUnauthenticatedLimits(t *testing.T) {
+	args := func(n, size int) []byte {
+		a := make([]string, n)
+		for i := range a {
+			a[i] = strings.Repeat("x", size)
+		}
+		return AppendCommandStrings(nil, a...)
+	}
+	for _, tc := range []struct {
+		req  []byte
+		want error
+	}{
+		{args(10, 1), nil},
+		{args(11, 1), ErrUnauthMultibulkLength},
+		{args(2, 16384), nil},
+		{args(2, 16385), ErrUnauthBulkLength},
+	} {
+		for _, unauth := range []bool{true, false} {
+			p := CommandParser{Unauthenticated: unauth}
+			_, n, err := p.Parse(tc.req)
+			want := tc.want
+			if !unauth {
+				want = nil
+			}
+			if err != want || err == nil && n != len(tc.req) {
+				t.Errorf("unauthenticated %v, %d bytes: n %d, err %v; want %v", unauth, len(tc.req), n, err, want)
+			}
+		}
+	}
+}
