@@ -13,6 +13,9 @@
 # NEW_USER="rules": the new proxy has the ACL user bench (password bench) with these rules, e.g. "~* &* +@all"
 # (allowed everything: no per-command check) or "~* &* +@all -flushall" (checked per command), and the
 # benchmark logs in to it as bench; the old one has no users.
+# NEW_TLS=1: the benchmark reaches the new proxy on its TLS port (BASE+13; a throwaway CA and certificate made
+# with openssl, client certificates not required), the old one in plain TCP.
+# Each line also shows the proxy's CPU time per request (from /proc/PID/stat), the figure TLS costs most in.
 # Prints one line per run and the median requests/s of each binary per test with the ratio new/old, and the
 # median of the rounds' own ratios.
 set -euo pipefail
@@ -51,20 +54,32 @@ fi
 if [[ -n ${NEW_USER:-} ]]; then
 	printf 'users:\n  - "user bench on >bench %s"\n' "$NEW_USER" >>"$RUN/new.yaml"
 fi
+declare -A TLSARGS=([old]="" [new]="")
+if [[ ${NEW_TLS:-0} == 1 ]]; then
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=127.0.0.1 \
+		-addext subjectAltName=IP:127.0.0.1 -keyout "$RUN/tls.key" -out "$RUN/tls.crt" 2>/dev/null
+	printf 'tls:\n  listen: 127.0.0.1:%d\n  cert: %s\n  key: %s\n' $((BASE + 13)) "$RUN/tls.crt" "$RUN/tls.key" >>"$RUN/new.yaml"
+	TLSARGS[new]="--tls --cacert $RUN/tls.crt"
+fi
 declare -A AUTH=([old]="" [new]="")
 [[ -n ${NEW_USER:-} ]] && AUTH[new]="--user bench -a bench"
 declare -A METRICS=([old]=off [new]=off [idle]=off)
 [[ ${NEW_METRICS:-0} == 1 ]] && METRICS[new]=127.0.0.1:$((BASE + 30))
+declare -A PID=()
 for w in old new ${PORT[idle]:+idle}; do
 	"${BIN[$w]}" -config "$RUN/$w.yaml" -listen "127.0.0.1:${PORT[$w]}" -seeds "$seeds" -metrics "${METRICS[$w]}" \
 		>"$RUN/$w.log" 2>&1 &
 	PIDS+=($!)
+	PID[$w]=$!
 	wait_pong 127.0.0.1 "${PORT[$w]}" 30 "$!" || die "the $w proxy does not answer: $(tail -5 "$RUN/$w.log")"
 done
 if [[ -n ${PORT[idle]:-} ]]; then
 	members=$(redis-cli -p "${PORT[new]}" info proxy | tr -d '\r' | sed -n 's/^proxy_peers_members://p')
 	[[ $members == 2 ]] || die "the new proxy's fleet has ${members:-no} members, want 2"
 fi
+declare -A BPORT=([old]=${PORT[old]} [new]=${PORT[new]})
+[[ ${NEW_TLS:-0} == 1 ]] && BPORT[new]=$((BASE + 13))
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 if [[ ${METRICS[new]} != off ]]; then
 	curl -fsS "http://${METRICS[new]}/metrics" | grep '^slotproxy_requests_total' >/dev/null ||
 		die "the new proxy's /metrics has no slotproxy_requests_total"
@@ -80,10 +95,14 @@ for ((r = 1; r <= ROUNDS; r++)); do
 	for spec in "${T[@]}"; do
 		read -r test pipe n <<<"$spec"
 		for w in "${order[@]}"; do
-			# shellcheck disable=SC2086 # AUTH holds separate words
-			rps=$(redis-benchmark -p "${PORT[$w]}" ${AUTH[$w]} -q -c "$CLIENTS" -r 100000 -d "$DATA" -n "$n" -P "$pipe" -t "$test" --csv |
-				grep -m1 -E '^"[A-Z]' | cut -d, -f2 | tr -d '"')
-			echo "$test-P$pipe $w $rps" | tee -a "$RUN/results"
+			t0=$(cpu_ticks "${PID[$w]}")
+			# shellcheck disable=SC2086 # AUTH and TLSARGS hold separate words
+			rps=$(redis-benchmark -p "${BPORT[$w]}" ${AUTH[$w]} ${TLSARGS[$w]} -q -c "$CLIENTS" -r 100000 -d "$DATA" -n "$n" \
+				-P "$pipe" -t "$test" --csv | grep -m1 -E '^"[A-Z]' | cut -d, -f2 | tr -d '"')
+			t1=$(cpu_ticks "${PID[$w]}")
+			# CPU µs per request: clock ticks (100 a second) over the requests.
+			cpu=$(awk -v d=$((t1 - t0)) -v n="$n" 'BEGIN { printf "%.2f", d * 10000 / n }')
+			echo "$test-P$pipe $w $rps $cpu" | tee -a "$RUN/results"
 		done
 	done
 done
@@ -92,12 +111,13 @@ python3 - "$RUN/results" <<'PY'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
 tests = list(dict.fromkeys(r[0] for r in rows))
-print(f"{'test':<10} {'old req/s':>12} {'new req/s':>12} {'new/old':>8} {'per round':>10}")
+print(f"{'test':<10} {'old req/s':>12} {'new req/s':>12} {'new/old':>8} {'per round':>10} {'old µs/req':>9} {'new µs/req':>9}")
 for t in tests:
     olds = [float(r[2]) for r in rows if r[0] == t and r[1] == "old"]
     news = [float(r[2]) for r in rows if r[0] == t and r[1] == "new"]
     old, new = statistics.median(olds), statistics.median(news)
     # Each round runs both back to back, so the median of the rounds' ratios cancels slow drifts.
     per_round = statistics.median(n / o for o, n in zip(olds, news))
-    print(f"{t:<10} {old:>12,.0f} {new:>12,.0f} {new / old:>8.2f} {per_round:>10.2f}")
+    cpu = lambda w: statistics.median(float(r[3]) for r in rows if r[0] == t and r[1] == w)
+    print(f"{t:<10} {old:>12,.0f} {new:>12,.0f} {new / old:>8.2f} {per_round:>10.2f} {cpu('old'):>9.2f} {cpu('new'):>9.2f}")
 PY
