@@ -77,7 +77,12 @@ func run() error {
 	}
 	log := slog.New(handler)
 
+	backendTLS, err := cfg.BackendTLSConfig()
+	if err != nil {
+		return err
+	}
 	topo := topology.NewManager(topology.Config{
+		TLS:             backendTLS,
 		Seeds:           cfg.Seeds,
 		RefreshInterval: cfg.RefreshInterval.D(),
 		DialTimeout:     cfg.DialTimeout.D(),

@@ -3,6 +3,7 @@ package backend
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -10,6 +11,9 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+
+	"github.com/slotproxy/slotproxy/internal/tlsloop"
+	"github.com/slotproxy/slotproxy/topology"
 
 	"github.com/slotproxy/slotproxy/internal/inbox"
 	"github.com/slotproxy/slotproxy/internal/ring"
@@ -45,7 +49,8 @@ type Conn struct {
 	addr string
 	node *node // whose statistics it keeps; nil in tests that make a Conn alone
 
-	gc       gnet.Conn // set in OnOpen, nil otherwise
+	gc       gnet.Conn     // set in OnOpen, nil otherwise; the TLS layer over the socket with TLS
+	tls      *tlsloop.Conn // with TLS: the layer; nil otherwise
 	state    connState
 	dirty    bool                // in pool.dirty
 	out      []byte              // bytes queued for the next flush (open state only)
@@ -68,6 +73,14 @@ type Conn struct {
 	reads      uint64 // read events, a progress count for stall detection
 	readsSeen  uint64 // reads at the last Tick
 	quietSince int64  // unix ns since the connection awaits replies with nothing received
+}
+
+// sock is the connection's gnet.Conn itself, under any TLS layer: what the loop closes.
+func (c *Conn) sock() gnet.Conn {
+	if c.tls != nil {
+		return c.tls.Conn
+	}
+	return c.gc
 }
 
 // Pool returns the pool the connection belongs to.
@@ -173,18 +186,32 @@ func (c *Conn) dial() {
 		c.node.stats.Dials++
 	}
 	p := c.pool
+	cfg := p.cfg
 	go func() {
-		nc, err := net.DialTimeout("tcp", c.addr, p.cfg.DialTimeout)
-		if err == nil {
-			err = handshake(nc, p.cfg)
+		nc, err := net.DialTimeout("tcp", c.addr, cfg.DialTimeout)
+		switch {
+		case err != nil:
+		case cfg.TLS != nil:
+			// The TLS handshake and then the proxy's own (AUTH, READONLY, HELLO) on the blocking socket; the
+			// loop takes the socket with the TLS state (OnOpenTLS).
+			var pend *tlsloop.Pending
+			pend, err = tlsloop.Handshake(nc.(*net.TCPConn), topology.ForAddr(cfg.TLS, c.addr), true, cfg.DialTimeout,
+				func(tc *tls.Conn) error { return handshake(tc, cfg) })
+			if err != nil {
+				nc.Close()
+				break
+			}
+			pend.User = c
+			err = tlsloop.Enroll(gnet.Engine{}, p.el, pend)
+		default:
+			if err = handshake(nc, cfg); err != nil {
+				nc.Close()
+				break
+			}
+			var ch <-chan gnet.RegisteredResult
+			ch, err = p.el.Enroll(gnet.NewContext(context.Background(), c), nc)
 			if err == nil {
-				var ch <-chan gnet.RegisteredResult
-				ch, err = p.el.Enroll(gnet.NewContext(context.Background(), c), nc)
-				if err == nil {
-					err = (<-ch).Err // Enroll closes nc: the loop keeps a dup of the socket
-				} else {
-					nc.Close()
-				}
+				err = (<-ch).Err // Enroll closes nc: the loop keeps a dup of the socket
 			} else {
 				nc.Close()
 			}
@@ -254,6 +281,14 @@ func handshake(nc net.Conn, cfg *Config) error {
 	return nil
 }
 
+// OnOpenTLS is OnOpen for a connection dialled with TLS: from here on it reads and writes through the
+// TLS layer, on the loop.
+func (c *Conn) OnOpenTLS(gc gnet.Conn, p *tlsloop.Pending) []byte {
+	c.tls = tlsloop.Attach(gc, p)
+	gc.SetContext(c)
+	return c.OnOpen(c.tls)
+}
+
 // OnOpen runs on the loop when the dialled connection is registered. It returns the queued requests to write.
 func (c *Conn) OnOpen(gc gnet.Conn) []byte {
 	if c.state != stateDialing {
@@ -287,6 +322,19 @@ func (c *Conn) OnOpen(gc gnet.Conn) []byte {
 
 // OnTraffic matches every complete reply to the oldest request in the fifo.
 func (c *Conn) OnTraffic(gc gnet.Conn) {
+	if c.tls != nil {
+		err := c.tls.Fill(&c.pool.tlsScratch)
+		c.onTraffic(c.tls)
+		c.tls.Release()
+		if err != nil && c.gc != nil { // close_notify, or a record that does not decrypt
+			_ = c.pool.el.Close(gc)
+		}
+		return
+	}
+	c.onTraffic(gc)
+}
+
+func (c *Conn) onTraffic(gc gnet.Conn) {
 	c.reads++
 	buf, ok := c.in.Bytes(gc, c.scanner.Need())
 	if !ok {
@@ -347,7 +395,7 @@ func (c *Conn) outOfStep(gc gnet.Conn, why string, args ...any) {
 	c.pool.log.Warn("closing backend connection: "+why, append([]any{"node", c.addr}, args...)...)
 	c.in.Reset()
 	_, _ = gc.Discard(-1)
-	_ = c.pool.el.Close(gc)
+	_ = c.pool.el.Close(c.sock())
 }
 
 func (c *Conn) handle(r *Request, reply []byte) {
@@ -380,7 +428,7 @@ func (c *Conn) handle(r *Request, reply []byte) {
 func (c *Conn) OnClose(err error) {
 	p := c.pool
 	if c.leased {
-		c.gc = nil
+		c.gc, c.tls = nil, nil
 		if c.state == stateOpen && err != nil {
 			p.Stats.ConnsLost.Add(1)
 			p.log.Warn("leased backend connection lost", "node", c.addr, "err", err)
@@ -394,7 +442,7 @@ func (c *Conn) OnClose(err error) {
 		return
 	}
 	wasOpen := c.state == stateOpen
-	c.gc = nil
+	c.gc, c.tls = nil, nil
 	if c.state != stateShut {
 		c.state = stateIdle
 	}
@@ -501,7 +549,7 @@ func (c *Conn) expire(now int64) {
 	if stall := int64(c.pool.cfg.StallTimeout); stall > 0 && now-c.quietSince >= stall && c.gc != nil {
 		c.pool.log.Warn("closing backend connection: no reply for too long", "node", c.addr,
 			"silent", time.Duration(now-c.quietSince).String(), "awaiting", c.fifo.Len()-c.unsent)
-		_ = c.pool.el.Close(c.gc)
+		_ = c.pool.el.Close(c.sock())
 	}
 }
 
@@ -510,6 +558,6 @@ func (c *Conn) shut() {
 	prev := c.state
 	c.state = stateShut
 	if prev == stateOpen && c.gc != nil {
-		_ = c.pool.el.Close(c.gc)
+		_ = c.pool.el.Close(c.sock())
 	}
 }

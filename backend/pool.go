@@ -2,6 +2,7 @@ package backend
 
 import (
 	"bytes"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+
+	"github.com/slotproxy/slotproxy/internal/tlsloop"
 
 	"github.com/slotproxy/slotproxy/internal/inbox"
 	"github.com/slotproxy/slotproxy/topology"
@@ -31,6 +34,8 @@ type Config struct {
 	// Protocol is the RESP version the connections speak: 3 sends HELLO 3 on connect, so every reply comes in
 	// RESP3 and is passed through to RESP3 clients as it is; 0 or 2 is RESP2, Redis's default.
 	Protocol int
+	// TLS, if set, is used on every connection (the node's host as ServerName when it names none).
+	TLS *tls.Config
 }
 
 // ReadPolicy says which nodes serve read-only commands. Replica reads may be stale: a replica applies its
@@ -85,6 +90,8 @@ type Pool struct {
 	wakeAt  int64             // earliest pending wake-up (unix ns), 0 if none
 
 	Stats Stats // written by the loop only, read by anyone
+
+	tlsScratch tlsloop.Scratch // decrypted replies of the pool's TLS connections, for one callback
 
 	reportsMu sync.Mutex   // guards reports, the one field dial goroutines write
 	reports   []dialReport // failed dials waiting for Tick

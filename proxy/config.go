@@ -67,6 +67,18 @@ type Config struct {
 	ProtectedMode YesNo    `yaml:"protected_mode"`
 	// TLS for clients, on a port of its own as Redis's tls-port (tls.go).
 	TLS TLS `yaml:"tls"`
+	// BackendTLS: the proxy's connections to the nodes (seeds, slot map, requests, health) use TLS.
+	BackendTLS BackendTLS `yaml:"backend_tls"`
+}
+
+// BackendTLS is how the proxy reaches nodes that listen with TLS (Redis's tls-port; with tls-cluster the
+// slot map then lists the nodes' TLS ports). Seeds are TLS addresses then.
+type BackendTLS struct {
+	Enabled    YesNo  `yaml:"enabled"`
+	CA         string `yaml:"ca"`   // PEM CAs of the nodes' certificates; empty: the system's
+	Cert       string `yaml:"cert"` // the proxy's client certificate, for nodes with tls-auth-clients
+	Key        string `yaml:"key"`
+	ServerName string `yaml:"server_name"` // name in the nodes' certificates; empty: each node's host
 }
 
 // TLS is the client-facing TLS listener: Redis's tls-port, tls-cert-file, tls-key-file, tls-ca-cert-file,
@@ -108,11 +120,7 @@ func (b YesNo) MarshalYAML() (any, error) {
 func (c *Config) ACLUsers() (*acl.Users, error) {
 	lines := slices.Clone(c.Users)
 	if c.ACLFile != "" {
-		path := c.ACLFile
-		if !filepath.IsAbs(path) && c.Path != "" {
-			path = filepath.Join(filepath.Dir(c.Path), path)
-		}
-		data, err := os.ReadFile(path)
+		data, err := os.ReadFile(c.resolve(c.ACLFile))
 		if err != nil {
 			return nil, fmt.Errorf("aclfile: %w", err)
 		}
@@ -372,6 +380,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if _, err := buildTLS(c); err != nil {
+		return err
+	}
+	if _, err := c.BackendTLSConfig(); err != nil {
 		return err
 	}
 	return nil

@@ -126,7 +126,12 @@ func startProxyOpt(t testing.TB, seeds []string, noWait bool, tweak ...func(*pro
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	backendTLS, err := cfg.BackendTLSConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
 	topo := topology.NewManager(topology.Config{
+		TLS:   backendTLS,
 		Seeds: seeds, RefreshInterval: cfg.RefreshInterval.D(), DialTimeout: time.Second,
 		ReadTimeout: 2 * time.Second, Logger: log, Username: cfg.Username, Password: cfg.Password,
 	})

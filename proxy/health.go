@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/slotproxy/slotproxy/resp"
+	"github.com/slotproxy/slotproxy/topology"
 )
 
 // Readiness (/readyz): the proxy should get clients only while it can serve every slot, so each master of
@@ -66,7 +68,13 @@ func (s *Server) NotReady() error {
 
 // pingNode asks a node for PING (after AUTH when the proxy has a password) on a connection of its own.
 func (s *Server) pingNode(addr string) error {
-	c, err := net.DialTimeout("tcp", addr, readyTimeout)
+	var c net.Conn
+	var err error
+	if conf := s.bcfg.Load().TLS; conf != nil {
+		c, err = tls.DialWithDialer(&net.Dialer{Timeout: readyTimeout}, "tcp", addr, topology.ForAddr(conf, addr))
+	} else {
+		c, err = net.DialTimeout("tcp", addr, readyTimeout)
+	}
 	if err != nil {
 		var sys *os.SyscallError // "connection refused", without the addresses /readyz names already
 		if errors.As(err, &sys) {

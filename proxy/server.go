@@ -133,6 +133,9 @@ func (s *Server) setBackendConfig(cfg *Config) {
 		ReadFrom:        readFrom,
 		MaxLeases:       cfg.MaxLeasedConns,
 	}
+	if conf, err := cfg.BackendTLSConfig(); err == nil { // Validate reported an error already
+		b.TLS = conf
+	}
 	b3 := *b
 	b3.Protocol = 3
 	s.bcfg.Store(b)
@@ -349,6 +352,9 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	}
 	var tc *tlsloop.Conn
 	if p, ok := c.Context().(*tlsloop.Pending); ok {
+		if bc, ok := p.User.(*backend.Conn); ok {
+			return bc.OnOpenTLS(c, p), gnet.None
+		}
 		tc = tlsloop.Attach(c, p)
 	}
 	if refusal := s.refusal(c); refusal != nil {

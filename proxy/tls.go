@@ -44,12 +44,7 @@ func buildTLS(c *Config) (*tls.Config, error) {
 	if _, _, err := net.SplitHostPort(t.Listen); err != nil {
 		return nil, fmt.Errorf("tls.listen: %q is not host:port", t.Listen)
 	}
-	path := func(p string) string {
-		if p != "" && !filepath.IsAbs(p) && c.Path != "" {
-			return filepath.Join(filepath.Dir(c.Path), p)
-		}
-		return p
-	}
+	path := c.resolve
 	if t.Cert == "" || t.Key == "" {
 		return nil, errors.New("tls: cert and key are needed with tls.listen")
 	}
@@ -105,6 +100,41 @@ func buildTLS(c *Config) (*tls.Config, error) {
 		return nil, fmt.Errorf("tls.auth_clients: %q: want yes, optional or no", t.AuthClients)
 	}
 	return conf, nil
+}
+
+// BackendTLSConfig is the client TLS configuration for the nodes, nil when backend_tls is off.
+func (c *Config) BackendTLSConfig() (*tls.Config, error) {
+	b := c.BackendTLS
+	if !b.Enabled {
+		return nil, nil
+	}
+	conf := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: b.ServerName}
+	if b.CA != "" {
+		pem, err := os.ReadFile(c.resolve(b.CA))
+		if err != nil {
+			return nil, fmt.Errorf("backend_tls.ca: %w", err)
+		}
+		conf.RootCAs = x509.NewCertPool()
+		if !conf.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("backend_tls.ca: no certificate in %s", b.CA)
+		}
+	}
+	if b.Cert != "" || b.Key != "" {
+		cert, err := tls.LoadX509KeyPair(c.resolve(b.Cert), c.resolve(b.Key))
+		if err != nil {
+			return nil, fmt.Errorf("backend_tls.cert, backend_tls.key: %w", err)
+		}
+		conf.Certificates = []tls.Certificate{cert}
+	}
+	return conf, nil
+}
+
+// resolve is a path of the configuration: relative to the file's directory.
+func (c *Config) resolve(p string) string {
+	if p != "" && !filepath.IsAbs(p) && c.Path != "" {
+		return filepath.Join(filepath.Dir(c.Path), p)
+	}
+	return p
 }
 
 // listenTLS starts the TLS listener of the configuration, if it has one.

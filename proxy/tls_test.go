@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -133,4 +135,92 @@ func TestTLSClients(t *testing.T) {
 		conn.Close()
 		t.Error("a TLS 1.2 client was served with min_version 1.3")
 	}
+}
+
+// TestTLSBothSides: a real 3+3 cluster with TLS on every node (tls-port, tls-cluster, tls-replication, client
+// certificates required), the proxy in front of it with TLS towards its clients and towards the nodes, seeded
+// with the nodes' TLS addresses. go-redis over TLS writes and reads keys of every shard; every connection the
+// proxy holds to a node is on the node's TLS port (the nodes' CLIENT LIST); redis-benchmark --tls runs through
+// it; a master SIGKILLed over TLS fails over and its shard takes writes again.
+func TestTLSBothSides(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	f := redistest.MakeTLSFiles(t)
+	cl := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3, Replicas: 1, TLS: f})
+	_, srv := startProxyOpt(t, cl.TLSAddrs(), false, func(c *proxy.Config) {
+		c.TLS = proxy.TLS{Listen: "127.0.0.1:0", Cert: f.ServerCert, Key: f.ServerKey, CA: f.CA}
+		c.BackendTLS = proxy.BackendTLS{Enabled: true, CA: f.CA, Cert: f.ClientCert, Key: f.ClientKey}
+	})
+	snap := snapshotOf(srv)
+	for _, n := range snap.Nodes {
+		if !slices.Contains(cl.TLSAddrs(), n.Addr) {
+			t.Fatalf("the slot map lists %s, not a TLS address of the cluster %v", n.Addr, cl.TLSAddrs())
+		}
+	}
+	ctx := context.Background()
+	c := redis.NewClient(&redis.Options{Addr: srv.TLSAddr(), TLSConfig: clientTLS(t, f, true), MaxRetries: -1})
+	defer c.Close()
+	var kv []any
+	var keys []string
+	for i := range 300 {
+		k := fmt.Sprintf("tls2:%d", i)
+		keys = append(keys, k)
+		kv = append(kv, k, i)
+	}
+	if err := c.MSet(ctx, kv...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	vals, err := c.MGet(ctx, keys...).Result()
+	if err != nil || len(vals) != 300 || vals[299] != "299" {
+		t.Fatalf("MGET over TLS on both sides: %v %v", vals, err)
+	}
+	for _, n := range cl.Nodes {
+		list, err := n.DoString("CLIENT", "LIST")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(strings.TrimSpace(list), "\n") {
+			if strings.Contains(line, "cmd=client|list") || strings.Contains(line, "flags=S") || strings.Contains(line, "flags=M") {
+				continue // this query's own connection; replication links
+			}
+			if !strings.Contains(line, "laddr="+n.TLSAddr+" ") {
+				t.Errorf("%s has a client that is not on its TLS port: %s", n.Addr, line)
+			}
+		}
+	}
+
+	host, port, _ := net.SplitHostPort(srv.TLSAddr())
+	out, err := exec.Command("redis-benchmark", "-h", host, "-p", port, "--tls", "--cacert", f.CA, "--cert", f.ClientCert,
+		"--key", f.ClientKey, "-n", "20000", "-c", "20", "-P", "4", "-t", "set,get", "-q", "--csv").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `"SET"`) || !strings.Contains(string(out), `"GET"`) {
+		t.Errorf("redis-benchmark --tls through the proxy: %v\n%s", err, out)
+	}
+	t.Logf("redis-benchmark --tls, TLS on both sides:\n%s", out)
+
+	eventually(t, 20*time.Second, "the slot map lists the replicas", func() bool {
+		srv.Topology().RequestRefresh()
+		snap = snapshotOf(srv)
+		return len(snap.Shards[0].Replicas) > 0
+	})
+	victim := nodeByTLSAddr(cl, snap.Nodes[snap.Shards[0].Master].Addr)
+	replica := nodeByTLSAddr(cl, snap.Nodes[snap.Shards[0].Replicas[0]].Addr)
+	key := keyInShard(snap, 0)
+	victim.Kill()
+	eventually(t, 20*time.Second, "the replica promoted", func() bool { return isMaster(replica) })
+	eventually(t, 10*time.Second, "writes to the failed-over shard through TLS", func() bool {
+		return c.Set(ctx, key, "after", 0).Err() == nil
+	})
+	if got, err := c.Get(ctx, key).Result(); err != nil || got != "after" {
+		t.Errorf("GET after the failover: %q %v", got, err)
+	}
+}
+
+func nodeByTLSAddr(cl *redistest.Cluster, addr string) *redistest.Server {
+	for _, n := range cl.Nodes {
+		if n.TLSAddr == addr {
+			return n
+		}
+	}
+	return nil
 }

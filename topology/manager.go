@@ -3,6 +3,7 @@ package topology
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +18,8 @@ import (
 
 // Config is what the Manager needs to find and follow the cluster. Zero values take the documented defaults.
 type Config struct {
+	// TLS, if set, is used on every connection to a node (ServerName, when empty, is the node's host).
+	TLS             *tls.Config
 	Seeds           []string      // host:port of nodes to ask when no map is known (and as a last resort)
 	RefreshInterval time.Duration // periodic refresh; 0: 5s; negative: none (only RequestRefresh and retries)
 	MinRefreshGap   time.Duration // least time from the end of one refresh to a requested one; 0: 100ms
@@ -420,10 +423,28 @@ func (m *Manager) notify(fn func(*Snapshot), s *Snapshot) {
 	fn(s)
 }
 
+// ForAddr is conf for a connection to addr: with the node's host as ServerName when conf names none, so that
+// the node's certificate is checked against the address it was reached at.
+func ForAddr(conf *tls.Config, addr string) *tls.Config {
+	if conf.ServerName != "" || conf.InsecureSkipVerify {
+		return conf
+	}
+	c := conf.Clone()
+	c.ServerName, _, _ = net.SplitHostPort(addr)
+	return c
+}
+
 // fetch asks one node for CLUSTER SLOTS (and CLUSTER NODES, for the config epoch) over a fresh connection.
 func (m *Manager) fetch(addr string) (*Snapshot, error) {
 	d := net.Dialer{Timeout: m.cfg.DialTimeout}
-	c, err := d.DialContext(m.ctx, "tcp", addr)
+	var c net.Conn
+	var err error
+	if m.cfg.TLS != nil {
+		td := tls.Dialer{NetDialer: &d, Config: ForAddr(m.cfg.TLS, addr)}
+		c, err = td.DialContext(m.ctx, "tcp", addr)
+	} else {
+		c, err = d.DialContext(m.ctx, "tcp", addr)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os/exec"
 	"slices"
 	"sort"
@@ -22,6 +23,10 @@ type ClusterOptions struct {
 	NodeTimeout time.Duration // cluster-node-timeout, default 2s
 	Password    string        // requirepass and masterauth of every node
 	ExtraArgs   []string      // more redis-server options for every node
+	// TLS: every node also listens with TLS (Server.TLSAddr), on the bus too (tls-cluster, tls-replication),
+	// with these files; clients of the TLS port must show a certificate the CA signed. The plain port stays
+	// for the test's own tools.
+	TLS *TLSFiles
 }
 
 // Cluster is a running Redis Cluster on loopback.
@@ -52,8 +57,19 @@ func StartCluster(t testing.TB, opt ClusterOptions) *Cluster {
 	n := opt.Masters * (1 + opt.Replicas)
 	c := &Cluster{}
 	for range n {
-		s := newServer(t, 0, true, args)
+		nodeArgs := args
+		var tlsPort int
+		if f := opt.TLS; f != nil {
+			tlsPort = FreePort(t)
+			nodeArgs = append(slices.Clone(args), "--tls-port", strconv.Itoa(tlsPort), "--tls-cert-file", f.ServerCert,
+				"--tls-key-file", f.ServerKey, "--tls-ca-cert-file", f.CA, "--tls-cluster", "yes",
+				"--tls-replication", "yes")
+		}
+		s := newServer(t, 0, true, nodeArgs)
 		s.Password = opt.Password
+		if tlsPort != 0 {
+			s.TLSPort, s.TLSAddr = tlsPort, net.JoinHostPort("127.0.0.1", strconv.Itoa(tlsPort))
+		}
 		c.Nodes = append(c.Nodes, s)
 	}
 	// Stop every node at once at the end (registered last, so it runs before the per-server cleanups).
@@ -89,6 +105,10 @@ func (c *Cluster) createWithRedisCLI(t testing.TB, opt ClusterOptions) {
 	t.Helper()
 	args := append([]string{"--cluster", "create"}, c.Addrs()...)
 	args = append(args, "--cluster-replicas", strconv.Itoa(opt.Replicas), "--cluster-yes")
+	if f := opt.TLS; f != nil { // the bus speaks TLS: redis-cli reaches the nodes over their TLS ports
+		args = slices.Concat([]string{"--cluster", "create"}, c.TLSAddrs(), args[2+len(c.Nodes):],
+			[]string{"--tls", "--cacert", f.CA, "--cert", f.ClientCert, "--key", f.ClientKey})
+	}
 	if opt.Password != "" {
 		args = append(args, "-a", opt.Password, "--no-auth-warning")
 	}
@@ -99,6 +119,17 @@ func (c *Cluster) createWithRedisCLI(t testing.TB, opt ClusterOptions) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("redis-cli %s: %v\n%s\n%s", strings.Join(args, " "), err, out, c.logTails(10))
 	}
+}
+
+// TLSAddrs are the nodes' TLS addresses, in Nodes order (empty without ClusterOptions.TLS).
+func (c *Cluster) TLSAddrs() []string {
+	var out []string
+	for _, s := range c.Nodes {
+		if s.TLSAddr != "" {
+			out = append(out, s.TLSAddr)
+		}
+	}
+	return out
 }
 
 // createByHand builds a cluster of fewer than 3 masters: slots split evenly, every node MEETs the first,

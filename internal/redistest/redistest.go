@@ -30,6 +30,8 @@ type Server struct {
 	BusPort  int    // cluster bus port (cluster nodes only)
 	Dir      string // working directory: redis.log, stdout.log, nodes.conf
 	Password string // requirepass, if any: used by Do and Client
+	TLSPort  int    // the TLS port of a node of a TLS cluster; 0 otherwise
+	TLSAddr  string // 127.0.0.1:TLSPort
 
 	args      []string // redis-server options other than port, bus port and paths
 	fixedPort bool     // the caller chose Port: never move to another one
