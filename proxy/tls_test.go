@@ -9,7 +9,9 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -223,4 +225,80 @@ func nodeByTLSAddr(cl *redistest.Cluster, addr string) *redistest.Server {
 		}
 	}
 	return nil
+}
+
+// BenchmarkTLSBothSides runs redis-benchmark (SET and GET, 50 clients, -P 1 and -P 16) through two proxies in
+// front of one 3-master TLS cluster, in interleaved rounds: one in plain TCP on both sides (the nodes' plain
+// ports), one with TLS on both sides. It reports each side's median requests/s and the proxy process's CPU
+// per request (the benchmark's own process holds only the proxies; redis-benchmark and the nodes are
+// children or strangers): run with -bench TLSBothSides -benchtime 1x.
+func BenchmarkTLSBothSides(b *testing.B) {
+	f := redistest.MakeTLSFiles(b)
+	cl := redistest.StartCluster(b, redistest.ClusterOptions{Masters: 3, TLS: f})
+	plainAddr := startProxy(b, cl.Addrs(), func(c *proxy.Config) { c.EventLoops = 1 })
+	_, tlsSrv := startProxyOpt(b, cl.TLSAddrs(), false, func(c *proxy.Config) {
+		c.EventLoops = 1
+		c.TLS = proxy.TLS{Listen: "127.0.0.1:0", Cert: f.ServerCert, Key: f.ServerKey}
+		c.BackendTLS = proxy.BackendTLS{Enabled: true, CA: f.CA, Cert: f.ClientCert, Key: f.ClientKey}
+	})
+	cpu := func() time.Duration {
+		var ru syscall.Rusage
+		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	run := func(addr string, tlsArgs bool, test string, pipe int) (rps, usPerReq float64) {
+		host, port, _ := net.SplitHostPort(addr)
+		const n = 200000
+		args := []string{"-h", host, "-p", port, "-c", "50", "-n", strconv.Itoa(n), "-P", strconv.Itoa(pipe),
+			"-t", test, "-r", "100000", "-d", "64", "--csv"}
+		if tlsArgs {
+			args = append(args, "--tls", "--cacert", f.CA)
+		}
+		before := cpu()
+		out, err := exec.Command("redis-benchmark", args...).CombinedOutput()
+		used := cpu() - before
+		if err != nil {
+			b.Fatalf("redis-benchmark %v: %v\n%s", args, err, out)
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			if fields := strings.Split(line, ","); len(fields) > 1 && strings.HasPrefix(fields[0], `"`+strings.ToUpper(test)) {
+				rps, _ = strconv.ParseFloat(strings.Trim(fields[1], `"`), 64)
+			}
+		}
+		return rps, float64(used.Microseconds()) / n
+	}
+	type key struct {
+		side, test string
+		pipe       int
+	}
+	rps, cpus := map[key][]float64{}, map[key][]float64{}
+	b.ResetTimer()
+	for round := range 5 {
+		for _, test := range []string{"set", "get"} {
+			for _, pipe := range []int{1, 16} {
+				sides := []string{"plain", "tls"}
+				if round%2 == 1 {
+					sides = []string{"tls", "plain"}
+				}
+				for _, side := range sides {
+					addr := plainAddr
+					if side == "tls" {
+						addr = tlsSrv.TLSAddr()
+					}
+					r, c := run(addr, side == "tls", test, pipe)
+					k := key{side, test, pipe}
+					rps[k], cpus[k] = append(rps[k], r), append(cpus[k], c)
+				}
+			}
+		}
+	}
+	median := func(v []float64) float64 { s := slices.Clone(v); slices.Sort(s); return s[len(s)/2] }
+	for _, test := range []string{"set", "get"} {
+		for _, pipe := range []int{1, 16} {
+			p, t := key{"plain", test, pipe}, key{"tls", test, pipe}
+			b.Logf("%s -P %d: plain %.0f req/s %.2f µs CPU/req, TLS both sides %.0f req/s %.2f µs CPU/req: "+
+				"throughput %.2f×, CPU per request %.2f×", test, pipe, median(rps[p]), median(cpus[p]), median(rps[t]),
+				median(cpus[t]), median(rps[t])/median(rps[p]), median(cpus[t])/median(cpus[p]))
+		}
+	}
 }
