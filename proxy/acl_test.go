@@ -166,6 +166,22 @@ func TestClientACLLikeRedis(t *testing.T) {
 		p.same("", "EXEC")
 		p.same("", "PSUBSCRIBE", "news.*")
 	})
+	t.Run("scripts of a restricted user", func(t *testing.T) {
+		// Redis checks what a script runs against the caller; the proxy cannot, so it refuses the script.
+		c := dialRaw(t, addr)
+		c.do("AUTH", "alice", "alicepw")
+		for _, args := range [][]string{{"EVAL", "return redis.call('set', KEYS[1], 'x')", "1", "acl:app:s"},
+			{"EVALSHA", "0123456789012345678901234567890123456789", "0"}, {"FCALL", "f", "0"}} {
+			if got := string(c.do(args...)); !strings.HasPrefix(got, "-NOPERM scripts and functions run commands the proxy cannot check") {
+				t.Errorf("%s by a restricted user: %q", args[0], got)
+			}
+		}
+		d := dialRaw(t, addr)
+		d.do("AUTH", "defpw")
+		if got := string(d.do("EVAL", "return 1", "0")); got != ":1\r\n" {
+			t.Errorf("EVAL by the default user (allowed everything): %q", got)
+		}
+	})
 	t.Run("bob and dave", func(t *testing.T) {
 		p := newACLPair(t, addr, rd.Addr)
 		p.same("+OK\r\n", "AUTH", "bob", "bobpw")

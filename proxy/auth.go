@@ -59,6 +59,10 @@ func (s *session) refused(cmd *command.Command, args [][]byte) bool {
 	}
 	d, pos := s.user.Check(cmd, args)
 	if d == acl.Allowed {
+		if runsCommands[cmd.Index] { // only a user allowed everything gets here unchecked (updateGate)
+			s.local(errScriptRestricted)
+			return true
+		}
 		return false
 	}
 	object := cmd.Name
@@ -70,6 +74,22 @@ func (s *session) refused(cmd *command.Command, args [][]byte) bool {
 	s.local(resp.AppendError(nil, d.Error(cmd)))
 	return true
 }
+
+// runsCommands are the commands that run other commands on a node: Redis checks those against the caller's
+// permissions as they run; the proxy cannot see them, so a restricted user may not run these at all.
+var runsCommands = func() []bool {
+	run := make([]bool, command.Count())
+	for _, c := range command.All() {
+		switch c.Name {
+		case "eval", "eval_ro", "evalsha", "evalsha_ro", "fcall", "fcall_ro":
+			run[c.Index] = true
+		}
+	}
+	return run
+}()
+
+var errScriptRestricted = resp.AppendError(nil, "NOPERM scripts and functions run commands the proxy cannot check "+
+	"against this user's permissions: they need a user allowed every command, key and channel")
 
 var denialReason = [...]string{acl.DenyCommand: "command", acl.DenyKey: "key", acl.DenyChannel: "channel"}
 

@@ -5,6 +5,8 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+
+	"github.com/slotproxy/slotproxy/topology"
 )
 
 // Reloading (SIGHUP in main): the keys below take effect in the running proxy without dropping a client;
@@ -15,7 +17,7 @@ import (
 var reloadable = []string{"timeout", "dial_timeout", "read_from", "retry", "max_redirects", "max_clients",
 	"idle_timeout", "tcp_keepalive", "client_output_buffer_limit", "client_query_buffer_limit", "drain_timeout",
 	"log_level", "seeds", "slowlog_log_slower_than", "slowlog_max_len", "max_leased_conns", "requirepass", "users",
-	"aclfile", "protected_mode", "tls"}
+	"aclfile", "protected_mode", "tls", "backend_tls"}
 
 // Reload applies next's reloadable keys (see reloadable) to the running proxy, and returns the keys it
 // changed and those that differ but need a restart. next must be valid. main applies log_level and seeds,
@@ -38,6 +40,11 @@ func (s *Server) Reload(next *Config) (changed, restart []string) {
 	}
 	if err := s.reloadTLS(&applied); err != nil { // next was validated; the files may have changed since
 		s.log.Error("reload: TLS files not valid; keeping the running ones", "err", err)
+	}
+	if m, ok := s.topo.(*topology.Manager); ok { // the pools take backend_tls with the backend configuration
+		if conf, err := applied.BackendTLSConfig(); err == nil {
+			m.SetTLS(conf)
+		}
 	}
 	s.current.Store(&applied)
 	s.setBackendConfig(&applied)

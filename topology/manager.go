@@ -80,13 +80,14 @@ type Stats struct {
 // back; if every node is behind, the newest answer wins, which covers a rebuilt cluster). A map that leaves
 // a slot unserved is never published. A new Snapshot is published only when the routing changed.
 type Manager struct {
-	cfg    Config
-	snap   atomic.Pointer[Snapshot]
-	kick   chan struct{} // a requested refresh, pending
-	ready  chan struct{} // closed with the first map
-	ctx    context.Context
-	cancel context.CancelFunc
-	done   chan struct{} // closed when run returns
+	cfg     Config
+	tlsConf atomic.Pointer[tls.Config] // cfg.TLS, or what SetTLS set since
+	snap    atomic.Pointer[Snapshot]
+	kick    chan struct{} // a requested refresh, pending
+	ready   chan struct{} // closed with the first map
+	ctx     context.Context
+	cancel  context.CancelFunc
+	done    chan struct{} // closed when run returns
 
 	startOnce sync.Once
 	started   atomic.Bool
@@ -127,7 +128,7 @@ func NewManager(cfg Config) *Manager {
 	}
 	cfg.Seeds = append([]string(nil), cfg.Seeds...)
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Manager{
+	m := &Manager{
 		cfg:      cfg,
 		kick:     make(chan struct{}, refreshSignal),
 		ready:    make(chan struct{}),
@@ -136,6 +137,8 @@ func NewManager(cfg Config) *Manager {
 		done:     make(chan struct{}),
 		suspects: make(map[string]time.Time),
 	}
+	m.tlsConf.Store(cfg.TLS)
+	return m
 }
 
 // Start launches the refresh goroutine. Calls after the first, or after Close, do nothing.
@@ -423,6 +426,9 @@ func (m *Manager) notify(fn func(*Snapshot), s *Snapshot) {
 	fn(s)
 }
 
+// SetTLS makes conf the TLS configuration of the next connections to the nodes (nil: plain TCP).
+func (m *Manager) SetTLS(conf *tls.Config) { m.tlsConf.Store(conf) }
+
 // ForAddr is conf for a connection to addr: with the node's host as ServerName when conf names none, so that
 // the node's certificate is checked against the address it was reached at.
 func ForAddr(conf *tls.Config, addr string) *tls.Config {
@@ -439,8 +445,8 @@ func (m *Manager) fetch(addr string) (*Snapshot, error) {
 	d := net.Dialer{Timeout: m.cfg.DialTimeout}
 	var c net.Conn
 	var err error
-	if m.cfg.TLS != nil {
-		td := tls.Dialer{NetDialer: &d, Config: ForAddr(m.cfg.TLS, addr)}
+	if conf := m.tlsConf.Load(); conf != nil {
+		td := tls.Dialer{NetDialer: &d, Config: ForAddr(conf, addr)}
 		c, err = td.DialContext(m.ctx, "tcp", addr)
 	} else {
 		c, err = d.DialContext(m.ctx, "tcp", addr)
