@@ -15,7 +15,7 @@ var errShuttingDown = []byte("-ERR the proxy is shutting down\r\n")
 // clients still connected are closed), and the engine has stopped.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
-	s.closeTLS() // new TLS clients are refused by the kernel; the plain port answers them (gnet keeps it open)
+	s.closeTLS() // new TLS clients are closed before their handshake (gnet keeps its listeners open)
 	for _, l := range s.loopList() {
 		l.wakeNow()
 	}

@@ -155,19 +155,19 @@ func (s *Server) Serve() error {
 		gnet.WithLogger(gnetLogger{s.log}),
 		gnet.WithTicker(true),
 		gnet.WithReadBufferCap(readBufferCap),
-		// TLS clients join the loops through Engine.Register, whose round-robin counter is not safe beside
-		// the acceptor's; the least loaded loop is a fair choice for both.
-		gnet.WithLoadBalancing(gnet.LeastConnections),
 	}
 	if s.cfg.EventLoops > 0 {
 		opts = append(opts, gnet.WithNumEventLoop(s.cfg.EventLoops))
 	}
-	if err := s.listenTLS(); err != nil {
+	addrs := []string{"tcp://" + s.cfg.Listen}
+	if err := s.prepareTLS(); err != nil {
 		close(s.booted)
 		return err
 	}
-	err := gnet.Run(s, "tcp://"+s.cfg.Listen, opts...)
-	s.closeTLS()
+	if t := s.tls.Load(); t != nil {
+		addrs = append(addrs, "tcp://"+t.listen)
+	}
+	err := gnet.Rotate(s, addrs, opts...)
 	select {
 	case <-s.booted:
 	default:
@@ -188,7 +188,6 @@ func (s *Server) Stop(ctx context.Context) error {
 	if s.addr == "" {
 		return nil
 	}
-	s.closeTLS()
 	err := s.eng.Stop(ctx)
 	select {
 	case <-s.stopped:
@@ -303,20 +302,39 @@ func (s *Server) NodeStats() map[string]backend.NodeStats {
 
 func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
 	s.eng = eng
-	s.addr = s.cfg.Listen
-	if fd, err := eng.Dup(); err == nil {
-		if sa, err := unix.Getsockname(fd); err == nil {
-			if in4, ok := sa.(*unix.SockaddrInet4); ok {
-				s.addr = net.JoinHostPort(net.IP(in4.Addr[:]).String(), fmt.Sprint(in4.Port))
-			} else if in6, ok := sa.(*unix.SockaddrInet6); ok {
-				s.addr = net.JoinHostPort(net.IP(in6.Addr[:]).String(), fmt.Sprint(in6.Port))
-			}
-		}
-		unix.Close(fd)
+	s.addr = listenerAddr(eng, s.cfg.Listen)
+	if t := s.tls.Load(); t != nil {
+		t.addr = listenerAddr(eng, t.listen)
+		s.log.Info("proxy listening for TLS clients", "addr", t.addr)
 	}
 	s.log.Info("proxy listening", "addr", s.addr, "version", Version)
 	close(s.booted)
 	return gnet.None
+}
+
+// listenerAddr is the address gnet's listener for addr is bound to (its port when addr's is 0).
+func listenerAddr(eng gnet.Engine, addr string) string {
+	fd, err := eng.DupListener("tcp", addr)
+	if err != nil {
+		return addr
+	}
+	defer unix.Close(fd)
+	return sockAddr(fd, addr)
+}
+
+// sockAddr is the local address of socket fd; def if it cannot be read.
+func sockAddr(fd int, def string) string {
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return def
+	}
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return net.JoinHostPort(net.IP(a.Addr[:]).String(), fmt.Sprint(a.Port))
+	case *unix.SockaddrInet6:
+		return net.JoinHostPort(net.IP(a.Addr[:]).String(), fmt.Sprint(a.Port))
+	}
+	return def
 }
 
 // OnTick runs on gnet's ticker goroutine: it asks every loop to expire overdue requests and resume paused
@@ -356,6 +374,9 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 			return bc.OnOpenTLS(c, p), gnet.None
 		}
 		tc = tlsloop.Attach(c, p)
+	} else if t := s.tls.Load(); t != nil && t.accepts(c) {
+		t.handshake(c) // it comes back here, on this loop, as a Pending
+		return nil, gnet.Close
 	}
 	if refusal := s.refusal(c); refusal != nil {
 		if tc != nil { // encrypted, as everything on this connection

@@ -12,27 +12,35 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
+
 	"github.com/slotproxy/slotproxy/internal/tlsloop"
 )
 
-// TLS for clients. gnet has no TLS, so crypto/tls runs on the event loops themselves (internal/tlsloop): a
-// goroutine of a Go listener does the handshake on the blocking socket, then the socket joins an event loop,
-// where the same tls.Conn decrypts what gnet reads and encrypts what the session writes. The session code is
-// unchanged: it reads and writes a tlsloop.Conn, which is a gnet.Conn. Measured before choosing (README): the
-// handshake on a goroutine and the records on the loop cost 1.1–1.6× plain TCP's CPU per request; bridging each
-// client through a socketpair into gnet cost 2.4–3.3× and hid the client's address.
+// TLS for clients. gnet has no TLS, so crypto/tls runs on the event loops themselves (internal/tlsloop): the
+// TLS port is one of gnet's listeners; a connection accepted there leaves its loop for the handshake, done on
+// a goroutine over a duplicate of the blocking socket, and comes back to the same loop, where the same tls.Conn
+// decrypts what gnet reads and encrypts what the session writes. The session code is unchanged: it reads and
+// writes a tlsloop.Conn, which is a gnet.Conn. Measured before choosing (README): the handshake on a goroutine
+// and the records on the loop cost 1.1–1.6× plain TCP's CPU per request; bridging each client through a
+// socketpair into gnet cost 2.4–3.3× and hid the client's address.
 
 const (
 	tlsHandshakeTimeout = 10 * time.Second
-	maxTLSHandshakes    = 256 // in progress at once; more clients wait in the listen backlog
+	maxTLSHandshakes    = 256 // in progress at once; a client beyond them is closed at once
 )
 
-// tlsListener accepts TLS clients and hands them to the event loops.
+// tlsListener is the TLS port: one of gnet's listeners, whose new connections leave their loop for the
+// handshake, on a goroutine over a duplicate of the socket, and come back to the same loop with the TLS state.
 type tlsListener struct {
-	s    *Server
-	ln   net.Listener
-	conf atomic.Pointer[tls.Config] // the certificate, key and CA in force; replaced on reload
-	sem  chan struct{}
+	s      *Server
+	listen string                     // the address gnet listens on: tls.listen, a port 0 made a free port
+	addr   string                     // bound address (OnBoot)
+	conf   atomic.Pointer[tls.Config] // the certificate, key and CA in force; replaced on reload
+	base   *tls.Config                // takes conf at each handshake
+	sem    chan struct{}
+	shut   atomic.Bool // draining: new TLS clients are closed before their handshake
 }
 
 // buildTLS reads the files of c.TLS into a tls.Config; nil without a TLS listen address.
@@ -137,35 +145,33 @@ func (c *Config) resolve(p string) string {
 	return p
 }
 
-// listenTLS starts the TLS listener of the configuration, if it has one.
-func (s *Server) listenTLS() error {
+// prepareTLS loads the TLS configuration for the TLS listener, if there is one.
+func (s *Server) prepareTLS() error {
 	conf, err := buildTLS(s.cfg)
 	if err != nil || conf == nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", s.cfg.TLS.Listen)
-	if err != nil {
-		return err
-	}
-	t := &tlsListener{s: s, ln: ln, sem: make(chan struct{}, maxTLSHandshakes)}
-	t.conf.Store(conf)
-	s.tls.Store(t)
-	go func() {
-		<-s.booted // the loops are there to take the clients
-		if s.addr == "" {
-			_ = ln.Close()
-			return
+	t := &tlsListener{s: s, listen: s.cfg.TLS.Listen, sem: make(chan struct{}, maxTLSHandshakes)}
+	// gnet finds a listener by the address it was given: two "host:0" would be the same one to it.
+	if host, port, _ := net.SplitHostPort(t.listen); port == "0" {
+		ln, err := net.Listen("tcp", t.listen)
+		if err != nil {
+			return err
 		}
-		s.log.Info("proxy listening for TLS clients", "addr", ln.Addr().String())
-		t.accept()
-	}()
+		t.listen = net.JoinHostPort(host, fmt.Sprint(ln.Addr().(*net.TCPAddr).Port))
+		ln.Close()
+	}
+	t.conf.Store(conf)
+	t.base = &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return t.conf.Load(), nil }}
+	s.tls.Store(t)
 	return nil
 }
 
 // TLSAddr is the TLS listener's address, "" without one.
 func (s *Server) TLSAddr() string {
 	if t := s.tls.Load(); t != nil {
-		return t.ln.Addr().String()
+		<-s.booted
+		return t.addr
 	}
 	return ""
 }
@@ -186,40 +192,65 @@ func (s *Server) reloadTLS(c *Config) error {
 	return nil
 }
 
+// closeTLS makes the TLS port refuse new clients (a drain): they are closed before their handshake. gnet
+// keeps both listeners open while it serves.
 func (s *Server) closeTLS() {
 	if t := s.tls.Load(); t != nil {
-		_ = t.ln.Close()
+		t.shut.Store(true)
 	}
 }
 
-func (t *tlsListener) accept() {
-	// Each handshake takes the configuration in force when it starts.
-	base := &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return t.conf.Load(), nil }}
-	for {
-		nc, err := t.ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			t.s.log.Warn("TLS listener: accept failed", "err", err)
-			time.Sleep(10 * time.Millisecond)
-			continue
-		}
-		t.sem <- struct{}{}
-		go func() {
-			defer func() { <-t.sem }()
-			raw := nc.(*net.TCPConn)
-			_ = raw.SetNoDelay(true)
-			p, err := tlsloop.Handshake(raw, base, false, tlsHandshakeTimeout, nil)
-			if err != nil {
-				t.s.stats.TLSHandshakeFailures.Add(1)
-				t.s.log.Debug("TLS handshake failed", "client", nc.RemoteAddr().String(), "err", err)
-				_ = raw.Close()
-				return
-			}
-			if err := tlsloop.Enroll(t.s.eng, nil, p); err != nil {
-				t.s.log.Warn("TLS client could not join an event loop", "client", nc.RemoteAddr().String(), "err", err)
-			}
-		}()
+// accepts tells whether c came in on the TLS port (its local port is the TLS listener's: the plain port is
+// another, whatever the addresses).
+func (t *tlsListener) accepts(c gnet.Conn) bool {
+	_, port, _ := net.SplitHostPort(sockAddr(c.Fd(), ""))
+	_, tlsPort, _ := net.SplitHostPort(t.addr)
+	return port != "" && port == tlsPort
+}
+
+// handshake takes c, just accepted on the TLS port and about to be closed by its loop, through the TLS
+// handshake on a duplicate of its socket, then back onto the same loop.
+func (t *tlsListener) handshake(c gnet.Conn) {
+	if t.shut.Load() {
+		return
 	}
+	fd, err := unix.Dup(c.Fd())
+	if err != nil {
+		t.s.log.Warn("TLS client dropped: cannot take its socket", "err", err)
+		return
+	}
+	f := os.NewFile(uintptr(fd), "tls-client")
+	nc, err := net.FileConn(f) // a blocking net.Conn on its own descriptor; the loop closes the other one
+	f.Close()
+	if err != nil {
+		t.s.log.Warn("TLS client dropped: cannot take its socket", "err", err)
+		return
+	}
+	raw, ok := nc.(*net.TCPConn)
+	if !ok {
+		nc.Close()
+		return
+	}
+	el := c.EventLoop()
+	select {
+	case t.sem <- struct{}{}:
+	default: // too many handshakes under way: this client is refused
+		t.s.stats.TLSHandshakeFailures.Add(1)
+		raw.Close()
+		return
+	}
+	go func() {
+		defer func() { <-t.sem }()
+		_ = raw.SetNoDelay(true)
+		p, err := tlsloop.Handshake(raw, t.base, false, tlsHandshakeTimeout, nil)
+		if err != nil {
+			t.s.stats.TLSHandshakeFailures.Add(1)
+			t.s.log.Debug("TLS handshake failed", "client", raw.RemoteAddr().String(), "err", err)
+			_ = raw.Close()
+			return
+		}
+		if err := tlsloop.Enroll(gnet.Engine{}, el, p); err != nil {
+			t.s.log.Warn("TLS client could not join its event loop", "client", raw.RemoteAddr().String(), "err", err)
+		}
+	}()
 }
