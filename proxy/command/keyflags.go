@@ -1,7 +1,5 @@
 package command
 
-import "github.com/slotproxy/slotproxy/resp"
-
 // KeyRef is one key of a request: its position in the arguments and the key spec flags Redis gives it.
 type KeyRef struct {
 	Pos   int
@@ -119,79 +117,8 @@ var refProcs = func() []refProc {
 // specKeyRefs is specKeys with the flags of each key's spec; ok false when the walk fails (specFailed or
 // specZeroCount).
 func specKeyRefs(c *Command, args [][]byte, dst []KeyRef) ([]KeyRef, bool) {
-	argc := len(args)
-	for i := range c.KeySpecs {
-		s := &c.KeySpecs[i]
-		if s.Flags&KeyNotKey != 0 {
-			continue
-		}
-		first := 0
-		switch s.BeginSearch {
-		case BeginIndex:
-			first = s.Index
-		case BeginKeyword:
-			start, end := s.StartFrom, argc-1
-			if s.StartFrom <= 0 {
-				start, end = argc+s.StartFrom, 1
-			}
-			for j := start; j != end; {
-				if j >= argc || j < 1 {
-					break
-				}
-				if cstrEqualFold(args[j], s.Keyword) {
-					first = j + 1
-					break
-				}
-				if start <= end {
-					j++
-				} else {
-					j--
-				}
-			}
-			if first == 0 {
-				continue
-			}
-		default:
-			return dst, false
-		}
-
-		var last, step int
-		switch s.FindKeys {
-		case FindRange:
-			step = s.KeyStep
-			switch {
-			case s.LastKey >= 0:
-				last = first + s.LastKey
-			case s.Limit == 0:
-				last = argc + s.LastKey
-			default:
-				last = first + ((argc-first)/s.Limit + s.LastKey)
-			}
-		case FindKeynum:
-			step = s.KeyStep
-			if s.KeyNumIdx >= argc || first+s.KeyNumIdx >= argc {
-				return dst, false
-			}
-			n, valid := resp.ParseDecimal(args[first+s.KeyNumIdx])
-			if !valid || n < 0 {
-				return dst, false
-			}
-			first += s.FirstKey
-			last = first + int(int32(n)) - 1
-		default:
-			return dst, false
-		}
-		if last >= argc || last < first || first >= argc {
-			return dst, false
-		}
-		for j := first; j <= last; j += step {
-			dst = append(dst, KeyRef{j, s.Flags})
-		}
-		if s.Flags&KeyIncomplete != 0 {
-			return dst, false
-		}
-	}
-	return dst, true
+	dst, res := walkSpecs(c, args, dst, func(pos int, flags KeySpecFlag) KeyRef { return KeyRef{pos, flags} })
+	return dst, res == specOK
 }
 
 // genericKeyRefs is genericGetKeys (see genericGetKeys in keys.go): the keys have no flags.

@@ -94,6 +94,11 @@ const (
 // specKeys is Redis's getKeysUsingKeySpecs without GET_KEYSPEC_INCLUDE_NOT_KEYS and
 // GET_KEYSPEC_RETURN_PARTIAL.
 func specKeys(c *Command, args [][]byte, dst []int) ([]int, specResult) {
+	return walkSpecs(c, args, dst, func(pos int, _ KeySpecFlag) int { return pos })
+}
+
+// walkSpecs is the walk of specKeys, appending what key makes of each key's position and spec flags.
+func walkSpecs[T any](c *Command, args [][]byte, dst []T, key func(pos int, flags KeySpecFlag) T) ([]T, specResult) {
 	argc := len(args)
 	for i := range c.KeySpecs {
 		s := &c.KeySpecs[i]
@@ -169,7 +174,7 @@ func specKeys(c *Command, args [][]byte, dst []int) ([]int, specResult) {
 			return dst, specFailed
 		}
 		for j := first; j <= last; j += step {
-			dst = append(dst, j)
+			dst = append(dst, key(j, s.Flags))
 		}
 		if s.Flags&KeyIncomplete != 0 {
 			return dst, specFailed
