@@ -249,6 +249,19 @@ func (p *CommandParser) parseInline(buf []byte) ([][]byte, int, error) {
 	return args, nl + 1, nil
 }
 
+// SplitArgs is Redis's sdssplitargs over line (which holds no NUL), as inline requests and config lines
+// are split; ok false on unbalanced quotes or a closing quote followed by other than a blank.
+func SplitArgs(line []byte) (args [][]byte, ok bool) {
+	var p CommandParser
+	if !p.splitArgs(line) {
+		return nil, false
+	}
+	if len(p.spans) == 0 {
+		return nil, true
+	}
+	return p.collect(p.unq), true
+}
+
 // splitArgs is sdssplitargs over line (which holds no NUL): blanks separate arguments; "..." understands
 // \xHH, \n, \r, \t, \b, \a and \<any>; '...' understands \'; a closing quote must be followed by a blank or
 // the end. The arguments go to p.unq, their positions to p.spans. at() returns 0 past the end, standing in

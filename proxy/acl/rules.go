@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/slotproxy/slotproxy/proxy/command"
+	"github.com/slotproxy/slotproxy/resp"
 )
 
 // errno is the errno ACLSetUser and ACLSetSelector leave on failure.
@@ -422,104 +423,13 @@ func validHash(h string) bool {
 // splitArgs is sdssplitargs on s as a C string; nil on unbalanced quotes or a closing quote followed by
 // something other than a space.
 func splitArgs(s string) []string {
-	s = cstring(s)
-	at := func(i int) byte {
-		if i < len(s) {
-			return s[i]
-		}
-		return 0
+	args, ok := resp.SplitArgs([]byte(cstring(s)))
+	if !ok {
+		return nil
 	}
-	isspace := func(c byte) bool { return c == ' ' || ('\t' <= c && c <= '\r') }
-	var out []string
-	p := 0
-	for {
-		for p < len(s) && isspace(s[p]) {
-			p++
-		}
-		if p >= len(s) {
-			return out
-		}
-		var cur []byte
-		inq, insq, done := false, false, false
-		for !done {
-			c := at(p)
-			switch {
-			case inq:
-				if c == '\\' && at(p+1) == 'x' && isHex(at(p+2)) && isHex(at(p+3)) {
-					cur = append(cur, unhex(at(p+2))<<4|unhex(at(p+3)))
-					p += 3
-				} else if c == '\\' && at(p+1) != 0 {
-					p++
-					switch at(p) {
-					case 'n':
-						cur = append(cur, '\n')
-					case 'r':
-						cur = append(cur, '\r')
-					case 't':
-						cur = append(cur, '\t')
-					case 'b':
-						cur = append(cur, '\b')
-					case 'a':
-						cur = append(cur, '\a')
-					default:
-						cur = append(cur, at(p))
-					}
-				} else if c == '"' {
-					if at(p+1) != 0 && !isspace(at(p+1)) {
-						return nil
-					}
-					done = true
-				} else if c == 0 {
-					return nil
-				} else {
-					cur = append(cur, c)
-				}
-			case insq:
-				if c == '\\' && at(p+1) == '\'' {
-					p++
-					cur = append(cur, '\'')
-				} else if c == '\'' {
-					if at(p+1) != 0 && !isspace(at(p+1)) {
-						return nil
-					}
-					done = true
-				} else if c == 0 {
-					return nil
-				} else {
-					cur = append(cur, c)
-				}
-			default:
-				switch c {
-				case ' ', '\n', '\r', '\t', 0:
-					done = true
-				case '"':
-					inq = true
-				case '\'':
-					insq = true
-				default:
-					cur = append(cur, c)
-				}
-			}
-			if at(p) != 0 {
-				p++
-			}
-		}
-		out = append(out, string(cur))
+	out := make([]string, len(args))
+	for i, a := range args {
+		out[i] = string(a)
 	}
-}
-
-func isHex(c byte) bool {
-	return ('0' <= c && c <= '9') || ('a' <= c && c <= 'f') || ('A' <= c && c <= 'F')
-}
-
-func unhex(c byte) byte {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0'
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10
-	case 'A' <= c && c <= 'F':
-		return c - 'A' + 10
-	}
-	return 0
+	return out
 }
