@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -300,5 +302,63 @@ func BenchmarkTLSBothSides(b *testing.B) {
 				"throughput %.2f×, CPU per request %.2f×", test, pipe, median(rps[p]), median(cpus[p]), median(rps[t]),
 				median(cpus[t]), median(rps[t])/median(rps[p]), median(cpus[t])/median(cpus[p]))
 		}
+	}
+}
+
+// recordingConn keeps every byte read from the socket, to look at the TLS records themselves.
+type recordingConn struct {
+	net.Conn
+	got []byte
+}
+
+func (r *recordingConn) Read(p []byte) (int, error) {
+	n, err := r.Conn.Read(p)
+	r.got = append(r.got, p[:n]...)
+	return n, err
+}
+
+// TestTLSCloseNotify: a TLS client that sends QUIT gets +OK, then the proxy's close_notify alert (the last
+// record before the connection ends is an alert: TLS 1.2, where alerts are not disguised as data), then EOF.
+func TestTLSCloseNotify(t *testing.T) {
+	_, _, cl := shared(t)
+	f := redistest.MakeTLSFiles(t)
+	_, srv := startProxyOpt(t, cl.Addrs(), false, func(c *proxy.Config) {
+		c.TLS = proxy.TLS{Listen: "127.0.0.1:0", Cert: f.ServerCert, Key: f.ServerKey}
+	})
+	raw, err := net.Dial("tcp", srv.TLSAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recordingConn{Conn: raw}
+	conf := clientTLS(t, f, false)
+	conf.MaxVersion = tls.VersionTLS12
+	c := tls.Client(rec, conf)
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write([]byte("*1\r\n$4\r\nQUIT\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	n, err := c.Read(buf) // crypto/tls may read the alert with the reply and say EOF at once
+	if err != nil && !errors.Is(err, io.EOF) || string(buf[:n]) != "+OK\r\n" {
+		t.Fatalf("QUIT over TLS: %q %v", buf[:n], err)
+	}
+	if err == nil {
+		if _, err := c.Read(buf); !errors.Is(err, io.EOF) {
+			t.Errorf("after QUIT: %v, want EOF", err)
+		}
+	}
+	// Walk the records: type (1 byte), version (2), length (2), body.
+	var last byte
+	for b := rec.got; len(b) >= 5; {
+		n := int(b[3])<<8 | int(b[4])
+		last = b[0]
+		if len(b) < 5+n {
+			break
+		}
+		b = b[5+n:]
+	}
+	if last != 21 { // alert
+		t.Errorf("the last record before EOF has type %d, want 21 (the close_notify alert)", last)
 	}
 }

@@ -300,7 +300,13 @@ func (c *Conn) Writev(bs [][]byte) (int, error) {
 	return total, nil
 }
 
-// CloseNotify queues a close_notify alert (call before Close for a clean TLS shutdown).
+// Close ends the connection as TLS wants: a close_notify alert, then the socket. On the loop only.
+func (c *Conn) Close() error {
+	c.CloseNotify()
+	return c.Conn.Close()
+}
+
+// CloseNotify queues a close_notify alert (Close sends one itself).
 func (c *Conn) CloseNotify() {
 	_ = c.tc.CloseWrite()
 	_ = c.t.flush()
