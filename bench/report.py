@@ -15,7 +15,7 @@ from collections import defaultdict
 TESTS = ["set-P1", "get-P1", "set-P16", "get-P16", "mset-P1"]
 LABEL = {"set-P1": "SET -P 1", "get-P1": "GET -P 1", "set-P16": "SET -P 16", "get-P16": "GET -P 16",
          "mset-P1": "MSET (10 keys) -P 1"}
-TARGETS = ["direct", "twem", "proxy3", "proxy6"]
+TARGETS = ["direct", "twem", "proxy3", "proxy6", "predixy"]
 
 
 def num(s):
@@ -51,8 +51,10 @@ def main():
                 vals.append(x / y)
         return med(vals)
 
-    print("| test | target | req/s | × direct | × twem | p50 ms | p99 ms | CPU s / M req |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    vs_predixy = "predixy" in targets
+    print("| test | target | req/s | × direct | × twem |" + (" × predixy |" if vs_predixy else "") +
+          " p50 ms | p99 ms | CPU s / M req |")
+    print("|---|---|---:|---:|---:|" + ("---:|" if vs_predixy else "") + "---:|---:|---:|")
     for test in TESTS:
         for t in targets:
             rows = cell.get((test, t))
@@ -64,10 +66,11 @@ def main():
             cpu = med(num(r["cpu_s_per_M"]) for r in rows.values()) if t != "direct" else None
             xd = ratio(test, t, "direct") if t != "direct" else None
             xt = ratio(test, t, "twem") if t != "twem" else None
-            print(f"| {LABEL[test]} | {t} | {fmt(rps, ',.0f')} | {fmt(xd, '.2f')} | {fmt(xt, '.2f')} | "
+            xp = f" {fmt(ratio(test, t, 'predixy') if t != 'predixy' else None, '.2f')} |" if vs_predixy else ""
+            print(f"| {LABEL[test]} | {t} | {fmt(rps, ',.0f')} | {fmt(xd, '.2f')} | {fmt(xt, '.2f')} |{xp} "
                   f"{fmt(p50, '.3f')} | {fmt(p99, '.3f')} | {fmt(cpu, '.2f')} |")
     print(f"\n{len(rounds)} interleaved round(s). Ratios are medians of per-round ratios. CPU s / M req: user+system "
-          "CPU seconds of the proxy (proxy3, proxy6) or nutcracker (twem) process per million requests "
+          "CPU seconds of the proxy (proxy3, proxy6, predixy) or nutcracker (twem) process per million requests "
           "(/proc/PID/stat).")
 
     if os.path.exists(mem) and os.path.getsize(mem) > 0:

@@ -10,6 +10,10 @@
 #   twem    nutcracker (twemproxy) over 3 standalone redis-servers (bench/nutcracker.yml; it cannot front a cluster)
 #   proxy3  slotproxy over a 3-master Redis Cluster without replicas (deploy/cluster.sh, own ports and dir)
 #   proxy6  slotproxy over a 3-master/3-replica Redis Cluster
+#   predixy predixy (PREDIXY_BIN) over the same 3+3 cluster as proxy6 (started for it alone if proxy6 is not
+#           a target), one worker thread, reads from masters only; a default target only when PREDIXY_BIN is
+#           set. Build it from its own source (joyieldInc/predixy, commit ca1630a): make -j2 INCFLAGS="-include
+#           ctime" (gcc 12); nothing here downloads it.
 # Tests, every one with redis-benchmark -q -c 50 -r 100000 -d 64 -n N --csv: SET and GET at -P 1 (N = N1),
 # SET and GET at -P 16 (N = N16), MSET (-t mset, 10 keys) at -P 1 (N = NMSET). --data, --clients and --keyspace
 # set -d, -c and -r; --tests replaces the list with "test pipeline requests" items separated by commas (large
@@ -61,7 +65,7 @@ if ((quick)); then
 fi
 ROUNDS=${ROUNDS:-5} N1=${N1:-200000} N16=${N16:-1000000}
 NMSET=${NMSET:-$N1}
-TARGETS=${TARGETS:-direct twem proxy3 proxy6}
+TARGETS=${TARGETS:-direct twem proxy3 proxy6${PREDIXY_BIN:+ predixy}}
 BASE=${BASE:-17000} CONNS=${CONNS:-10000} MEMORY=${MEMORY:-1}
 RESULTS_DIR=${RESULTS_DIR:-$ROOT/bench/results}
 DATA=${DATA:-64} CLIENTS=${CLIENTS:-50} KEYSPACE=${KEYSPACE:-100000}
@@ -69,24 +73,29 @@ for v in ROUNDS N1 N16 NMSET BASE CONNS MEMORY DATA CLIENTS KEYSPACE; do
 	[[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a number, not '${!v}'"
 done
 ((ROUNDS >= 1)) || die "ROUNDS must be at least 1"
-((BASE >= 1024 && BASE + 29 + 10000 <= 65535)) || die "BASE must leave BASE..BASE+29 and +10000 within 1024-65535"
+((BASE >= 1024 && BASE + 30 + 10000 <= 65535)) || die "BASE must leave BASE..BASE+30 and +10000 within 1024-65535"
 read -r -a T <<<"$TARGETS"
 ((${#T[@]} > 0)) || die "no targets"
 declare -A WANT=()
 for t in "${T[@]}"; do
 	case $t in
 	direct | twem | proxy3 | proxy6) WANT[$t]=1 ;;
-	*) die "unknown target '$t' (direct, twem, proxy3, proxy6)" ;;
+	predixy)
+		[[ -x ${PREDIXY_BIN:-} ]] || die "the predixy target needs PREDIXY_BIN, a built predixy binary"
+		WANT[$t]=1
+		;;
+	*) die "unknown target '$t' (direct, twem, proxy3, proxy6, predixy)" ;;
 	esac
 done
 [[ ${#WANT[@]} == "${#T[@]}" ]] || die "a target is listed twice: $TARGETS"
 
 # Ports (BASE=17000): cluster3 17000-17002, cluster6 17010-17015 (bus ports +10000), direct 17020,
 # twem backends 17021-17023, nutcracker 17024 (stats 17025), proxy3 17026 (metrics 17027),
-# proxy6 17028 (metrics 17029).
+# proxy6 17028 (metrics 17029), predixy 17030.
 C3=$BASE C6=$((BASE + 10)) DIRECT=$((BASE + 20))
 S1=$((BASE + 21)) S2=$((BASE + 22)) S3=$((BASE + 23)) TWEM=$((BASE + 24)) TWEM_STATS=$((BASE + 25))
 PROXY3=$((BASE + 26)) PROXY3_METRICS=$((BASE + 27)) PROXY6=$((BASE + 28)) PROXY6_METRICS=$((BASE + 29))
+PREDIXY=$((BASE + 30))
 need=()
 need_cluster() { # base nodes: the nodes' ports and their bus ports
 	local i
@@ -96,6 +105,7 @@ need_cluster() { # base nodes: the nodes' ports and their bus ports
 [[ -z ${WANT[twem]:-} ]] || need+=("$S1" "$S2" "$S3" "$TWEM" "$TWEM_STATS")
 [[ -z ${WANT[proxy3]:-} ]] || { need+=("$PROXY3" "$PROXY3_METRICS") && need_cluster "$C3" 3; }
 [[ -z ${WANT[proxy6]:-} ]] || { need+=("$PROXY6" "$PROXY6_METRICS") && need_cluster "$C6" 6; }
+[[ -z ${WANT[predixy]:-} ]] || { need+=("$PREDIXY") && [[ -n ${WANT[proxy6]:-} ]] || need_cluster "$C6" 6; }
 for p in "${need[@]}"; do
 	if port_taken "$p"; then
 		who=$(who_listens "$p")
@@ -198,6 +208,14 @@ start_proxy() { # target listen metrics cluster-base nodes
 	must_serve "$2" "the proxy ($1)"
 }
 
+CLUSTER6=0
+start_cluster6() { # once, for proxy6 and predixy
+	((CLUSTER6)) && return 0
+	CLUSTER6=1
+	CLUSTER_DIRS+=("$RUN/cluster6")
+	deploy/cluster.sh start --base-port "$C6" --masters 3 --replicas 1 --dir "$RUN/cluster6"
+}
+
 for t in "${T[@]}"; do
 	case $t in
 	direct)
@@ -231,9 +249,44 @@ for t in "${T[@]}"; do
 		start_proxy proxy3 "$PROXY3" "$PROXY3_METRICS" "$C3" 3
 		;;
 	proxy6)
-		CLUSTER_DIRS+=("$RUN/cluster6")
-		deploy/cluster.sh start --base-port "$C6" --masters 3 --replicas 1 --dir "$RUN/cluster6"
+		start_cluster6
 		start_proxy proxy6 "$PROXY6" "$PROXY6_METRICS" "$C6" 6
+		;;
+	predixy)
+		start_cluster6
+		{
+			echo "Name slotproxy-bench"
+			echo "Bind 127.0.0.1:$PREDIXY"
+			echo "WorkerThreads 1"
+			echo "ClientTimeout 300"
+			echo "LogInfoSample 0"
+			echo "Authority {"
+			echo "    Auth {"
+			echo "        Mode admin"
+			echo "    }"
+			echo "}"
+			echo "ClusterServerPool {"
+			echo "    MasterReadPriority 100"
+			echo "    StaticSlaveReadPriority 0"
+			echo "    DynamicSlaveReadPriority 0"
+			echo "    RefreshInterval 1"
+			echo "    ServerTimeout 1"
+			echo "    ServerFailureLimit 10"
+			echo "    ServerRetryTimeout 1"
+			echo "    KeepAlive 120"
+			echo "    Servers {"
+			for ((i = 0; i < 6; i++)); do echo "        + 127.0.0.1:$((C6 + i))"; done
+			echo "    }"
+			echo "}"
+		} >"$RUN/predixy.conf"
+		(
+			raise_nofile
+			exec setsid "$PREDIXY_BIN" "$RUN/predixy.conf"
+		) >"$RUN/predixy.log" 2>&1 &
+		PIDS+=($!)
+		PID_OF[predixy]=$! PORT_OF[predixy]=$PREDIXY
+		must_pong "$PREDIXY" "$!" "predixy" "$RUN/predixy.log"
+		must_serve "$PREDIXY" "predixy"
 		;;
 	esac
 	echo "$t: 127.0.0.1:${PORT_OF[$t]} (pid ${PID_OF[$t]})"
