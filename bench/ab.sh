@@ -15,6 +15,7 @@
 # benchmark logs in to it as bench; the old one has no users.
 # NEW_TLS=1: the benchmark reaches the new proxy on its TLS port (BASE+13; a throwaway CA and certificate made
 # with openssl, client certificates not required), the old one in plain TCP.
+# NEW_EVENT_LOOPS=N: the new proxy runs with event_loops N (0: its default), the old one with EVENT_LOOPS.
 # Each line also shows the proxy's CPU time per request (from /proc/PID/stat), the figure TLS costs most in.
 # Prints one line per run and the median requests/s of each binary per test with the ratio new/old, and the
 # median of the rounds' own ratios.
@@ -45,6 +46,9 @@ declare -A PORT=([old]=$((BASE + 10)) [new]=$((BASE + 11)))
 declare -A BIN=([old]=$OLD [new]=$NEW)
 cp "$RUN/proxy.yaml" "$RUN/old.yaml"
 cp "$RUN/proxy.yaml" "$RUN/new.yaml"
+if [[ -n ${NEW_EVENT_LOOPS:-} ]]; then
+	sed -i "s/^event_loops: .*/event_loops: $NEW_EVENT_LOOPS/" "$RUN/new.yaml"
+fi
 if [[ ${NEW_PEERS:-0} == 1 ]]; then
 	printf 'peers:\n  bind: 127.0.0.1:%d\n' $((BASE + 20)) >>"$RUN/new.yaml"
 	printf 'peers:\n  bind: 127.0.0.1:%d\n  join: [127.0.0.1:%d]\n' $((BASE + 21)) $((BASE + 20)) >"$RUN/idle.yaml"
