@@ -72,6 +72,10 @@ func appendCommand(b []byte, args ...string) []byte {
 
 // readReply reads one RESP2 reply. An error reply is returned as an Error together with a nil value; inside
 // an array it is kept as an element.
+// ReadReply reads one whole reply from r, as Do returns it: an error reply is an Error, returned as the error
+// at the top level and as a value inside arrays.
+func ReadReply(r *bufio.Reader) (any, error) { return readReply(r, 0) }
+
 func readReply(r *bufio.Reader, depth int) (any, error) {
 	if depth > 16 {
 		return nil, errors.New("reply nested too deeply")

@@ -4,8 +4,8 @@ import (
 	"bufio"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -192,7 +192,7 @@ type liveConn struct {
 	w *bufio.Writer
 }
 
-type replyError string
+type replyError = redistest.Error
 
 func dialLive(t *testing.T, addr string) *liveConn {
 	t.Helper()
@@ -223,46 +223,14 @@ func (c *liveConn) recv(t *testing.T) any {
 	return v
 }
 
+// readReply is redistest's reader, with an error reply returned as a value (replyError) at every level.
 func readReply(r *bufio.Reader) (any, error) {
-	line, err := r.ReadString('\n')
-	if err != nil {
-		return nil, err
+	v, err := redistest.ReadReply(r)
+	var re redistest.Error
+	if errors.As(err, &re) {
+		return re, nil
 	}
-	if len(line) < 3 {
-		return nil, fmt.Errorf("bad reply %q", line)
-	}
-	body := line[1 : len(line)-2]
-	switch line[0] {
-	case '+':
-		return body, nil
-	case '-':
-		return replyError(body), nil
-	case ':':
-		return strconv.ParseInt(body, 10, 64)
-	case '$':
-		n, _ := strconv.Atoi(body)
-		if n < 0 {
-			return nil, nil
-		}
-		buf := make([]byte, n+2)
-		if _, err := io.ReadFull(r, buf); err != nil {
-			return nil, err
-		}
-		return string(buf[:n]), nil
-	case '*':
-		n, _ := strconv.Atoi(body)
-		if n < 0 {
-			return nil, nil
-		}
-		out := make([]any, n)
-		for i := range out {
-			if out[i], err = readReply(r); err != nil {
-				return nil, err
-			}
-		}
-		return out, nil
-	}
-	return nil, fmt.Errorf("bad reply %q", line)
+	return v, err
 }
 
 func (c *liveConn) do(t *testing.T, args ...string) any {
