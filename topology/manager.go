@@ -107,6 +107,17 @@ type Manager struct {
 	version  uint64               // of the current snapshot
 	epoch    uint64               // highest config epoch seen
 	suspects map[string]time.Time // node → when it last failed to answer
+	kept     *controlConn         // the connection of the last answer, asked first next time
+}
+
+// controlConn is a connection refreshes ask over; kept open between them, so that a periodic refresh is one
+// round trip rather than a dial, a round trip and a close.
+type controlConn struct {
+	addr   string
+	tls    *tls.Config // what it was dialled with: another SetTLS dials anew
+	c      net.Conn
+	r      *bufio.Reader
+	authed bool
 }
 
 // NewManager makes a manager; Start runs it.
@@ -229,6 +240,7 @@ func (m *Manager) Stats() Stats {
 
 func (m *Manager) run() {
 	defer close(m.done)
+	defer m.dropKept()
 	log := m.cfg.Logger
 	timer := time.NewTimer(0) // bootstrap at once
 	defer timer.Stop()
@@ -372,7 +384,11 @@ func (m *Manager) candidates() []string {
 	}
 	seen := make(map[string]bool)
 	var good, suspect []string
-	for _, group := range [][]string{masters, replicas, m.seeds()} {
+	first := masters
+	if k := m.kept; k != nil && slices.Contains(masters, k.addr) {
+		first = []string{k.addr}
+	}
+	for _, group := range [][]string{first, masters, replicas, m.seeds()} {
 		for _, a := range group {
 			if seen[a] {
 				continue
@@ -440,12 +456,25 @@ func ForAddr(conf *tls.Config, addr string) *tls.Config {
 	return c
 }
 
-// fetch asks one node for CLUSTER SLOTS (and CLUSTER NODES, for the config epoch) over a fresh connection.
+// fetch asks one node for CLUSTER SLOTS (and CLUSTER NODES, for the config epoch): over the kept connection
+// when it goes to addr, else (or when that one fails: the node may have closed it) over a fresh one, which is
+// kept in its place.
 func (m *Manager) fetch(addr string) (*Snapshot, error) {
+	conf := m.tlsConf.Load()
+	if k := m.kept; k != nil && (k.addr != addr || k.tls != conf) {
+		m.dropKept()
+	}
+	if m.kept != nil {
+		s, broken, err := m.ask(m.kept)
+		if !broken {
+			return s, err
+		}
+		m.dropKept()
+	}
 	d := net.Dialer{Timeout: m.cfg.DialTimeout}
 	var c net.Conn
 	var err error
-	if conf := m.tlsConf.Load(); conf != nil {
+	if conf != nil {
 		td := tls.Dialer{NetDialer: &d, Config: ForAddr(conf, addr)}
 		c, err = td.DialContext(m.ctx, "tcp", addr)
 	} else {
@@ -454,13 +483,34 @@ func (m *Manager) fetch(addr string) (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer c.Close()
+	k := &controlConn{addr: addr, tls: conf, c: c, r: bufio.NewReaderSize(c, 16<<10)}
+	s, broken, err := m.ask(k)
+	if broken {
+		_ = c.Close()
+	} else {
+		m.kept = k
+	}
+	return s, err
+}
+
+func (m *Manager) dropKept() {
+	if m.kept != nil {
+		_ = m.kept.c.Close()
+		m.kept = nil
+	}
+}
+
+// ask sends a refresh's commands over k (AUTH first on a new connection) and reads every answer before it
+// looks at them, so that k stays in step for the next refresh. broken: k is not, and must be closed.
+func (m *Manager) ask(k *controlConn) (s *Snapshot, broken bool, err error) {
+	c, r := k.c, k.r
 	_ = c.SetDeadline(time.Now().Add(m.cfg.ReadTimeout))
 	// Close interrupts the exchange (after the deadline above, so that it is not overwritten).
 	defer context.AfterFunc(m.ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })()
 
 	var req []byte
-	if m.cfg.Password != "" {
+	auth := m.cfg.Password != "" && !k.authed
+	if auth {
 		if m.cfg.Username != "" {
 			req = appendCommand(req, "AUTH", m.cfg.Username, m.cfg.Password)
 		} else {
@@ -470,29 +520,34 @@ func (m *Manager) fetch(addr string) (*Snapshot, error) {
 	req = appendCommand(req, "CLUSTER", "SLOTS")
 	req = appendCommand(req, "CLUSTER", "NODES")
 	if _, err := c.Write(req); err != nil {
-		return nil, err
+		return nil, true, err
 	}
-	r := bufio.NewReaderSize(c, 16<<10)
-	if m.cfg.Password != "" {
-		v, err := readValue(r, 0)
-		if err != nil {
-			return nil, err
-		}
-		if v.isError() {
-			return nil, fmt.Errorf("AUTH: %s", v.str)
+	var authReply value
+	if auth {
+		if authReply, err = readValue(r, 0); err != nil {
+			return nil, true, err
 		}
 	}
 	slots, err := readValue(r, 0)
 	if err != nil {
-		return nil, err
-	}
-	s, err := fromSlotsValue(slots, addr)
-	if err != nil {
-		return nil, err
+		return nil, true, err
 	}
 	// CLUSTER NODES may be refused to a restricted ACL user: then the epoch stays unknown (0).
-	if nodes, err := readValue(r, 0); err == nil {
+	nodes, err := readValue(r, 0)
+	if err != nil {
+		return nil, true, err
+	}
+	if auth {
+		if authReply.isError() {
+			return nil, true, fmt.Errorf("AUTH: %s", authReply.str)
+		}
+		k.authed = true
+	}
+	if s, err = fromSlotsValue(slots, k.addr); err != nil {
+		return nil, false, err
+	}
+	if !nodes.isError() {
 		s.Epoch = maxConfigEpoch(nodes)
 	}
-	return s, nil
+	return s, false, nil
 }

@@ -411,3 +411,54 @@ func TestManagerCloseInterruptsRefresh(t *testing.T) {
 	idle.Start() // after Close: nothing runs
 	idle.Close()
 }
+
+// TestManagerKeepsItsConnection: periodic refreshes ask over one kept connection, and one the node closed
+// is replaced without a failed round.
+func TestManagerKeepsItsConnection(t *testing.T) {
+	t.Parallel()
+	cl := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 1})
+	n := cl.Nodes[0]
+	m := startManager(t, Config{Seeds: []string{n.Addr}, RefreshInterval: 20 * time.Millisecond})
+	waitReady(t, m, 10*time.Second)
+	// controlIDs are the ids of the node's clients whose last command is a refresh's.
+	controlIDs := func() []string {
+		list, err := n.DoString("CLIENT", "LIST")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for line := range strings.SplitSeq(strings.TrimSpace(list), "\n") {
+			if strings.Contains(line, " cmd=cluster|") {
+				ids = append(ids, strings.TrimPrefix(strings.Fields(line)[0], "id="))
+			}
+		}
+		return ids
+	}
+	waitRounds := func(k uint64) {
+		t.Helper()
+		from := m.Stats().Refreshes
+		redistest.WaitFor(t, 5*time.Second, "refresh rounds", func() error {
+			if got := m.Stats().Refreshes - from; got < k {
+				return fmt.Errorf("%d rounds", got)
+			}
+			return nil
+		})
+	}
+	waitRounds(3)
+	before := controlIDs()
+	waitRounds(10)
+	after := controlIDs()
+	if len(before) != 1 || !slices.Equal(before, after) {
+		t.Fatalf("control connections %v, then %v after 10 rounds; want the same one", before, after)
+	}
+	if _, err := n.Do("CLIENT", "KILL", "ID", after[0]); err != nil {
+		t.Fatal(err)
+	}
+	waitRounds(5)
+	if again := controlIDs(); len(again) != 1 || again[0] == after[0] {
+		t.Errorf("after its connection was killed: control connections %v", again)
+	}
+	if f := m.Stats().Failures; f != 0 {
+		t.Errorf("%d failed rounds; a closed kept connection must be replaced at once", f)
+	}
+}
