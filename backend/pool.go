@@ -344,7 +344,7 @@ func (p *Pool) Tick(now int64) {
 	p.Snapshot()
 	due, keep := p.due[:0], p.waiting[:0]
 	for _, r := range p.waiting {
-		if r.retryAt <= now {
+		if r.retryAt <= now || r.Deadline <= now { // a backoff does not outlast the request's deadline
 			due = append(due, r)
 			p.unpark(r)
 		} else {
@@ -392,6 +392,27 @@ func (p *Pool) Tick(now int64) {
 			delete(p.nodes, addr)
 		}
 	}
+}
+
+// Busy reports whether the pool has work for Tick: requests waiting to be resent, or awaiting a reply
+// (written, queued, or answered already and awaiting the late reply that a stalled connection never sends).
+func (p *Pool) Busy() bool {
+	if len(p.waiting) > 0 {
+		return true
+	}
+	for _, n := range p.nodes {
+		for _, c := range n.conns {
+			if c.fifo.Len() > 0 {
+				return true
+			}
+		}
+		for _, c := range n.leased {
+			if c.fifo.Len() > 0 {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Close closes every connection; queued requests fail. Used when the loop's engine stops.

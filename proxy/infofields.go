@@ -31,9 +31,11 @@ type rateSampler struct {
 	n, next int
 }
 
-func (o *rateSampler) sample(total uint64, now time.Time) {
+// sample reports whether total moved.
+func (o *rateSampler) sample(total uint64, now time.Time) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	moved := total != o.last
 	if !o.lastAt.IsZero() {
 		if d := now.Sub(o.lastAt).Seconds(); d > 0 {
 			o.rates[o.next] = float64(total-o.last) / d
@@ -42,6 +44,14 @@ func (o *rateSampler) sample(total uint64, now time.Time) {
 		}
 	}
 	o.last, o.lastAt = total, now
+	return moved
+}
+
+// total is the total at the last sample.
+func (o *rateSampler) total() uint64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.last
 }
 
 func (o *rateSampler) rate() float64 {
@@ -62,18 +72,39 @@ type samplers struct {
 	ops, in, out rateSampler
 	memPeak      atomic.Uint64 // the highest used_memory seen (sampled every second and at INFO)
 	memStartup   uint64        // used_memory when the server started
-	ticks        int
+
+	mu     sync.Mutex // sampleRates runs on the ticker and at INFO
+	at     time.Time  // the last sample
+	peakAt time.Time  // when memPeak was last sampled
 }
 
-func (s *Server) sampleRates(now time.Time) {
+// sampleRates takes a sample of every rate, and of the memory peak once a second. It reports whether
+// anything moved since the last sample.
+func (s *Server) sampleRates(now time.Time) bool {
 	r := &s.rates
-	r.ops.sample(uint64(s.totalCommands()), now)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.at = now
 	in, out := s.clientBytes()
-	r.in.sample(in, now)
-	r.out.sample(out, now)
-	if r.ticks++; r.ticks%10 == 0 {
+	moved := r.in.sample(in, now)
+	moved = r.out.sample(out, now) || moved
+	ops := r.ops.total()
+	if moved { // every command reads or writes a client's bytes; summing the command counts is not free
+		ops = uint64(s.totalCommands())
+	}
+	r.ops.sample(ops, now)
+	if now.Sub(r.peakAt) >= time.Second {
+		r.peakAt = now
 		s.rates.notePeak(readMemory().used)
 	}
+	return moved
+}
+
+// since is how long ago the last sample was taken.
+func (r *samplers) since(now time.Time) time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return now.Sub(r.at)
 }
 
 func (r *samplers) notePeak(used uint64) {
@@ -188,6 +219,9 @@ func (s *Server) proxyInfoFields() map[string]string {
 	_, port, _ := net.SplitHostPort(s.Addr())
 	exe, _ := os.Executable()
 	maxClients := s.live.maxClients.Load()
+	if s.rates.since(now) >= tickEvery { // the ticker samples once a second while the proxy is idle
+		s.sampleRates(now)
+	}
 	in, out := s.clientBytes()
 	reads, writes := s.clientIO()
 	mem := readMemory()

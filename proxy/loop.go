@@ -68,7 +68,20 @@ type loop struct {
 	wakePending   atomic.Bool
 	flushQueued   bool          // a flushTask is queued on the loop
 	flushRunnable gnet.Runnable // l.flushTask, allocated once
+
+	// The loop's tick (Run every tickEvery) is armed only while it has work a tick serves: requests alive
+	// (deadlines, retries), replies awaited (stalled connections), paused clients, a drain. An idle loop
+	// sleeps; the idle_timeout sweep and a new slot map wake it from OnTick.
+	live      int         // requests alive: newRequest minus release; not 0 means busy (even if it went wrong)
+	tick      *time.Timer // fires tickFired and wakeNow
+	tickArmed bool        // tick is set and has not fired
+	tickFired atomic.Bool
 }
+
+const (
+	tickEvery = 100 * time.Millisecond // Redis's hz 10
+	idleSweep = time.Second            // how often idle clients are looked for, and the idle proxy's tick
+)
 
 func newLoop(s *Server, el gnet.EventLoop) *loop {
 	l := &loop{srv: s, el: el, slotChild: make([]*request, topology.NumSlots), timeout: s.live.timeout.Load(),
@@ -110,6 +123,31 @@ func (l *loop) pools() []*backend.Pool {
 	return []*backend.Pool{l.pool, p3}
 }
 
+// armTick sets the loop's tick to fire in tickEvery unless it is set.
+func (l *loop) armTick() {
+	if l.tickArmed {
+		return
+	}
+	if l.tick == nil {
+		l.tick = time.AfterFunc(tickEvery, func() {
+			l.tickFired.Store(true)
+			l.wakeNow()
+		})
+	} else {
+		l.tick.Reset(tickEvery)
+	}
+	l.tickArmed = true
+}
+
+// rearm decides the next tick at the end of Run: none while the loop has nothing a tick serves.
+func (l *loop) rearm() {
+	if l.live != 0 || len(l.paused) > 0 || l.srv.draining.Load() || l.pool.Busy() {
+		l.armTick()
+	} else if p3 := l.pool3.Load(); p3 != nil && p3.Busy() {
+		l.armTick()
+	}
+}
+
 func (l *loop) wakeAfter(d time.Duration) {
 	if d <= 0 {
 		l.wakeNow()
@@ -127,9 +165,13 @@ func (l *loop) wakeNow() {
 	}
 }
 
-// Run is the loop's timer work (gnet.Runnable): retries, deadlines, paused clients.
+// Run is the loop's timer work (gnet.Runnable): retries, deadlines, paused clients. It runs on every tick
+// and whenever something off the loop wakes it.
 func (l *loop) Run(context.Context) error {
 	l.wakePending.Store(false)
+	if l.tickFired.Swap(false) {
+		l.tickArmed = false
+	}
 	now := time.Now().UnixNano()
 	l.now = now
 	l.pool.Tick(now)
@@ -156,6 +198,7 @@ func (l *loop) Run(context.Context) error {
 	if l.srv.draining.Load() {
 		l.closeQuiet()
 	}
+	l.rearm()
 	return nil
 }
 
@@ -204,6 +247,9 @@ func (l *loop) flush() {
 	if p3 := l.pool3.Load(); p3 != nil {
 		p3.Flush()
 	}
+	if l.live != 0 && !l.tickArmed {
+		l.armTick()
+	}
 }
 
 func (l *loop) flushClients() {
@@ -225,6 +271,7 @@ func (l *loop) newRequest(s *session) *request {
 	} else {
 		r = &request{}
 	}
+	l.live++
 	r.sess = s
 	r.silent = s.silentNow
 	r.cmd, r.start = s.curCmd, s.curStart
@@ -235,6 +282,7 @@ func (l *loop) newRequest(s *session) *request {
 
 // release recycles r. The backend and the session must both be done with it.
 func (l *loop) release(r *request) {
+	l.live--
 	for _, c := range r.children {
 		l.release(c)
 	}

@@ -47,7 +47,10 @@ type Server struct {
 	bcfg3 atomic.Pointer[backend.Config] // bcfg with Protocol 3, for the pools of RESP3 sessions
 	topo  Topology
 	log   *slog.Logger
-	start time.Time
+
+	tickSnap  *topology.Snapshot // the map at the last OnTick (the ticker goroutine's)
+	tickSwept time.Time          // when OnTick last woke the loops for the idle sweep
+	start     time.Time
 
 	eng     gnet.Engine
 	addr    string        // actual listen address, set in OnBoot
@@ -337,16 +340,27 @@ func sockAddr(fd int, def string) string {
 	return def
 }
 
-// OnTick runs on gnet's ticker goroutine: it asks every loop to expire overdue requests and resume paused
-// clients.
+// OnTick runs on gnet's ticker goroutine: it samples INFO's rates, and wakes every loop when the slot map
+// changed (for its pool to let go of nodes that left) and once a second with idle_timeout set (for the idle
+// sweep); a busy loop ticks on its own. While nothing moves it ticks once a second, so that an idle proxy
+// sleeps.
 func (s *Server) OnTick() (time.Duration, gnet.Action) {
-	s.loopsMu.Lock()
-	for _, l := range s.loops {
-		l.wakeNow()
+	now := time.Now()
+	snap := s.topo.Snapshot()
+	sweep := s.live.idleTimeout.Load() > 0 && now.Sub(s.tickSwept) >= idleSweep
+	if snap != s.tickSnap || sweep {
+		s.tickSnap = snap
+		if sweep {
+			s.tickSwept = now
+		}
+		for _, l := range s.loopList() {
+			l.wakeNow()
+		}
 	}
-	s.loopsMu.Unlock()
-	s.sampleRates(time.Now())
-	return 100 * time.Millisecond, gnet.None
+	if s.sampleRates(now) {
+		return tickEvery, gnet.None
+	}
+	return idleSweep, gnet.None
 }
 
 func (s *Server) OnShutdown(gnet.Engine) {
