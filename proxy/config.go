@@ -29,7 +29,7 @@ type Config struct {
 	Metrics      string   `yaml:"metrics"`       // Prometheus /metrics address; "" disables
 	Pprof        bool     `yaml:"pprof"`         // net/http/pprof under /debug/pprof/ on the metrics address
 	Seeds        []string `yaml:"seeds"`         // cluster nodes to learn the slot map from
-	EventLoops   int      `yaml:"event_loops"`   // 0: one per CPU
+	EventLoops   int      `yaml:"event_loops"`   // 0: EventLoops picks
 	MaxClients   int      `yaml:"max_clients"`   // like Redis maxclients; 0: no limit
 	IdleTimeout  Duration `yaml:"idle_timeout"`  // Redis's timeout: close clients idle this long; 0: never
 	TCPKeepalive Duration `yaml:"tcp_keepalive"` // Redis's tcp-keepalive; 0: off
