@@ -1,9 +1,9 @@
 """Opens N idle client connections to HOST:PORT and holds them: bench/run.sh's memory probe.
 
-    python3 bench/hold_conns.py HOST PORT N READY_FILE
+    python3 bench/hold_conns.py HOST PORT N READY_FILE [noping]
 
 Each connection sends one PING and waits for the reply (so the server has accepted it and served a request), then
-stays idle. At most WINDOW connections are being set up at a time, so the listen backlog never overflows. When all
+stays idle. With noping it sends nothing: held once connected (the server may accept it a moment later). At most WINDOW connections are being set up at a time, so the listen backlog never overflows. When all
 are set up (or TIMEOUT seconds passed), writes "held failed" to READY_FILE and sleeps until SIGTERM/SIGINT.
 Plain sockets and selectors only.
 """
@@ -22,6 +22,7 @@ TIMEOUT = 120.0
 
 def main():
     host, port, n, ready = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    noping = sys.argv[5:] == ["noping"]
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < n + 64:
         want = n + 64 if hard == resource.RLIM_INFINITY else min(n + 64, hard)
@@ -54,6 +55,11 @@ def main():
                     sel.unregister(s)
                     s.close()
                     failed, pending = failed + 1, pending - 1
+                    continue
+                if noping:
+                    sel.unregister(s)
+                    held.append(s)
+                    pending -= 1
                     continue
                 s.send(ping)
                 sel.modify(s, selectors.EVENT_READ, buf)
