@@ -103,7 +103,7 @@ func (s *session) authenticate(name, password []byte, via string) bool {
 		srv.aclLog.add(s, "auth", s.tx != nil, via, string(name))
 		if now := time.Now().UnixNano(); now-srv.authLogAt.Load() >= int64(time.Second) {
 			srv.authLogAt.Store(now)
-			srv.log.Warn("client authentication failed", "client", s.raddr, "user", string(name),
+			srv.log.Warn("client authentication failed", "client", s.raddr(), "user", string(name),
 				"failures_so_far", srv.stats.AuthFailures.Load())
 		}
 		return false
@@ -166,7 +166,7 @@ func cmdHello(s *session, _ *command.Command, args [][]byte, _ []byte, _ int64) 
 				s.local(errBadClientName)
 				return
 			}
-			s.name = string(args[j+1])
+			s.naming().name = string(args[j+1])
 			j++
 		default:
 			s.local(resp.AppendError(nil, "ERR Syntax error in HELLO option '"+string(opt)+"'"))

@@ -100,7 +100,7 @@ func (s *session) checkOutputLimits() bool {
 		return false
 	}
 	s.l.srv.stats.OutputLimitClosed.Add(1)
-	s.l.srv.log.Warn("closing client that reached the output buffer limit", "client", s.raddr, "bytes", pending,
+	s.l.srv.log.Warn("closing client that reached the output buffer limit", "client", s.raddr(), "bytes", pending,
 		"hard", int64(lim.Hard), "soft", int64(lim.Soft), "soft_seconds", lim.SoftSeconds.D().String())
 	s.closing = true
 	s.out = s.out[:0]
@@ -131,7 +131,7 @@ func (s *session) startReading() {
 	}
 	s.readOff = false
 	if err := s.l.setInterest(s.c, true); err != nil {
-		s.l.srv.log.Warn("cannot resume reading a client; closing it", "client", s.raddr, "err", err)
+		s.l.srv.log.Warn("cannot resume reading a client; closing it", "client", s.raddr(), "err", err)
 		_ = s.c.Close()
 	}
 }

@@ -42,7 +42,7 @@ func (f *clientFilter) match(x *session) bool {
 		return false
 	case f.typ == "master", f.typ == "replica", f.typ == "slave":
 		return false
-	case f.addr != "" && x.raddr != f.addr, f.laddr != "" && x.localAddr() != f.laddr:
+	case f.addr != "" && x.raddr() != f.addr, f.laddr != "" && x.localAddr() != f.laddr:
 		return false
 	}
 	return true
@@ -176,7 +176,7 @@ func cmdClientKill(s *session, _ *command.Command, args [][]byte, _ []byte, _ in
 			}
 		}
 	}
-	killsSelf, by := f.match(s), s.raddr
+	killsSelf, by := f.match(s), s.raddr()
 	acrossLoops(s, func(l *loop) int {
 		n := 0
 		for _, x := range slices.Clone(l.sessions) {
@@ -187,7 +187,7 @@ func cmdClientKill(s *session, _ *command.Command, args [][]byte, _ []byte, _ in
 			if x == s {
 				continue // closed once its reply is out (below)
 			}
-			l.srv.log.Info("client killed", "client", x.raddr, "id", x.id, "by", by)
+			l.srv.log.Info("client killed", "client", x.raddr(), "id", x.id, "by", by)
 			x.killed, x.closing = true, true
 			_ = x.c.Close()
 		}
@@ -291,9 +291,9 @@ func (s *session) appendInfoLine(b []byte, now int64, cmd string) []byte {
 	return fmt.Appendf(b, "id=%d addr=%s laddr=%s fd=%d name=%s age=%d idle=%d flags=%s db=0 sub=%d psub=%d ssub=%d "+
 		"multi=%d qbuf=%d qbuf-free=0 argv-mem=0 multi-mem=%d rbs=0 rbp=0 obl=%d oll=%d omem=%d tot-mem=%d "+
 		"events=%s cmd=%s user=default redir=-1 resp=%d lib-name=%s lib-ver=%s\n",
-		s.id, s.raddr, s.localAddr(), s.c.Fd(), s.name, (now-s.created.UnixNano())/1e9, (now-s.lastActive)/1e9,
+		s.id, s.raddr(), s.localAddr(), s.c.Fd(), s.named().name, (now-s.created)/1e9, (now-s.lastActive)/1e9,
 		flags, sub, psub, ssub, multi, qbuf, s.txMem(), obl, oll, omem, qbuf+omem+obl+s.txMem(),
-		events, cmd, proto, s.libName, s.libVer)
+		events, cmd, proto, s.named().libName, s.named().libVer)
 }
 
 func (s *session) txMem() int {
@@ -304,20 +304,18 @@ func (s *session) txMem() int {
 }
 
 // localAddr is the connection's own address (gnet reports the listener's, 0.0.0.0:7777 or a port 0), looked
-// up on first use: only CLIENT INFO and LIST need it.
+// up on each call: only CLIENT INFO, LIST and KILL need it.
 func (s *session) localAddr() string {
-	if s.laddr == "" {
-		if sa, err := unix.Getsockname(s.c.Fd()); err == nil {
-			switch a := sa.(type) {
-			case *unix.SockaddrInet4:
-				s.laddr = netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port)).String()
-			case *unix.SockaddrInet6:
-				s.laddr = netip.AddrPortFrom(netip.AddrFrom16(a.Addr).Unmap(), uint16(a.Port)).String()
-			}
-		}
-		if a := s.c.LocalAddr(); s.laddr == "" && a != nil {
-			s.laddr = a.String()
+	if sa, err := unix.Getsockname(s.c.Fd()); err == nil {
+		switch a := sa.(type) {
+		case *unix.SockaddrInet4:
+			return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port)).String()
+		case *unix.SockaddrInet6:
+			return netip.AddrPortFrom(netip.AddrFrom16(a.Addr).Unmap(), uint16(a.Port)).String()
 		}
 	}
-	return s.laddr
+	if a := s.c.LocalAddr(); a != nil {
+		return a.String()
+	}
+	return ""
 }

@@ -58,7 +58,7 @@ func cmdSelect(s *session, _ *command.Command, args [][]byte, _ []byte, _ int64)
 }
 
 func cmdReset(s *session, _ *command.Command, _ [][]byte, _ []byte, _ int64) {
-	s.name, s.libName, s.libVer = "", "", ""
+	s.names = nil
 	s.replyOff, s.skipNext, s.silentNow = false, false, false
 	if s.ps != nil {
 		s.ps.closeAll()
@@ -88,16 +88,17 @@ func cmdClientSetname(s *session, _ *command.Command, args [][]byte, _ []byte, _
 		s.local(errBadClientName)
 		return
 	}
-	s.name = string(args[2])
+	s.naming().name = string(args[2])
 	s.local(resp.AppendOK(nil))
 }
 
 func cmdClientGetname(s *session, _ *command.Command, _ [][]byte, _ []byte, _ int64) {
-	if s.name == "" {
+	name := s.named().name
+	if name == "" {
 		s.local(s.appendNullBulk(nil))
 		return
 	}
-	s.local(resp.AppendBulkString(nil, s.name))
+	s.local(resp.AppendBulkString(nil, name))
 }
 
 func cmdClientID(s *session, _ *command.Command, _ [][]byte, _ []byte, _ int64) {
@@ -168,9 +169,9 @@ func cmdClientSetinfo(s *session, args [][]byte) {
 	}
 	switch {
 	case bytes.EqualFold(attr, []byte("lib-name")):
-		s.libName = string(val)
+		s.naming().libName = string(val)
 	case bytes.EqualFold(attr, []byte("lib-ver")):
-		s.libVer = string(val)
+		s.naming().libVer = string(val)
 	default:
 		s.local(resp.AppendError(nil, "ERR Unrecognized option '"+string(attr)+"'"))
 		return

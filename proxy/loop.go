@@ -65,9 +65,7 @@ type loop struct {
 	now           int64           // unix ns at the start of the loop's current callback: replies' end time
 	tlsScratch    tlsloop.Scratch // decrypted input of the loop's TLS clients, for one callback
 
-	wakePending   atomic.Bool
-	flushQueued   bool          // a flushTask is queued on the loop
-	flushRunnable gnet.Runnable // l.flushTask, allocated once
+	wakePending atomic.Bool
 
 	// The loop's tick (Run every tickEvery) is armed only while it has work a tick serves: requests alive
 	// (deadlines, retries), replies awaited (stalled connections), paused clients, a drain. An idle loop
@@ -225,7 +223,7 @@ func (l *loop) closeIdle(now, idle int64) {
 		if now-s.lastActive > idle && s.queue.Len() == 0 && s.c.OutboundBuffered() == 0 && !s.closing &&
 			!s.subscribed() { // Redis's timeout spares Pub/Sub clients
 			l.srv.stats.IdleClosed.Add(1)
-			l.srv.log.Debug("closing idle client", "client", s.raddr)
+			l.srv.log.Debug("closing idle client", "client", s.raddr())
 			s.closing = true
 			_ = s.c.Close()
 		}

@@ -67,7 +67,7 @@ func (s *Server) Reload(next *Config) (changed, restart []string) {
 		for _, x := range slices.Clone(l.sessions) {
 			if x.authed && x.user != nil {
 				if u := users.Get(x.user.Name()); u == nil || !u.Enabled() {
-					s.log.Info("closing client of a user removed or disabled", "client", x.raddr, "user", x.user.Name())
+					s.log.Info("closing client of a user removed or disabled", "client", x.raddr(), "user", x.user.Name())
 					x.killed, x.closing = true, true
 					_ = x.c.Close()
 				}

@@ -26,18 +26,14 @@ const (
 type session struct {
 	l      *loop
 	pool   *backend.Pool // the loop's pool of the session's protocol: l.pool, or l.resp3Pool() after HELLO 3
-	resp3  bool          // HELLO 3: replies in RESP3
 	c      gnet.Conn     // the client's connection; for a TLS client, tls (plaintext in, encrypted out)
 	tls    *tlsloop.Conn // the TLS layer of a client of the TLS listener; nil for plain TCP
 	id     int64
 	parser resp.CommandParser
-	in     inbox.Inbox // bytes of a request that spans reads
-	ownRaw bool        // the request being dispatched lies in in's memory, which it may take
-	// rawAtStart: and it starts that memory, so it can go back to l.bufs when done
-	rawAtStart bool
-	queue      ring.Ring[*request] // requests in arrival order; replies leave from the front only
-	out        []byte              // replies ready to write at the end of the callback
-	keys       []int               // scratch for key positions
+	in     inbox.Inbox         // bytes of a request that spans reads
+	queue  ring.Ring[*request] // requests in arrival order; replies leave from the front only
+	out    []byte              // replies ready to write at the end of the callback
+	keys   []int               // scratch for key positions
 
 	idx        int   // position in l.sessions
 	lastActive int64 // unix ns of the last bytes from the client, for idle_timeout
@@ -45,22 +41,28 @@ type session struct {
 	avgReply   int   // running mean of the client's reply sizes
 	softSince  int64 // unix ns since output has been over the soft limit; 0 when under
 
-	touched bool         // in l.touched
-	paused  bool         // stopped parsing at a limit (backpressure.go)
-	readOff bool         // read interest taken out of the loop's epoll set while paused
-	listed  bool         // in l.paused
-	closed  bool         // OnClose ran; late replies are dropped
-	closing bool         // QUIT or a protocol error: close once the queue drained
-	killed  bool         // CLIENT KILL: no longer listed or killed again while gnet closes it
+	resp3  bool // HELLO 3: replies in RESP3
+	ownRaw bool // the request being dispatched lies in in's memory, which it may take
+	// rawAtStart: and it starts that memory, so it can go back to l.bufs when done
+	rawAtStart bool
+	held       bool // a WATCH, EXEC or blocking command is in flight: later commands wait for it, as in Redis
+	replyOff   bool // CLIENT REPLY OFF
+	skipNext   bool // CLIENT REPLY SKIP: the next command gets no reply
+	silentNow  bool // the command being dispatched gets no reply (either of the above)
+	authed     bool // authenticated as user
+	gated      bool // not authenticated, or user is restricted: dispatch checks each command
+	touched    bool // in l.touched
+	paused     bool // stopped parsing at a limit (backpressure.go)
+	readOff    bool // read interest taken out of the loop's epoll set while paused
+	listed     bool // in l.paused
+	closed     bool // OnClose ran; late replies are dropped
+	closing    bool // QUIT or a protocol error: close once the queue drained
+	killed     bool // CLIENT KILL: no longer listed or killed again while gnet closes it
+
 	tx      *transaction // between MULTI and EXEC or DISCARD
 	watch   *watching    // after WATCH, until EXEC, DISCARD, UNWATCH or RESET
-	held    bool         // a WATCH, EXEC or blocking command is in flight: later commands wait for it, as in Redis
 	blocked *blockedOp   // a blocking command, from its turn until its reply (blocking.go)
 	ps      *pubsub      // subscriptions (pubsub.go); nil before the first
-
-	replyOff  bool // CLIENT REPLY OFF
-	skipNext  bool // CLIENT REPLY SKIP: the next command gets no reply
-	silentNow bool // the command being dispatched gets no reply (either of the above)
 
 	curCmd   int      // the command being dispatched: its index, -1 if unknown (cmdstats.go)
 	curStart int64    // and when it was parsed
@@ -68,26 +70,49 @@ type session struct {
 
 	inCounted int // bytes left in gnet's buffer after the last callback, already counted in l.bytesIn
 
-	user   *acl.User // the user the session runs as (auth.go); before AUTH, the default user
-	authed bool      // authenticated as user
-	gated  bool      // not authenticated, or user is restricted: dispatch checks each command
+	user *acl.User // the user the session runs as (auth.go); before AUTH, the default user
 
-	name    string // CLIENT SETNAME
-	libName string // CLIENT SETINFO lib-name
-	libVer  string // CLIENT SETINFO lib-ver
-	created time.Time
-	laddr   string
-	raddr   string
+	names   *clientNames // nil until a name is set
+	created int64        // unix ns
+}
+
+// clientNames are CLIENT SETNAME's and SETINFO's, apart from the session: most clients of an application
+// never set one (go-redis does), and every byte of a session is paid once per connection.
+type clientNames struct {
+	name, libName, libVer string
+}
+
+var noNames clientNames
+
+// named is the session's names, empty ones if none was set.
+func (s *session) named() *clientNames {
+	if s.names == nil {
+		return &noNames
+	}
+	return s.names
+}
+
+// naming is the session's names, to set one.
+func (s *session) naming() *clientNames {
+	if s.names == nil {
+		s.names = &clientNames{}
+	}
+	return s.names
+}
+
+// raddr is the client's address, for logs and CLIENT LIST (made on each call: a session keeps no copy).
+func (s *session) raddr() string {
+	if a := s.c.RemoteAddr(); a != nil {
+		return a.String()
+	}
+	return ""
 }
 
 func newSession(l *loop, c gnet.Conn, id int64) *session {
-	s := &session{l: l, pool: l.pool, c: c, id: id, created: time.Now()}
-	s.lastActive = s.created.UnixNano()
+	s := &session{l: l, pool: l.pool, c: c, id: id, created: time.Now().UnixNano()}
+	s.lastActive = s.created
 	s.in.Buffers = &l.bufs
 	s.avgReply = firstReplyGuess
-	if a := c.RemoteAddr(); a != nil {
-		s.raddr = a.String()
-	}
 	s.initAuth()
 	return s
 }
@@ -101,7 +126,7 @@ func (s *session) onTraffic() {
 	}
 	if buffered := s.in.Buffered(c); buffered > int(s.l.srv.live.queryLimit.Load()) {
 		s.l.srv.stats.QueryBufferClosed.Add(1)
-		s.l.srv.log.Warn("closing client that reached max query buffer length", "client", s.raddr, "bytes", buffered)
+		s.l.srv.log.Warn("closing client that reached max query buffer length", "client", s.raddr(), "bytes", buffered)
 		_ = c.Close()
 		s.closing = true
 		return

@@ -41,7 +41,7 @@ func (l *loop) slow(cmd int, d int64) bool {
 
 // logSlow adds an entry for args (of total arguments in all), which it copies and trims as Redis does.
 func (s *session) logSlow(args [][]byte, total int, d int64) {
-	e := slowEntry{at: time.Now().Unix(), usec: d / 1000, addr: s.raddr, name: s.name}
+	e := slowEntry{at: time.Now().Unix(), usec: d / 1000, addr: s.raddr(), name: s.named().name}
 	n := min(len(args), slowlogMaxArgs)
 	for i := range n {
 		a := args[i]

@@ -176,7 +176,7 @@ func (s *session) txCommand(cmd *command.Command, st command.Status, args [][]by
 	if limit := int(s.l.srv.live.queryLimit.Load()); len(tx.queued) > limit {
 		// The queued commands are the client's input the proxy holds: the query buffer limit bounds them.
 		s.l.srv.stats.QueryBufferClosed.Add(1)
-		s.l.srv.log.Warn("closing client whose transaction passed the query buffer limit", "client", s.raddr,
+		s.l.srv.log.Warn("closing client whose transaction passed the query buffer limit", "client", s.raddr(),
 			"bytes", len(tx.queued))
 		s.tx = nil
 		s.closing = true
