@@ -102,6 +102,9 @@ func (s *session) naming() *clientNames {
 
 // raddr is the client's address, for logs and CLIENT LIST (made on each call: a session keeps no copy).
 func (s *session) raddr() string {
+	if s.c == nil { // the sessions that describe commands (commandsTable) have no connection
+		return ""
+	}
 	if a := s.c.RemoteAddr(); a != nil {
 		return a.String()
 	}
