@@ -325,6 +325,22 @@ func (p *Pool) markUnhealthy(addr string, d time.Duration) {
 	}
 }
 
+// FlushFull writes the connections with at least min requests waiting, and reports whether any with fewer
+// still wait for Flush.
+func (p *Pool) FlushFull(min int) (rest bool) {
+	keep := p.dirty[:0]
+	for _, c := range p.dirty {
+		if c.unsent >= min {
+			c.flush()
+		} else {
+			keep = append(keep, c)
+		}
+	}
+	clear(p.dirty[len(keep):])
+	p.dirty = keep
+	return len(keep) > 0
+}
+
 // Flush writes every connection's queued bytes: one write per connection per batch.
 func (p *Pool) Flush() {
 	for i, c := range p.dirty {

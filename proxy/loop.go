@@ -66,6 +66,10 @@ type loop struct {
 	tlsScratch    tlsloop.Scratch // decrypted input of the loop's TLS clients, for one callback
 
 	wakePending atomic.Bool
+	// roundPending: requests that a node's replies let go wait for roundFlush, queued behind the callbacks of
+	// this epoll round, so that every client's requests of the round reach that node in one write.
+	roundPending bool
+	roundFlush   gnet.Runnable
 
 	// The loop's tick (Run every tickEvery) is armed only while it has work a tick serves: requests alive
 	// (deadlines, retries), replies awaited (stalled connections), paused clients, a drain. An idle loop
@@ -86,6 +90,11 @@ func newLoop(s *Server, el gnet.EventLoop) *loop {
 		epfd: epollFD(el), cmdStats: make([]cmdStat, command.Count())}
 	l.rng = rand.NewPCG(uint64(time.Now().UnixNano()), uint64(s.nextClientID.Load()))
 	l.pool = l.newPool(s.bcfg.Load())
+	l.roundFlush = gnet.RunnableFunc(func(context.Context) error {
+		l.roundPending = false
+		l.flush()
+		return nil
+	})
 	return l
 }
 
@@ -241,13 +250,47 @@ func (l *loop) touch(s *session) {
 // ready for the next batch (see backend.Conn's reply-clocked batching).
 func (l *loop) flush() {
 	l.flushClients()
-	l.pool.Flush()
-	if p3 := l.pool3.Load(); p3 != nil {
-		p3.Flush()
+	if l.roundPending {
+		l.flushFull()
+	} else {
+		l.flushPools()
 	}
 	if l.live != 0 && !l.tickArmed {
 		l.armTick()
 	}
+}
+
+func (l *loop) flushPools() {
+	l.pool.Flush()
+	if p3 := l.pool3.Load(); p3 != nil {
+		p3.Flush()
+	}
+}
+
+// roundBatch is the batch a node's connection sends at once when its replies let requests go; a smaller one
+// waits for the end of the epoll round (roundFlush), gathering what the round's other clients send to that
+// node. Over many masters each client's pipeline splits into small batches per node, and writing each at
+// once cost more writes per request than the node work it saved (24 masters, GET -P 16: 1.27x the
+// throughput with the wait); a large batch leaves at once, so that a node with much to do never idles
+// while the round goes on.
+const roundBatch = 64
+
+// flushAfterReplies ends a node's callback: replies go to their clients now, and the requests its replies
+// let go (reply-clocked batching) now if they are roundBatch or more, or at the end of the epoll round.
+func (l *loop) flushAfterReplies() {
+	if !l.roundPending && l.flushFull() && l.el.Execute(context.Background(), l.roundFlush) == nil {
+		l.roundPending = true
+	}
+	l.flush()
+}
+
+// flushFull writes the connections with roundBatch requests or more waiting, and reports whether others wait.
+func (l *loop) flushFull() bool {
+	rest := l.pool.FlushFull(roundBatch)
+	if p3 := l.pool3.Load(); p3 != nil && p3.FlushFull(roundBatch) {
+		rest = true
+	}
+	return rest
 }
 
 func (l *loop) flushClients() {

@@ -479,7 +479,7 @@ func (s *Server) OnTraffic(c gnet.Conn) (action gnet.Action) {
 		defer l.recoverPanic(nil)
 		l.now = time.Now().UnixNano()
 		x.OnTraffic(c)
-		l.flush()
+		l.flushAfterReplies()
 	}
 	return gnet.None
 }
