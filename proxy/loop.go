@@ -148,9 +148,8 @@ func (l *loop) armTick() {
 
 // rearm decides the next tick at the end of Run: none while the loop has nothing a tick serves.
 func (l *loop) rearm() {
-	if l.live != 0 || len(l.paused) > 0 || l.srv.draining.Load() || l.pool.Busy() {
-		l.armTick()
-	} else if p3 := l.pool3.Load(); p3 != nil && p3.Busy() {
+	p3 := l.pool3.Load()
+	if l.live != 0 || len(l.paused) > 0 || l.srv.draining.Load() || l.pool.Busy() || p3 != nil && p3.Busy() {
 		l.armTick()
 	}
 }

@@ -152,7 +152,7 @@ func (s *Server) setBackendConfig(cfg *Config) {
 // shared host the clients and the nodes. A loop with no core to itself costs more than it brings: its
 // clients' requests leave in smaller batches per node (each loop has its own connections), and the loops
 // take turns on the cores they share. On 2 CPUs, one loop was 1.25x as fast as two at -P 1 and as fast at
-// -P 16 (README, Performance).
+// -P 16 (README, Benchmarks).
 func EventLoops(n int) int {
 	if n > 0 {
 		return n
