@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -317,3 +318,58 @@ func TestLargeRequests(t *testing.T) {
 		t.Errorf("%d connections, %d protocol errors; want 1 and 0", srv.Accepted(), srv.ProtocolErrors())
 	}
 }
+
+// TestFlushFull: FlushFull writes the connections with at least min requests queued, keeps the others
+// queued and says so, and Flush writes those later; every request is answered once.
+func TestFlushFull(t *testing.T) {
+	var nodes []*fakeredis.Server
+	for range 3 {
+		nodes = append(nodes, fakeredis.Start(t, fakeredis.Default))
+	}
+	h := newHarness(t, testConfig(), nodes...)
+	slotOf := func(addr string) int {
+		snap := h.topo.snap
+		for slot, sh := range snap.Slots {
+			if snap.Nodes[snap.Shards[sh].Master].Addr == addr {
+				return slot
+			}
+		}
+		t.Fatalf("no slot on %s", addr)
+		return -1
+	}
+	counts := []int{roundTestMin - 1, roundTestMin, roundTestMin + 1}
+	var calls []*call
+	for _, n := range nodes {
+		h.warm(t, slotOf(n.Addr))
+	}
+	var queued, left []int
+	var rest, restAfter bool
+	h.onLoop(func() {
+		for i, n := range nodes {
+			for j := range counts[i] {
+				c := newCall(slotOf(n.Addr), "SET", fmt.Sprintf("k%d:%d", i, j), "v")
+				calls = append(calls, c)
+				h.pool.Send(&c.Request)
+			}
+			queued = append(queued, h.pool.nodes[n.Addr].conns[0].unsent)
+		}
+		rest = h.pool.FlushFull(roundTestMin)
+		for _, n := range nodes {
+			left = append(left, h.pool.nodes[n.Addr].conns[0].unsent)
+		}
+		restAfter = h.pool.FlushFull(roundTestMin) // nothing new: the small batch still waits
+		h.pool.Flush()
+	})
+	if want := counts; !slices.Equal(queued, want) {
+		t.Fatalf("queued %v before FlushFull, want %v", queued, want)
+	}
+	if want := []int{roundTestMin - 1, 0, 0}; !slices.Equal(left, want) || !rest || !restAfter {
+		t.Errorf("after FlushFull(%d): unsent %v (want %v), rest %v then %v (want true)", roundTestMin, left, want,
+			rest, restAfter)
+	}
+	for _, c := range calls {
+		c.expect(t, []byte("+OK\r\n"))
+	}
+}
+
+const roundTestMin = 64
