@@ -68,7 +68,6 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	proxy.SetGoProcs(proxy.EventLoops(cfg.EventLoops))
 
 	var level slog.LevelVar
 	_ = level.UnmarshalText([]byte(cfg.LogLevel))

@@ -545,45 +545,6 @@ func TestFlagsOverrideFile(t *testing.T) {
 
 // TestBadConfigStopsStartup: README "Unknown keys and bad values stop start-up with a message naming the
 // key". Each case exits with status 1 within 10 s, without listening, and prints exactly the message given.
-// TestGoProcsFollowLoops: the binary runs as many Ps as event loops (capped by the CPUs it may use), unless
-// the GOMAXPROCS environment variable is set.
-func TestGoProcsFollowLoops(t *testing.T) {
-	cpus := runtime.GOMAXPROCS(0)
-	if os.Getenv("GOMAXPROCS") != "" {
-		t.Skip("GOMAXPROCS is set for the tests; the children would inherit it")
-	}
-	for _, tc := range []struct {
-		loops, env string
-		want       int
-	}{
-		{loops: "1", want: 1},
-		{loops: "0", want: max(1, cpus/2)},
-		{loops: "64", want: min(64, cpus)},
-		{loops: "1", env: "3", want: 3},
-	} {
-		t.Run("loops "+tc.loops+" env "+tc.env, func(t *testing.T) {
-			if tc.env != "" {
-				t.Setenv("GOMAXPROCS", tc.env)
-			}
-			dead := addrOf(redistest.FreePort(t))
-			p := runBinary(t, fmt.Sprintf("listen: %s\nmetrics: \"\"\nseeds: [%s]\nevent_loops: %s\n",
-				addrOf(redistest.FreePort(t)), dead, tc.loops))
-			want := fmt.Sprintf("gomaxprocs=%d", tc.want)
-			p.waitFor(t, 10*time.Second, "the start-up log line", func() error {
-				for line := range strings.Lines(p.Log()) {
-					if strings.Contains(line, "proxy listening") {
-						if !strings.Contains(line, want) {
-							t.Fatalf("want %s in %q", want, line)
-						}
-						return nil
-					}
-				}
-				return errors.New("no line yet")
-			})
-		})
-	}
-}
-
 func TestBadConfigStopsStartup(t *testing.T) {
 	for _, tc := range []struct {
 		name string

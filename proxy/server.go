@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"runtime"
 	"runtime/debug"
 	"sync"
@@ -158,23 +157,7 @@ func EventLoops(n int) int {
 	if n > 0 {
 		return n
 	}
-	return max(1, startProcs/2)
-}
-
-// startProcs is GOMAXPROCS as the process started, before SetGoProcs lowers it.
-var startProcs = runtime.GOMAXPROCS(0)
-
-// SetGoProcs gives the Go runtime as many Ps as there are event loops (no more than it started with), unless
-// the GOMAXPROCS environment variable says otherwise, and returns the count in force. A gnet loop yields
-// (runtime.Gosched) after each epoll round; with a P idle, the yield wakes a second thread, and the loop
-// moves over to it: two context switches per round. On 2 CPUs with one loop, one P served 1.07-1.12x the
-// requests at -P 16 and 1.17x at MSET with up to 27 % less CPU per request, and as many at -P 1. The other
-// goroutines (dials, TLS handshakes, topology refreshes, metrics) run when a loop waits in the kernel.
-func SetGoProcs(loops int) int {
-	if os.Getenv("GOMAXPROCS") == "" {
-		runtime.GOMAXPROCS(min(loops, startProcs))
-	}
-	return runtime.GOMAXPROCS(0)
+	return max(1, runtime.GOMAXPROCS(0)/2)
 }
 
 // Serve listens and serves until Stop. It returns the engine's error.
@@ -340,8 +323,7 @@ func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
 		t.addr = listenerAddr(eng, t.listen)
 		s.log.Info("proxy listening for TLS clients", "addr", t.addr)
 	}
-	s.log.Info("proxy listening", "addr", s.addr, "version", Version, "event_loops", EventLoops(s.cfg.EventLoops),
-		"gomaxprocs", runtime.GOMAXPROCS(0))
+	s.log.Info("proxy listening", "addr", s.addr, "version", Version, "event_loops", EventLoops(s.cfg.EventLoops))
 	close(s.booted)
 	return gnet.None
 }
