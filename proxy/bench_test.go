@@ -34,7 +34,13 @@ func pipelineRoundTrip(t testing.TB, addr string, depth int, resp3 bool) func() 
 	for i := 0; i < depth; i++ {
 		req = resp.AppendCommandStrings(req, "GET", fmt.Sprintf("bench:%d", i))
 	}
-	buf := make([]byte, depth*len(null))
+	return requestRoundTrip(t, c, req, depth*len(null))
+}
+
+// requestRoundTrip returns a function that sends req on c and reads replyLen bytes of replies, allocating
+// nothing itself, after warming the proxy's pools.
+func requestRoundTrip(t testing.TB, c net.Conn, req []byte, replyLen int) func() {
+	buf := make([]byte, replyLen)
 	roundTrip := func() {
 		if _, err := c.Write(req); err != nil {
 			t.Fatal(err)
@@ -67,6 +73,33 @@ func BenchmarkProxyGETPipeline16(b *testing.B)      { benchPipeline(b, 16, false
 func BenchmarkProxyGETResp3(b *testing.B)           { benchPipeline(b, 1, true) }
 func BenchmarkProxyGETPipeline16Resp3(b *testing.B) { benchPipeline(b, 16, true) }
 
+// msetRoundTrip returns a function that sends one MSET of 10 keys in 10 slots (redis-benchmark's MSET test)
+// and reads its +OK.
+func msetRoundTrip(t testing.TB, addr string) func() {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	args := []string{"MSET"}
+	for i := 0; i < 10; i++ {
+		args = append(args, fmt.Sprintf("bench:mset:%d", i), "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx")
+	}
+	return requestRoundTrip(t, c, resp.AppendCommandStrings(nil, args...), len("+OK\r\n"))
+}
+
+// BenchmarkProxyMSET10: the fan-out path, split into 10 parts and merged.
+func BenchmarkProxyMSET10(b *testing.B) {
+	addr, _, _ := shared(b)
+	roundTrip := msetRoundTrip(b, addr)
+	time.Sleep(50 * time.Millisecond)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		roundTrip()
+	}
+}
+
 // TestProxyPathAllocs: in the steady state the whole parse → route → backend → reply path allocates nothing,
 // in RESP2 and in RESP3.
 // The count is the whole process's (the client allocates nothing), so the slot-map refresh and timers that
@@ -83,5 +116,10 @@ func TestProxyPathAllocs(t *testing.T) {
 				t.Errorf("pipeline of %d GETs, RESP3 %v: %.2f allocations per request, want 0", depth, resp3, perRequest)
 			}
 		}
+	}
+	perMSET := testing.AllocsPerRun(2000, msetRoundTrip(t, addr))
+	t.Logf("MSET of 10 keys in 10 slots: %.3f allocations per command", perMSET)
+	if perMSET > 0.5 {
+		t.Errorf("MSET of 10 keys in 10 slots: %.2f allocations per command, want 0", perMSET)
 	}
 }

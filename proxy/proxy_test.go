@@ -242,6 +242,28 @@ func TestMultiKeyMatchesStandalone(t *testing.T) {
 		{"LPUSH", "mk:l", "x"},
 		{"MGET", "mk:a", "mk:l", "mk:b"},
 	}
+	// Around the number of parts a split looks through before it uses the slot table: keys in 15 to 18
+	// slots, repeated after the switch so that parts made before it are found through the table.
+	var apart []string // keys in distinct slots
+	seen := map[uint16]bool{}
+	for _, k := range keys {
+		if s := topology.Slot([]byte(k)); !seen[s] {
+			seen[s] = true
+			apart = append(apart, k)
+		}
+	}
+	keys = apart
+	for n := 15; n <= 18; n++ {
+		set, get := []string{"MSET"}, []string{"MGET"}
+		for i := n - 1; i >= 0; i-- {
+			set = append(set, keys[i], fmt.Sprintf("%d/%d", n, i))
+		}
+		for i := 0; i < n+3; i++ {
+			set = append(set, keys[i%3], fmt.Sprintf("%d/again/%d", n, i))
+			get = append(get, keys[(i*7)%n])
+		}
+		cmds = append(cmds, set, get, append([]string{"DEL"}, get[1:]...), get)
+	}
 	differential(t, cmds)
 }
 
