@@ -42,7 +42,9 @@ func (s *session) initAuth() {
 
 func (s *session) updateGate() {
 	s.gated = !s.authed || !s.user.Unrestricted()
-	s.parser.Unauthenticated = !s.authed
+	if s.w != nil {
+		s.w.parser.Unauthenticated = !s.authed
+	}
 }
 
 // refused checks a command that exists and fits its arity before it runs or is queued, as processCommand

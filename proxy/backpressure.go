@@ -44,11 +44,11 @@ func (s *session) window() int {
 // pendingOutput is what the client has not read yet: gnet's outbound buffer and the finished replies waiting
 // in the queue or in out.
 func (s *session) pendingOutput() int {
-	return s.c.OutboundBuffered() + s.queued + len(s.out)
+	return s.c.OutboundBuffered() + s.queued + s.outLen()
 }
 
 func (s *session) overLimits() bool {
-	return s.queue.Len() >= s.window() || s.pendingOutput() > pauseOutput
+	return s.queueLen() >= s.window() || s.pendingOutput() > pauseOutput
 }
 
 func (s *session) pause() {
@@ -66,7 +66,7 @@ func (s *session) tryResume() bool {
 	if s.closed || s.closing {
 		return true // nothing to resume; drop it from the paused list
 	}
-	if s.queue.Len() >= s.window()/2 || s.pendingOutput() > pauseOutput/2 {
+	if s.queueLen() >= s.window()/2 || s.pendingOutput() > pauseOutput/2 {
 		s.stopReading() // gnet may have re-armed reading meanwhile
 		return false
 	}
@@ -103,7 +103,9 @@ func (s *session) checkOutputLimits() bool {
 	s.l.srv.log.Warn("closing client that reached the output buffer limit", "client", s.raddr(), "bytes", pending,
 		"hard", int64(lim.Hard), "soft", int64(lim.Soft), "soft_seconds", lim.SoftSeconds.D().String())
 	s.closing = true
-	s.out = s.out[:0]
+	if s.w != nil {
+		s.w.out = s.w.out[:0]
+	}
 	_ = s.c.Close()
 	return true
 }

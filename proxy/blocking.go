@@ -58,8 +58,9 @@ var respClientID = resp.AppendCommandStrings(nil, "CLIENT", "ID")
 
 // block starts a blocking command in the session's order.
 func (s *session) block(cmd *command.Command, args [][]byte, raw []byte, now int64) {
-	keys := command.ClusterKeyIndexes(cmd, args, s.keys[:0])
-	s.keys = keys[:0]
+	w := s.work()
+	keys := command.ClusterKeyIndexes(cmd, args, w.keys[:0])
+	w.keys = keys[:0]
 	if len(keys) == 0 {
 		// Arguments Redis rejects (a bad key count): any master answers with its error.
 		s.forwardSlot(cmd, args, raw, s.l.randomSlot(), now)

@@ -216,9 +216,9 @@ func cmdClientKill(s *session, _ *command.Command, args [][]byte, _ []byte, _ in
 func acrossLoops[T any](s *session, visit func(l *loop) T, reply func([]T) []byte) {
 	l := s.l
 	r := l.newRequest(s)
-	r.be.Raw = resp.AppendCommand(r.be.Raw[:0], s.curArgs...) // for SLOWLOG
+	r.be.Raw = resp.AppendCommand(r.be.Raw[:0], s.work().curArgs...) // for SLOWLOG
 	s.held = true
-	s.queue.Push(r)
+	s.work().queue.Push(r)
 	go func() {
 		results := onEachLoop(l.srv, visit)
 		_ = l.el.Execute(context.Background(), runnable(func() {
@@ -266,11 +266,13 @@ func (s *session) appendInfoLine(b []byte, now int64, cmd string) []byte {
 	if s.tx != nil {
 		multi = s.tx.n
 	}
-	qbuf := s.in.Buffered(s.c)
-	obl := len(s.out)
+	qbuf, obl := s.c.InboundBuffered(), s.outLen()
+	if s.w != nil {
+		qbuf += s.w.in.Len()
+	}
 	oll := 0 // finished replies waiting behind an unfinished one
-	for i := range s.queue.Len() {
-		if s.queue.At(i).done {
+	for i := range s.queueLen() {
+		if s.w.queue.At(i).done {
 			oll++
 		}
 	}

@@ -184,5 +184,5 @@ func describe(c *command.Command) string {
 func refusal(h handler, c *command.Command) string {
 	s := &session{l: &loop{srv: &Server{}, cmdStats: make([]cmdStat, command.Count())}}
 	h(s, c, nil, nil, 0)
-	return strings.TrimSuffix(strings.TrimPrefix(string(s.out), "-"), "\r\n")
+	return strings.TrimSuffix(strings.TrimPrefix(string(s.work().out), "-"), "\r\n")
 }

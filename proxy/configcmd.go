@@ -169,7 +169,7 @@ func cmdConfigGet(s *session, _ *command.Command, args [][]byte, raw []byte, now
 		be.Raw, be.Slot, be.Deadline = cmd, slot, now+s.l.timeout
 		be.Idempotent, be.Affinity = true, uint32(s.id)
 	}
-	s.queue.Push(g.r)
+	s.work().queue.Push(g.r)
 	for i := range g.calls {
 		s.pool.Send(&g.calls[i].be)
 	}
@@ -335,7 +335,7 @@ func (s *session) toEveryNode(cmd []byte, what string, now int64, applied func()
 		c.addr = snap.Nodes[i].Addr
 		c.be.Raw, c.be.Deadline = cmd, now+s.l.timeout
 	}
-	s.queue.Push(g.r)
+	s.work().queue.Push(g.r)
 	for i := range g.calls {
 		c := &g.calls[i]
 		if c.lease = p.Lease(c.addr); c.lease == nil {

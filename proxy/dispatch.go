@@ -177,7 +177,8 @@ func refuse(msg string) handler {
 // dispatch answers, forwards or splits one command.
 func (s *session) dispatch(args [][]byte, raw []byte, now int64) {
 	cmd, st := command.Lookup(args)
-	s.curCmd, s.curStart, s.curArgs = -1, now, args
+	s.curCmd, s.curStart = -1, now
+	s.work().curArgs = args
 	if cmd != nil {
 		s.curCmd = cmd.Index
 	}
@@ -243,8 +244,9 @@ func isBlocking(cmd *command.Command, args [][]byte) bool {
 // master; admin commands without keys are refused (they would act on one node of many).
 func (s *session) forward(cmd *command.Command, args [][]byte, raw []byte, now int64) {
 	// The keys Redis Cluster itself routes by (SPUBLISH's channel included), not COMMAND GETKEYS's.
-	keys := command.ClusterKeyIndexes(cmd, args, s.keys[:0])
-	s.keys = keys[:0]
+	w := s.work()
+	keys := command.ClusterKeyIndexes(cmd, args, w.keys[:0])
+	w.keys = keys[:0]
 	if len(keys) == 0 {
 		if cmd.Has(command.Admin) {
 			s.local(errNotSupported(cmd))
@@ -277,7 +279,7 @@ var errCrossSlot = resp.AppendError(nil, "CROSSSLOT Keys in request don't hash t
 
 func (s *session) forwardSlot(cmd *command.Command, args [][]byte, raw []byte, slot int, now int64) {
 	r := s.l.newRequest(s)
-	if s.ownRaw && raw[0] == '*' && s.in.Take() {
+	if s.ownRaw && raw[0] == '*' && s.w.in.Take() {
 		// The whole buffer's capacity when the request starts it (it usually does: the Inbox holds a
 		// request from its first byte), so release can recycle the buffer; appending is never done to it.
 		r.be.Raw = raw[:len(raw):len(raw)]

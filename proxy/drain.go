@@ -38,7 +38,7 @@ wait:
 // closeQuiet closes the loop's clients that wait for no reply, have nothing unread and nothing unwritten.
 func (l *loop) closeQuiet() {
 	for _, s := range l.sessions {
-		if !s.closing && !s.paused && s.queue.Len() == 0 && len(s.out) == 0 && s.c.InboundBuffered() == 0 &&
+		if !s.closing && !s.paused && s.queueLen() == 0 && s.outLen() == 0 && s.c.InboundBuffered() == 0 &&
 			s.c.OutboundBuffered() == 0 {
 			s.closing = true
 			_ = s.c.Close()

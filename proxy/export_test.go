@@ -14,3 +14,35 @@ func LoopTicks(s *Server) (live []int, armed []bool) {
 	}
 	return live, armed
 }
+
+// WorkKept is what SessionWork reports.
+type WorkKept struct {
+	Busy     []int64 // clients whose session holds its work
+	Free     []int   // works kept for the next busy session, per loop
+	MaxOut   int     // the largest reply buffer a kept work holds
+	MaxQueue int     // the most request slots a kept work's queue holds
+}
+
+// SessionWork reports, over every loop that has run, which sessions hold their work and what the loops keep.
+func SessionWork(s *Server) WorkKept {
+	var k WorkKept
+	for _, st := range onEachLoop(s, func(l *loop) WorkKept {
+		var lk WorkKept
+		for _, sess := range l.sessions {
+			if sess.w != nil {
+				lk.Busy = append(lk.Busy, sess.id)
+			}
+		}
+		lk.Free = []int{len(l.freeWork)}
+		for _, w := range l.freeWork {
+			lk.MaxOut = max(lk.MaxOut, cap(w.out))
+			lk.MaxQueue = max(lk.MaxQueue, w.queue.Cap())
+		}
+		return lk
+	}) {
+		k.Busy = append(k.Busy, st.Busy...)
+		k.Free = append(k.Free, st.Free...)
+		k.MaxOut, k.MaxQueue = max(k.MaxOut, st.MaxOut), max(k.MaxQueue, st.MaxQueue)
+	}
+	return k
+}

@@ -149,7 +149,7 @@ var errClusterDown = resp.AppendError(nil, "CLUSTERDOWN The cluster is down")
 // set first.
 func (s *session) sendParent(p *request) {
 	p.pending = len(p.children)
-	s.queue.Push(p)
+	s.work().queue.Push(p)
 	for _, ch := range p.children {
 		s.pool.Send(&ch.be)
 	}

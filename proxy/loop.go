@@ -33,14 +33,15 @@ type loop struct {
 	// Atomic only so that readers off the loop (BackendStats at scrape time) see it; the loop alone sets it.
 	pool3 atomic.Pointer[backend.Pool]
 
-	touched   []*session    // sessions with replies to write at the end of this callback
-	paused    []*session    // sessions that stopped reading at a limit; retried on every tick
-	epfd      int           // the loop's epoll descriptor, for pausing reads; -1 if unknown
-	bufs      inbox.Buffers // large buffers of the loop's sessions and backend connections
-	sessions  []*session    // every open client of the loop
-	idleCheck int64         // unix ns of the next idle_timeout sweep
-	free      []*request    // recycled requests
-	slotChild []*request    // fan-out scratch: slot → child request being built (nil between commands)
+	touched   []*session     // sessions with replies to write at the end of this callback
+	paused    []*session     // sessions that stopped reading at a limit; retried on every tick
+	epfd      int            // the loop's epoll descriptor, for pausing reads; -1 if unknown
+	bufs      inbox.Buffers  // large buffers of the loop's sessions and backend connections
+	sessions  []*session     // every open client of the loop
+	idleCheck int64          // unix ns of the next idle_timeout sweep
+	free      []*request     // recycled requests
+	freeWork  []*sessionWork // the work of sessions at rest, for the next busy one (work.go)
+	slotChild []*request     // fan-out scratch: slot → child request being built (nil between commands)
 	rng       *rand.PCG
 	elems     [][]byte // merge scratch
 	starts    []int    // merge scratch
@@ -228,7 +229,7 @@ func (l *loop) forget(s *session) {
 // closeIdle closes the clients that sent nothing for idle ns and wait for no reply, as Redis's timeout does.
 func (l *loop) closeIdle(now, idle int64) {
 	for _, s := range l.sessions {
-		if now-s.lastActive > idle && s.queue.Len() == 0 && s.c.OutboundBuffered() == 0 && !s.closing &&
+		if now-s.lastActive > idle && s.queueLen() == 0 && s.c.OutboundBuffered() == 0 && !s.closing &&
 			!s.subscribed() { // Redis's timeout spares Pub/Sub clients
 			l.srv.stats.IdleClosed.Add(1)
 			l.srv.log.Debug("closing idle client", "client", s.raddr())

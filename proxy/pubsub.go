@@ -505,14 +505,14 @@ func (s *session) pushFrame(frame []byte) {
 			s.l.pushBuf = nil // the frame is copied or written below; a big one must not stay pinned
 		}
 	}
-	if s.queue.Len() == 0 {
+	if s.queueLen() == 0 {
 		s.emit(frame)
 	} else {
 		r := s.l.newRequest(s)
 		r.reply = append(r.reply[:0], frame...)
 		r.done = true
 		s.queued += len(frame)
-		s.queue.Push(r)
+		s.work().queue.Push(r)
 	}
 	s.l.touch(s)
 }
@@ -532,7 +532,7 @@ func (s *session) appendSubFrame(b []byte, kind string, ch []byte, count int) []
 // replaces it.
 func (s *session) awaitReply(frames []byte) func([]byte) {
 	r := s.l.newRequest(s)
-	s.queue.Push(r)
+	s.work().queue.Push(r)
 	once := false
 	return func(errReply []byte) {
 		if once {
@@ -742,7 +742,7 @@ func cmdPubsubQuery(s *session, cmd *command.Command, args [][]byte, raw []byte,
 		c.be.Raw, c.be.Node, c.be.Slot = req, c.addr, s.l.randomSlot()
 		c.be.Deadline, c.be.ReadOnly = now+s.l.timeout, true
 	}
-	s.queue.Push(g.r)
+	s.work().queue.Push(g.r)
 	for i := range g.calls {
 		s.l.pool.Send(&g.calls[i].be)
 	}

@@ -78,7 +78,7 @@ func (s *session) appendText(b, text []byte) []byte {
 
 // switchProtocol answers with reply() in the protocol resp3 says, once the requests before it are answered.
 func (s *session) switchProtocol(resp3 bool, reply func() []byte) {
-	if s.resp3 == resp3 || s.queue.Len() == 0 {
+	if s.resp3 == resp3 || s.queueLen() == 0 {
 		s.setProtocol(resp3)
 		s.local(reply())
 		return

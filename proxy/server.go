@@ -469,7 +469,7 @@ func (s *Server) OnTraffic(c gnet.Conn) (action gnet.Action) {
 			x.tls.Release()
 			if tlsErr != nil && !x.closed { // close_notify, or a record that does not decrypt
 				x.closing = true
-				if x.queue.Len() == 0 {
+				if x.queueLen() == 0 {
 					_ = c.Close()
 				}
 			}

@@ -6,8 +6,6 @@ import (
 	"github.com/panjf2000/gnet/v2"
 
 	"github.com/slotproxy/slotproxy/backend"
-	"github.com/slotproxy/slotproxy/internal/inbox"
-	"github.com/slotproxy/slotproxy/internal/ring"
 	"github.com/slotproxy/slotproxy/internal/tlsloop"
 	"github.com/slotproxy/slotproxy/proxy/acl"
 	"github.com/slotproxy/slotproxy/resp"
@@ -24,16 +22,12 @@ const (
 
 // session is one client connection. Owned by its loop.
 type session struct {
-	l      *loop
-	pool   *backend.Pool // the loop's pool of the session's protocol: l.pool, or l.resp3Pool() after HELLO 3
-	c      gnet.Conn     // the client's connection; for a TLS client, tls (plaintext in, encrypted out)
-	tls    *tlsloop.Conn // the TLS layer of a client of the TLS listener; nil for plain TCP
-	id     int64
-	parser resp.CommandParser
-	in     inbox.Inbox         // bytes of a request that spans reads
-	queue  ring.Ring[*request] // requests in arrival order; replies leave from the front only
-	out    []byte              // replies ready to write at the end of the callback
-	keys   []int               // scratch for key positions
+	l    *loop
+	pool *backend.Pool // the loop's pool of the session's protocol: l.pool, or l.resp3Pool() after HELLO 3
+	c    gnet.Conn     // the client's connection; for a TLS client, tls (plaintext in, encrypted out)
+	tls  *tlsloop.Conn // the TLS layer of a client of the TLS listener; nil for plain TCP
+	id   int64
+	w    *sessionWork // while the client has a request or a reply under way; nil at rest (work.go)
 
 	idx        int   // position in l.sessions
 	lastActive int64 // unix ns of the last bytes from the client, for idle_timeout
@@ -64,9 +58,8 @@ type session struct {
 	blocked *blockedOp   // a blocking command, from its turn until its reply (blocking.go)
 	ps      *pubsub      // subscriptions (pubsub.go); nil before the first
 
-	curCmd   int      // the command being dispatched: its index, -1 if unknown (cmdstats.go)
-	curStart int64    // and when it was parsed
-	curArgs  [][]byte // and its arguments, valid while it is dispatched
+	curCmd   int   // the command being dispatched: its index, -1 if unknown (cmdstats.go)
+	curStart int64 // and when it was parsed
 
 	inCounted int // bytes left in gnet's buffer after the last callback, already counted in l.bytesIn
 
@@ -114,7 +107,6 @@ func (s *session) raddr() string {
 func newSession(l *loop, c gnet.Conn, id int64) *session {
 	s := &session{l: l, pool: l.pool, c: c, id: id, created: time.Now().UnixNano()}
 	s.lastActive = s.created
-	s.in.Buffers = &l.bufs
 	s.avgReply = firstReplyGuess
 	s.initAuth()
 	return s
@@ -123,11 +115,14 @@ func newSession(l *loop, c gnet.Conn, id int64) *session {
 func (s *session) onTraffic() {
 	c := s.c
 	if s.closing {
-		s.in.Reset()
+		if s.w != nil {
+			s.w.in.Reset()
+		}
 		_, _ = c.Discard(-1)
 		return
 	}
-	if buffered := s.in.Buffered(c); buffered > int(s.l.srv.live.queryLimit.Load()) {
+	w := s.work()
+	if buffered := w.in.Buffered(c); buffered > int(s.l.srv.live.queryLimit.Load()) {
 		s.l.srv.stats.QueryBufferClosed.Add(1)
 		s.l.srv.log.Warn("closing client that reached max query buffer length", "client", s.raddr(), "bytes", buffered)
 		_ = c.Close()
@@ -141,7 +136,7 @@ func (s *session) onTraffic() {
 		s.stopReading() // gnet re-armed reading
 		return
 	}
-	buf, ok := s.in.Bytes(c, s.parser.Need())
+	buf, ok := w.in.Bytes(c, w.parser.Need())
 	if !ok {
 		return
 	}
@@ -151,7 +146,7 @@ func (s *session) onTraffic() {
 			s.pause()
 			break
 		}
-		args, n, err := s.parser.Parse(buf[off:])
+		args, n, err := w.parser.Parse(buf[off:])
 		if err != nil {
 			s.l.srv.stats.ProtocolErrors.Add(1)
 			s.local(resp.AppendError(nil, "ERR "+err.Error()))
@@ -169,7 +164,7 @@ func (s *session) onTraffic() {
 			continue
 		}
 		// A request that spanned reads is in memory of its own: a forward may keep it instead of a copy.
-		s.ownRaw = n >= donateMin && s.in.Len() > 0
+		s.ownRaw = n >= donateMin && w.in.Len() > 0
 		s.dispatch(args, raw, now)
 		s.ownRaw, s.silentNow = false, false
 		if s.closing {
@@ -177,7 +172,7 @@ func (s *session) onTraffic() {
 			break
 		}
 	}
-	s.in.Done(c, buf, off)
+	w.in.Done(c, buf, off)
 	s.l.touch(s)
 }
 
@@ -185,8 +180,8 @@ func (s *session) onClose() {
 	s.closed = true
 	s.l.forget(s)
 	// Requests still at backends come back through request.finish, which sees closed and recycles them.
-	for s.queue.Len() > 0 {
-		r := s.queue.Pop()
+	for s.queueLen() > 0 {
+		r := s.w.queue.Pop()
 		if r.exec != nil { // an EXEC, WATCH or blocking command not started is nowhere else
 			r.exec.abandon()
 		}
@@ -211,16 +206,16 @@ func (s *session) flush() {
 	if s.closed {
 		return
 	}
-	if len(s.out) > 0 {
-		s.l.bytesOut.Add(uint64(len(s.out)))
+	if w := s.w; w != nil && len(w.out) > 0 {
+		s.l.bytesOut.Add(uint64(len(w.out)))
 		s.l.writes.Add(1)
-		_, _ = s.c.Write(s.out)
-		s.out = s.out[:0]
-		if cap(s.out) > 1<<20 {
-			s.out = nil
+		_, _ = s.c.Write(w.out)
+		w.out = w.out[:0]
+		if cap(w.out) > 1<<20 {
+			w.out = nil
 		}
 	}
-	if s.closing && s.queue.Len() == 0 {
+	if s.closing && s.queueLen() == 0 {
 		_ = s.c.Close()
 	}
 	if s.checkOutputLimits() {
@@ -229,24 +224,26 @@ func (s *session) flush() {
 	if s.paused {
 		s.tryResume()
 	}
+	s.rest()
 }
 
 // emit adds a reply to this callback's output. A large reply is written at once, with what precedes it, from
 // where it lies (gnet copies what the socket does not take), instead of being copied into out first.
 func (s *session) emit(reply []byte) {
+	w := s.work()
 	if len(reply) < bigReply {
-		s.out = append(s.out, reply...)
+		w.out = append(w.out, reply...)
 		return
 	}
-	s.l.bytesOut.Add(uint64(len(s.out) + len(reply)))
+	s.l.bytesOut.Add(uint64(len(w.out) + len(reply)))
 	s.l.writes.Add(1)
-	if len(s.out) == 0 {
+	if len(w.out) == 0 {
 		_, _ = s.c.Write(reply)
 		return
 	}
-	iov := [2][]byte{s.out, reply}
+	iov := [2][]byte{w.out, reply}
 	_, _ = s.c.Writev(iov[:])
-	s.out = s.out[:0]
+	w.out = w.out[:0]
 }
 
 // local queues a reply computed by the proxy itself, in order with the forwarded ones.
@@ -257,26 +254,27 @@ func (s *session) local(reply []byte) {
 		s.l.errors.count(reply)
 	}
 	s.l.record(s.curCmd, s.curStart, o)
+	w := s.work()
 	if d := s.l.now - s.curStart; s.l.slow(s.curCmd, d) {
-		s.logSlow(s.curArgs, len(s.curArgs), d)
+		s.logSlow(w.curArgs, len(w.curArgs), d)
 	}
 	if s.silentNow {
 		return
 	}
-	if s.queue.Len() == 0 {
-		s.out = append(s.out, reply...)
+	if w.queue.Len() == 0 {
+		w.out = append(w.out, reply...)
 		return
 	}
 	r := s.l.newRequest(s)
 	r.reply = append(r.reply[:0], reply...)
 	r.done = true
 	s.queued += len(reply)
-	s.queue.Push(r)
+	w.queue.Push(r)
 }
 
 // send queues r in order and hands it to the backend.
 func (s *session) send(r *request) {
-	s.queue.Push(r)
+	s.work().queue.Push(r)
 	s.pool.Send(&r.be)
 }
 
@@ -308,8 +306,8 @@ type heldOp interface {
 // it wait for its reply, so that it runs where it stands in the client's order.
 func (s *session) hold(r *request, op heldOp) {
 	s.held = true
-	empty := s.queue.Len() == 0
-	s.queue.Push(r)
+	empty := s.queueLen() == 0
+	s.work().queue.Push(r)
 	if empty {
 		op.start()
 	} else {
@@ -357,7 +355,8 @@ func (r *request) finish(reply []byte) {
 		r.logSlowRequest(d)
 	}
 	s.avgReply += (len(reply) - s.avgReply) / 8
-	if s.queue.Len() == 0 || s.queue.At(0) != r {
+	w := s.w
+	if w == nil || w.queue.Len() == 0 || w.queue.At(0) != r {
 		r.reply = append(r.reply[:0], reply...)
 		r.done = true
 		s.queued += len(reply)
@@ -366,18 +365,18 @@ func (r *request) finish(reply []byte) {
 	if !r.silent {
 		s.emit(reply)
 	}
-	s.queue.Pop()
+	w.queue.Pop()
 	l.release(r)
-	for s.queue.Len() > 0 && s.queue.At(0).done {
-		h := s.queue.Pop()
+	for w.queue.Len() > 0 && w.queue.At(0).done {
+		h := w.queue.Pop()
 		s.queued -= len(h.reply)
 		if !h.silent {
 			s.emit(h.reply)
 		}
 		l.release(h)
 	}
-	if s.queue.Len() > 0 && s.queue.At(0).exec != nil {
-		s.queue.At(0).exec.start()
+	if w.queue.Len() > 0 && w.queue.At(0).exec != nil {
+		w.queue.At(0).exec.start()
 	}
 	l.touch(s)
 }

@@ -52,8 +52,9 @@ func cmdUnwatch(s *session, _ *command.Command, _ [][]byte, _ []byte, _ int64) {
 }
 
 func cmdWatch(s *session, cmd *command.Command, args [][]byte, raw []byte, now int64) {
-	keys := command.ClusterKeyIndexes(cmd, args, s.keys[:0])
-	s.keys = keys[:0]
+	w := s.work()
+	keys := command.ClusterKeyIndexes(cmd, args, w.keys[:0])
+	w.keys = keys[:0]
 	ks, ok := keysSlot(args, keys)
 	slot := int(ks)
 	if !ok || s.watch != nil && s.watch.slot != slot {
@@ -153,8 +154,9 @@ func (s *session) txCommand(cmd *command.Command, st command.Status, args [][]by
 			"' inside MULTI is not supported by the proxy"))
 		return
 	}
-	keys := command.ClusterKeyIndexes(cmd, args, s.keys[:0])
-	s.keys = keys[:0]
+	w := s.work()
+	keys := command.ClusterKeyIndexes(cmd, args, w.keys[:0])
+	w.keys = keys[:0]
 	for i, k := range keys {
 		slot := int(topology.Slot(args[k]))
 		if i > 0 && slot != int(topology.Slot(args[keys[0]])) {

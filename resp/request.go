@@ -64,6 +64,13 @@ func (p *CommandParser) Reset() {
 	p.argc, p.pos, p.bulkLen, p.scan, p.nul, p.need = 0, 0, -1, 0, false, 0
 }
 
+// Forget lets go of the last request's arguments, which point into the caller's buffer, for a parser that
+// goes unused for a while (its scratch is bounded already: maxKeepArgs, maxKeepInline).
+func (p *CommandParser) Forget() {
+	clear(p.args[:cap(p.args)])
+	p.args = p.args[:0]
+}
+
 // Parse parses the request at the front of buf, which must start at the first byte not yet consumed. It
 // returns the arguments and the number of bytes the request took:
 //   - A complete request: args are sub-slices of buf (inline requests: of the parser's own buffer, since

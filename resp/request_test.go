@@ -477,3 +477,32 @@ func TestParseUnauthenticatedLimits(t *testing.T) {
 		}
 	}
 }
+
+// TestParserForget: a parser at rest lets go of its last arguments (they point into the caller's buffer),
+// keeps no scratch past the bound, and parses on as before.
+func TestParserForget(t *testing.T) {
+	for _, n := range []int{1023, 1024, 1025} {
+		var p CommandParser
+		words := []string{"MSET"}
+		for i := range n - 1 {
+			words = append(words, fmt.Sprint("k", i))
+		}
+		buf := AppendCommandStrings(nil, words...)
+		if args, m, err := p.Parse(buf); err != nil || m != len(buf) || len(args) != n {
+			t.Fatalf("%d arguments: %d, %d, %v", n, len(args), m, err)
+		}
+		p.Forget()
+		if cap(p.args) > 1024 || cap(p.spans) > 1024 {
+			t.Errorf("%d arguments: scratch of %d arguments and %d spans kept past the bound", n, cap(p.args), cap(p.spans))
+		}
+		for i, a := range p.args[:cap(p.args)] {
+			if a != nil {
+				t.Fatalf("%d arguments: argument %d still points into the buffer", n, i)
+			}
+		}
+		buf = AppendCommandStrings(nil, "GET", "k")
+		if args, m, err := p.Parse(buf); err != nil || m != len(buf) || len(args) != 2 || string(args[1]) != "k" {
+			t.Fatalf("after Forget: %q, %d, %v", args, m, err)
+		}
+	}
+}

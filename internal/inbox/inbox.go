@@ -130,3 +130,12 @@ func (x *Inbox) Reset() {
 	x.b = x.b[:0]
 	x.fromBox, x.taken = false, false
 }
+
+// Release drops every byte held and the memory that held them, for an Inbox that goes unused for a while.
+func (x *Inbox) Release() {
+	if !x.taken && cap(x.b) > 0 {
+		x.Buffers.Put(x.b)
+	}
+	x.b = nil
+	x.fromBox, x.taken = false, false
+}

@@ -3,7 +3,9 @@ package inbox
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
+	"strings"
 	"testing"
 
 	"github.com/slotproxy/slotproxy/resp"
@@ -268,4 +270,44 @@ func FuzzSplitPipeline(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestRelease: an Inbox that held a frame across reads lets its buffer go on Release (back to Buffers, which
+// keeps those of 64 KiB and more), and works again from nothing after it.
+func TestRelease(t *testing.T) {
+	for _, size := range []int{100, 100 << 10} {
+		var bufs Buffers
+		x := Inbox{Buffers: &bufs}
+		frame := testFrame(size)
+		g := &gnetConn{buf: frame[:len(frame)-1]}
+		if _, ok := x.Bytes(g, len(frame)); ok {
+			t.Fatal("a partial frame was handed out")
+		}
+		g.endCallback()
+		g.buf = frame[len(frame)-1:]
+		buf, ok := x.Bytes(g, len(frame))
+		if !ok || !bytes.Equal(buf, frame) {
+			t.Fatalf("frame of %d: Bytes %d bytes, %v", size, len(buf), ok)
+		}
+		x.Done(g, buf, len(buf))
+		held := cap(x.b)
+		x.Release()
+		pooled := 0
+		if held >= 64<<10 {
+			pooled = held
+		}
+		if x.b != nil || bufs.total != pooled {
+			t.Fatalf("frame of %d, after Release: the Inbox holds %d bytes, Buffers %d of the %d it held", size,
+				cap(x.b), bufs.total, held)
+		}
+		g.buf = []byte("*1\r\n$4\r\nPING\r\n")
+		if buf, ok := x.Bytes(g, 0); !ok || string(buf) != "*1\r\n$4\r\nPING\r\n" {
+			t.Fatalf("Bytes after Release: %q, %v", buf, ok)
+		}
+	}
+}
+
+// testFrame is a SET request with a value of size bytes.
+func testFrame(size int) []byte {
+	return []byte(fmt.Sprintf("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$%d\r\n%s\r\n", size, strings.Repeat("v", size)))
 }

@@ -40,3 +40,13 @@ func (q *Ring[T]) At(i int) T { return q.buf[(q.head+i)%len(q.buf)] }
 
 // Set replaces the i-th element from the front.
 func (q *Ring[T]) Set(i int, v T) { q.buf[(q.head+i)%len(q.buf)] = v }
+
+// Shrink lets an empty ring that grew past max elements drop its buffer.
+func (q *Ring[T]) Shrink(max int) {
+	if q.n == 0 && len(q.buf) > max {
+		q.buf, q.head = nil, 0
+	}
+}
+
+// Cap is the number of elements the ring holds before it grows.
+func (q *Ring[T]) Cap() int { return len(q.buf) }
