@@ -76,13 +76,16 @@ def main():
     if os.path.exists(mem) and os.path.getsize(mem) > 0:
         rows = list(csv.DictReader(open(mem)))
         if rows:
-            print("\n| idle connections held | target | RSS before (KiB) | RSS after (KiB) | KiB per connection |")
-            print("|---:|---|---:|---:|---:|")
+            print("\n| idle connections held | before idling | target | RSS before (KiB) | RSS after (KiB) | "
+                  "KiB per connection |")
+            print("|---:|---|---|---:|---:|---:|")
             for r in rows:
-                print(f"| {r['conns']} | {r['target']} | {r['rss_before_kib']} | {r['rss_after_kib']} | "
+                probe = {"ping": "one PING", "get16": "16 GETs of 1 KiB"}.get(r.get("probe", "ping"), r["probe"])
+                print(f"| {r['conns']} | {probe} | {r['target']} | {r['rss_before_kib']} | {r['rss_after_kib']} | "
                       f"{r['kib_per_conn']} |")
-            print("\nVmRSS of the server process (/proc/PID/status) before and with the connections open; each "
-                  "connection sent one PING and then stayed idle.")
+            print("\nVmRSS of the server process (/proc/PID/status) fresh and 2 s after the connections are open; "
+                  "each connection sent one PING, or pipelined 16 GETs of a 1 KiB value, and then stayed idle (the "
+                  "second probe runs after the first on the same process, and counts from its fresh RSS).")
 
 
 if __name__ == "__main__":

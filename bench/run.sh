@@ -21,7 +21,7 @@
 # every target, the target order rotated per round (A B C D, B C D A, ...). CPU: utime+stime of the proxy and
 # nutcracker processes from /proc/PID/stat before and after each run. Memory: VmRSS of each server process before
 # and while CONNS idle client connections are held open (bench/hold_conns.py), measured on fresh processes
-# before the rounds.
+# before the rounds: connections that sent one PING, then ones that pipelined 16 GETs of a 1 KiB value.
 # Output: a table on stdout and, in RESULTS_DIR (bench/results), STAMP.md plus the raw STAMP-raw.csv and
 # STAMP-mem.csv. Everything started is stopped on exit.
 #
@@ -300,16 +300,28 @@ REPORT=$RESULTS_DIR/$STAMP.md
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # Memory: RSS per idle client connection, on fresh processes.
-echo "target,conns,rss_before_kib,rss_after_kib,kib_per_conn" >"$MEM"
+# Two probes: each connection sends one PING, or pipelines 16 GETs of a 1 KiB value, and then idles.
+echo "target,probe,conns,rss_before_kib,rss_after_kib,kib_per_conn" >"$MEM"
 rss() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+MEMKEY=bench:mem:1k
+declare -A FRESH
 if ((MEMORY)) && ((CONNS > 0)); then
-	for t in "${T[@]}"; do
+	for probe in ping get16; do for t in "${T[@]}"; do
 		pid=${PID_OF[$t]}
-		ready=$RUN/held-$t
-		before=$(rss "$pid")
+		ready=$RUN/held-$t-$probe
+		mode=()
+		if [[ $probe == get16 ]]; then
+			mode=(get "$MEMKEY" 1024)
+			[[ $(redis-cli -p "${PORT_OF[$t]}" set "$MEMKEY" "$(printf 'v%.0s' {1..1024})") == OK ]] ||
+				die "$t: SET $MEMKEY failed"
+			sleep 2 # the SET's connection closed
+		fi
+		# The second probe counts from the fresh process too: what the first one left allocated stays in.
+		[[ $probe == ping ]] && FRESH[$t]=$(rss "$pid")
+		before=${FRESH[$t]}
 		(
 			raise_nofile
-			exec setsid python3 bench/hold_conns.py 127.0.0.1 "${PORT_OF[$t]}" "$CONNS" "$ready"
+			exec setsid python3 bench/hold_conns.py 127.0.0.1 "${PORT_OF[$t]}" "$CONNS" "$ready" "${mode[@]}"
 		) &
 		holder=$!
 		PIDS+=("$holder")
@@ -328,11 +340,11 @@ if ((MEMORY)) && ((CONNS > 0)); then
 		((failed == 0)) || echo "warning: $t: $failed of $CONNS connections failed" >&2
 		if ((held > 0)); then
 			kib=$(awk -v a="$after" -v b="$before" -v n="$held" 'BEGIN {printf "%.2f", (a - b) / n}')
-			echo "$t,$held,$before,$after,$kib" >>"$MEM"
-			echo "memory $t: VmRSS $before KiB -> $after KiB with $held idle connections: $kib KiB per connection"
+			echo "$t,$probe,$held,$before,$after,$kib" >>"$MEM"
+			echo "memory $t ($probe): VmRSS $before KiB -> $after KiB with $held idle connections: $kib KiB each"
 		fi
 		sleep 2 # let the server close them
-	done
+	done; done
 fi
 
 # Throughput rounds.
