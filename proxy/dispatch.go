@@ -279,13 +279,12 @@ var errCrossSlot = resp.AppendError(nil, "CROSSSLOT Keys in request don't hash t
 
 func (s *session) forwardSlot(cmd *command.Command, args [][]byte, raw []byte, slot int, now int64) {
 	r := s.l.newRequest(s)
-	if s.ownRaw && raw[0] == '*' && s.w.in.Take() {
-		// The whole buffer's capacity when the request starts it (it usually does: the Inbox holds a
-		// request from its first byte), so release can recycle the buffer; appending is never done to it.
-		r.be.Raw = raw[:len(raw):len(raw)]
-		if s.rawAtStart {
-			r.be.Raw = raw
-		}
+	if s.ownRaw && s.rawAtStart && raw[0] == '*' && s.w.in.Take() {
+		// Only the request that starts the buffer takes it (the Inbox holds a request from its first byte),
+		// with the buffer's whole capacity, so that release can recycle it; appending is never done to it.
+		// Another request in the same buffer is copied: the buffer goes back to the loop's pool when the
+		// first is done, while a later one may still wait to be written.
+		r.be.Raw = raw
 	} else {
 		r.be.Raw = appendRaw(r.be.Raw, args, raw)
 	}
