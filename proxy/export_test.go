@@ -21,6 +21,7 @@ type WorkKept struct {
 	Free     []int   // works kept for the next busy session, per loop
 	MaxOut   int     // the largest reply buffer a kept work holds
 	MaxQueue int     // the most request slots a kept work's queue holds
+	MaxBytes int     // the most bytes of buffers one loop's kept works hold
 }
 
 // SessionWork reports, over every loop that has run, which sessions hold their work and what the loops keep.
@@ -33,7 +34,7 @@ func SessionWork(s *Server) WorkKept {
 				lk.Busy = append(lk.Busy, sess.id)
 			}
 		}
-		lk.Free = []int{len(l.freeWork)}
+		lk.Free, lk.MaxBytes = []int{len(l.freeWork)}, l.freeWorkBytes
 		for _, w := range l.freeWork {
 			lk.MaxOut = max(lk.MaxOut, cap(w.out))
 			lk.MaxQueue = max(lk.MaxQueue, w.queue.Cap())
@@ -43,6 +44,7 @@ func SessionWork(s *Server) WorkKept {
 		k.Busy = append(k.Busy, st.Busy...)
 		k.Free = append(k.Free, st.Free...)
 		k.MaxOut, k.MaxQueue = max(k.MaxOut, st.MaxOut), max(k.MaxQueue, st.MaxQueue)
+		k.MaxBytes = max(k.MaxBytes, st.MaxBytes)
 	}
 	return k
 }

@@ -33,19 +33,20 @@ type loop struct {
 	// Atomic only so that readers off the loop (BackendStats at scrape time) see it; the loop alone sets it.
 	pool3 atomic.Pointer[backend.Pool]
 
-	touched   []*session     // sessions with replies to write at the end of this callback
-	paused    []*session     // sessions that stopped reading at a limit; retried on every tick
-	epfd      int            // the loop's epoll descriptor, for pausing reads; -1 if unknown
-	bufs      inbox.Buffers  // large buffers of the loop's sessions and backend connections
-	sessions  []*session     // every open client of the loop
-	idleCheck int64          // unix ns of the next idle_timeout sweep
-	free      []*request     // recycled requests
-	freeWork  []*sessionWork // the work of sessions at rest, for the next busy one (work.go)
-	slotChild []*request     // fan-out scratch: slot → child request being built (nil between commands)
-	rng       *rand.PCG
-	elems     [][]byte // merge scratch
-	starts    []int    // merge scratch
-	pushBuf   []byte   // a RESP3 session's Pub/Sub message being written (pushFrame)
+	touched       []*session     // sessions with replies to write at the end of this callback
+	paused        []*session     // sessions that stopped reading at a limit; retried on every tick
+	epfd          int            // the loop's epoll descriptor, for pausing reads; -1 if unknown
+	bufs          inbox.Buffers  // large buffers of the loop's sessions and backend connections
+	sessions      []*session     // every open client of the loop
+	idleCheck     int64          // unix ns of the next idle_timeout sweep
+	free          []*request     // recycled requests
+	freeWork      []*sessionWork // the work of sessions at rest, for the next busy one (work.go)
+	freeWorkBytes int            // the buffers they hold
+	slotChild     []*request     // fan-out scratch: slot → child request being built (nil between commands)
+	rng           *rand.PCG
+	elems         [][]byte // merge scratch
+	starts        []int    // merge scratch
+	pushBuf       []byte   // a RESP3 session's Pub/Sub message being written (pushFrame)
 
 	shardSlotsOf  *topology.Snapshot // snapshot shardSlotsVal was computed for
 	shardSlotsVal []int

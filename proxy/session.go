@@ -199,6 +199,10 @@ func (s *session) onClose() {
 	if s.ps != nil {
 		s.ps.closeAll()
 	}
+	if w := s.w; w != nil {
+		s.w = nil
+		s.l.putWork(w)
+	}
 }
 
 // flush writes the replies gathered in this callback with one write.

@@ -17,14 +17,16 @@ type sessionWork struct {
 	out     []byte              // replies ready to write at the end of the callback
 	keys    []int               // scratch for key positions
 	curArgs [][]byte            // the arguments of the command being dispatched, valid while it is
+	kept    int                 // bytes of buffers it holds while in the loop's free list
 }
 
 // Bounds on what a resting session's work keeps for the next one: one large reply or a command of many keys
-// must not pin its memory in the loop's free list.
+// must not pin its memory in the loop's free list, nor many of them together.
 const (
-	workKeepOut   = 16 << 10
-	workKeepSlots = 1 << 10 // queue slots, key positions
-	workFreeMax   = 1 << 10 // works kept per loop
+	workKeepOut   = bigReply // a reply up to this size is gathered in out; keeping out spares a new one
+	workKeepSlots = 1 << 10  // queue slots, key positions
+	workKeepBytes = 4 << 20  // buffers kept by a loop's free works in all
+	workFreeMax   = 1 << 10  // works kept per loop
 )
 
 // work is s's work, taken from the loop's free list if s was at rest.
@@ -38,6 +40,7 @@ func (s *session) work() *sessionWork {
 		w = l.freeWork[n-1]
 		l.freeWork[n-1] = nil
 		l.freeWork = l.freeWork[:n-1]
+		l.freeWorkBytes -= w.kept
 	} else {
 		w = &sessionWork{}
 		w.in.Buffers = &l.bufs
@@ -53,7 +56,7 @@ func (s *session) work() *sessionWork {
 func (s *session) rest() {
 	w := s.w
 	if w == nil || w.queue.Len() > 0 || len(w.out) > 0 || w.in.Len() > 0 || s.held || s.paused || s.closing ||
-		s.touched || s.tx != nil || s.ps != nil || s.blocked != nil || (s.c != nil && s.c.InboundBuffered() > 0) {
+		s.touched || s.tx != nil || s.subscribed() || s.blocked != nil || (s.c != nil && s.c.InboundBuffered() > 0) {
 		return
 	}
 	s.w = nil
@@ -61,7 +64,10 @@ func (s *session) rest() {
 }
 
 func (l *loop) putWork(w *sessionWork) {
-	w.in.Release()
+	if len(l.freeWork) >= workFreeMax {
+		w.in.Release(0) // the rest goes with w
+		return
+	}
 	w.parser.Reset()
 	w.parser.Forget()
 	w.queue.Shrink(workKeepSlots)
@@ -73,9 +79,15 @@ func (l *loop) putWork(w *sessionWork) {
 		w.keys = nil
 	}
 	w.curArgs = nil
-	if len(l.freeWork) < workFreeMax {
-		l.freeWork = append(l.freeWork, w)
+	w.in.Release(workKeepOut)
+	w.kept = cap(w.out) + w.in.Cap() + w.parser.ScratchBytes() + 8*(w.queue.Cap()+cap(w.keys))
+	if l.freeWorkBytes+w.kept > workKeepBytes {
+		in := w.in
+		in.Release(0)
+		*w = sessionWork{in: in}
 	}
+	l.freeWorkBytes += w.kept
+	l.freeWork = append(l.freeWork, w)
 }
 
 // queueLen is the number of s's requests awaiting or holding their replies.

@@ -20,7 +20,7 @@ func TestSessionsRest(t *testing.T) {
 	t.Parallel()
 	cl := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 1})
 	addr, srv := startProxyOpt(t, cl.Addrs(), false)
-	const keepOut, keepSlots = 16 << 10, 1 << 10 // workKeepOut, workKeepSlots
+	const keepOut, keepSlots, keepBytes = 64 << 10, 1 << 10, 4 << 20 // workKeepOut, workKeepSlots, workKeepBytes
 	atRest := func(what string, busy ...int64) {
 		t.Helper()
 		redistest.WaitFor(t, 5*time.Second, what, func() error {
@@ -30,9 +30,9 @@ func TestSessionsRest(t *testing.T) {
 			if !slices.Equal(k.Busy, busy) {
 				return fmt.Errorf("%s: clients holding their work %v, want %v", what, k.Busy, busy)
 			}
-			if k.MaxOut > keepOut || k.MaxQueue > keepSlots {
-				t.Fatalf("%s: a kept work holds a reply buffer of %d bytes, a queue of %d slots", what, k.MaxOut,
-					k.MaxQueue)
+			if k.MaxOut > keepOut || k.MaxQueue > keepSlots || k.MaxBytes > keepBytes {
+				t.Fatalf("%s: a kept work holds a reply buffer of %d bytes, a queue of %d slots; a loop keeps %d "+
+					"bytes", what, k.MaxOut, k.MaxQueue, k.MaxBytes)
 			}
 			return nil
 		})
@@ -48,8 +48,8 @@ func TestSessionsRest(t *testing.T) {
 	c := dialRaw(t, addr)
 	atRest("connected, nothing sent")
 
-	// Replies around the kept buffer's size, gathered in one write: 16,383 to 16,385 bytes, then more.
-	for _, total := range []int{keepOut - 1, keepOut, keepOut + 1, 60 << 10} {
+	// Replies around the kept buffer's size (from 64 KiB a reply is written from where it lies, not gathered).
+	for _, total := range []int{keepOut - 1, keepOut, keepOut + 1, 200 << 10} {
 		value := bulkOfSize(total)
 		if got := c.do("SET", "rest:v", value); string(got) != "+OK\r\n" {
 			t.Fatalf("SET: %q", got)
@@ -141,7 +141,14 @@ func TestSessionsRest(t *testing.T) {
 	}
 	atRest("after EXEC", subID)
 
-	// Many clients at once: each rests after its reply, and the loops keep a bounded number of works.
+	// Many clients at once, each with a reply gathered in a buffer of 64 KiB: each rests after its reply, and
+	// the loops keep a bounded number of works and bytes.
+	if got := c.do("SET", "rest:v", bulkOfSize(keepOut-1)); string(got) != "+OK\r\n" {
+		t.Fatalf("SET: %q", got)
+	}
+	if got := dialRaw(t, cl.Addrs()[0]).do("CLIENT", "PAUSE", "500"); string(got) != "+OK\r\n" {
+		t.Fatalf("CLIENT PAUSE: %q", got) // so that all of them wait at once
+	}
 	var many []*rawConn
 	for range 300 {
 		m := dialRaw(t, addr)

@@ -67,8 +67,13 @@ func (p *CommandParser) Reset() {
 // Forget lets go of the last request's arguments, which point into the caller's buffer, for a parser that
 // goes unused for a while (its scratch is bounded already: maxKeepArgs, maxKeepInline).
 func (p *CommandParser) Forget() {
-	clear(p.args[:cap(p.args)])
+	clear(p.args)
 	p.args = p.args[:0]
+}
+
+// ScratchBytes is the memory the parser keeps for the next requests.
+func (p *CommandParser) ScratchBytes() int {
+	return 24*cap(p.args) + 8*cap(p.spans) + cap(p.unq)
 }
 
 // Parse parses the request at the front of buf, which must start at the first byte not yet consumed. It
@@ -175,6 +180,9 @@ func (p *CommandParser) collect(src []byte) [][]byte {
 	for _, s := range p.spans {
 		off, end := int(s.off), int(s.off)+int(s.n)
 		args = append(args, src[off:end:end])
+	}
+	if prev := len(p.args); prev > len(args) {
+		clear(p.args[len(args):prev]) // a wider request's arguments must not pin its buffer
 	}
 	if cap(args) > maxKeepArgs {
 		p.args = nil // args stays valid for the caller; only the parser lets go of it

@@ -479,7 +479,7 @@ func TestParseUnauthenticatedLimits(t *testing.T) {
 }
 
 // TestParserForget: a parser at rest lets go of its last arguments (they point into the caller's buffer),
-// keeps no scratch past the bound, and parses on as before.
+// and of a wider earlier request's, keeps no scratch past the bound, and parses on as before.
 func TestParserForget(t *testing.T) {
 	for _, n := range []int{1023, 1024, 1025} {
 		var p CommandParser
@@ -490,6 +490,10 @@ func TestParserForget(t *testing.T) {
 		buf := AppendCommandStrings(nil, words...)
 		if args, m, err := p.Parse(buf); err != nil || m != len(buf) || len(args) != n {
 			t.Fatalf("%d arguments: %d, %d, %v", n, len(args), m, err)
+		}
+		narrow := AppendCommandStrings(nil, "GET", "x")
+		if _, m, err := p.Parse(narrow); err != nil || m != len(narrow) {
+			t.Fatalf("a narrow request after %d arguments: %d, %v", n, m, err)
 		}
 		p.Forget()
 		if cap(p.args) > 1024 || cap(p.spans) > 1024 {

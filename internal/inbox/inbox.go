@@ -131,11 +131,18 @@ func (x *Inbox) Reset() {
 	x.fromBox, x.taken = false, false
 }
 
-// Release drops every byte held and the memory that held them, for an Inbox that goes unused for a while.
-func (x *Inbox) Release() {
-	if !x.taken && cap(x.b) > 0 {
+// Release drops every byte held, and the memory that held them if it is more than keep bytes, for an Inbox
+// that goes unused for a while.
+func (x *Inbox) Release(keep int) {
+	if x.taken {
+		x.b = nil // the caller's now
+	} else if cap(x.b) > keep {
 		x.Buffers.Put(x.b)
+		x.b = nil
 	}
-	x.b = nil
+	x.b = x.b[:0]
 	x.fromBox, x.taken = false, false
 }
+
+// Cap is the size of the buffer the Inbox holds.
+func (x *Inbox) Cap() int { return cap(x.b) }

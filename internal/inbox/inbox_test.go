@@ -291,7 +291,7 @@ func TestRelease(t *testing.T) {
 		}
 		x.Done(g, buf, len(buf))
 		held := cap(x.b)
-		x.Release()
+		x.Release(0)
 		pooled := 0
 		if held >= 64<<10 {
 			pooled = held
