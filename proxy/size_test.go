@@ -245,6 +245,11 @@ func TestSizeMatrix(t *testing.T) {
 						script := sizeScript(fmt.Sprintf("sm%d:%d:%v:", size, i, pipelined), v)
 						got, err := runScript(c, script, pipelined, timeout)
 						if err != nil {
+							// Where it stands, for a hang: the proxy's clients (the first address), and the nodes' view of it.
+							for _, a := range append([]string{addr}, cl.Addrs()...) {
+								list, _, err := rawDo(a, 2*time.Second, "CLIENT", "LIST")
+								t.Logf("CLIENT LIST of %s (%v):\n%s", a, err, list)
+							}
 							t.Errorf("client %d pipelined=%v: %v after %d replies", i, pipelined, err, len(got))
 							return
 						}
