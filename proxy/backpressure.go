@@ -58,6 +58,7 @@ func (s *session) pause() {
 		s.l.paused = append(s.l.paused, s)
 	}
 	s.stopReading()
+	s.l.armTick() // the tick retries it: a loop with no request alive would not set one
 }
 
 // tryResume resumes a paused session once its backlog has drained to half the pause marks, and reports

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 
 	"github.com/slotproxy/slotproxy/internal/redistest"
 	"github.com/slotproxy/slotproxy/proxy"
+	"github.com/slotproxy/slotproxy/resp"
 )
 
 // TestIdleLoopsSleep: once every request is answered, no event loop keeps a tick set, whatever the clients
@@ -95,4 +97,30 @@ func TestIdleLoopsSleep(t *testing.T) {
 		_ = c.Close()
 	}
 	quiet("every loop asleep once the clients left")
+}
+
+// TestPausedIdleLoopResumes: a client paused for its unread output when no request is alive any more (its
+// large reply was delivered whole into the output buffer) is resumed once it reads, though the loop has
+// nothing else to tick for. Found as a 120 s hang in TestSizeMatrix's pipelined 100 MiB script.
+func TestPausedIdleLoopResumes(t *testing.T) {
+	t.Parallel()
+	cl := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 1})
+	addr, _ := startProxyOpt(t, cl.Addrs(), false, func(c *proxy.Config) { c.EventLoops = 1 })
+	c := dialRaw(t, addr)
+	big := strings.Repeat("v", 20<<20) // well past the 8 MiB of unread output that pauses a client
+	if got := c.do("SET", "paused:big", big); string(got) != "+OK\r\n" {
+		t.Fatalf("SET: %q", got)
+	}
+	c.send(resp.AppendCommandStrings(nil, "GET", "paused:big"))
+	time.Sleep(300 * time.Millisecond)             // the reply is in the proxy's output buffer; nothing is alive
+	c.send(resp.AppendCommandStrings(nil, "PING")) // parsed only if the client is not paused
+	time.Sleep(300 * time.Millisecond)
+	if got := c.reply(); len(got) != len(big)+len("$20971520\r\n\r\n") {
+		t.Fatalf("GET: %d bytes", len(got))
+	}
+	start := time.Now()
+	if got := c.reply(); string(got) != "+PONG\r\n" {
+		t.Fatalf("PING after the large reply: %q", got)
+	}
+	t.Logf("PING answered %v after the large reply was read", time.Since(start).Round(time.Millisecond))
 }
