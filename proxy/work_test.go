@@ -61,6 +61,23 @@ func TestSessionsRest(t *testing.T) {
 		atRest(fmt.Sprintf("after a reply of %d bytes", total))
 	}
 
+	// Two replies gathered in one write, more than the kept buffer together (both wait at the paused node, so
+	// they come back in one read).
+	w40 := bulkOfSize(40 << 10)
+	if got := c.do("SET", "rest:w", w40); string(got) != "+OK\r\n" {
+		t.Fatalf("SET: %q", got)
+	}
+	if got := dialRaw(t, cl.Addrs()[0]).do("CLIENT", "PAUSE", "200"); string(got) != "+OK\r\n" {
+		t.Fatalf("CLIENT PAUSE: %q", got)
+	}
+	c.send(append(resp.AppendCommandStrings(nil, "GET", "rest:w"), resp.AppendCommandStrings(nil, "GET", "rest:w")...))
+	for range 2 {
+		if got := c.reply(); len(got) != 40<<10 {
+			t.Fatalf("GET: %d bytes", len(got))
+		}
+	}
+	atRest("after two replies of 40 KiB in one write")
+
 	// A pipeline deeper than the kept queue, held at the node so that all of it waits in the queue (on a
 	// client of small replies: the proxy lets it have more requests in flight), and a command of more
 	// arguments than the kept parser's.
