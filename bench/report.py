@@ -1,10 +1,13 @@
 """Markdown tables from bench/run.sh's result files: python3 bench/report.py RAW.csv MEM.csv
 
-RAW.csv: round,target,test,requests,rps,p50_ms,p99_ms,cpu_s_per_M (one row per redis-benchmark run).
+RAW.csv: round,target,test,requests,rps,p50_ms,p99_ms,cpu_s_per_M[,servers_cpu_s_per_M,client_cpu_s_per_M] (one row
+per redis-benchmark run).
 MEM.csv: target,conns,rss_before_kib,rss_after_kib,kib_per_conn.
 Per test and target: median req/s over rounds; the ratio to direct and to twem as the median of the per-round
 ratios (both runs of a ratio come from the same round); p50/p99 latency medians; CPU seconds per million requests
-of the proxy or nutcracker process (median).
+of the proxy or nutcracker process, of the redis-servers behind the target and of redis-benchmark (medians). With
+predixy and proxy6 (the same cluster): what the whole machine spends per request behind each, and the proxy CPU
+at which proxy6 would serve 1.2x predixy's requests on cores that all of them share.
 """
 import csv
 import os
@@ -52,9 +55,12 @@ def main():
         return med(vals)
 
     vs_predixy = "predixy" in targets
+    def cpu_of(rows, col):
+        return med(num(r.get(col)) for r in rows.values())
+
     print("| test | target | req/s | × direct | × twem |" + (" × predixy |" if vs_predixy else "") +
-          " p50 ms | p99 ms | CPU s / M req |")
-    print("|---|---|---:|---:|---:|" + ("---:|" if vs_predixy else "") + "---:|---:|---:|")
+          " p50 ms | p99 ms | CPU s / M req | servers | client |")
+    print("|---|---|---:|---:|---:|" + ("---:|" if vs_predixy else "") + "---:|---:|---:|---:|---:|")
     for test in TESTS:
         for t in targets:
             rows = cell.get((test, t))
@@ -63,15 +69,36 @@ def main():
             rps = med(num(r["rps"]) for r in rows.values())
             p50 = med(num(r["p50_ms"]) for r in rows.values())
             p99 = med(num(r["p99_ms"]) for r in rows.values())
-            cpu = med(num(r["cpu_s_per_M"]) for r in rows.values()) if t != "direct" else None
+            cpu = cpu_of(rows, "cpu_s_per_M") if t != "direct" else None
             xd = ratio(test, t, "direct") if t != "direct" else None
             xt = ratio(test, t, "twem") if t != "twem" else None
             xp = f" {fmt(ratio(test, t, 'predixy') if t != 'predixy' else None, '.2f')} |" if vs_predixy else ""
             print(f"| {LABEL[test]} | {t} | {fmt(rps, ',.0f')} | {fmt(xd, '.2f')} | {fmt(xt, '.2f')} |{xp} "
-                  f"{fmt(p50, '.3f')} | {fmt(p99, '.3f')} | {fmt(cpu, '.2f')} |")
+                  f"{fmt(p50, '.3f')} | {fmt(p99, '.3f')} | {fmt(cpu, '.2f')} | "
+                  f"{fmt(cpu_of(rows, 'servers_cpu_s_per_M'), '.2f')} | {fmt(cpu_of(rows, 'client_cpu_s_per_M'), '.2f')} |")
     print(f"\n{len(rounds)} interleaved round(s). Ratios are medians of per-round ratios. CPU s / M req: user+system "
           "CPU seconds of the proxy (proxy3, proxy6, predixy) or nutcracker (twem) process per million requests "
-          "(/proc/PID/stat).")
+          "(/proc/PID/stat); servers: of the redis-servers behind the target; client: of redis-benchmark.")
+
+    if vs_predixy and "proxy6" in targets:
+        print("\n| test | all CPU s / M: proxy6 | predixy | proxy6's own | its servers + client | proxy6 CPU for 1.2× predixy |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for test in TESTS:
+            a, b = cell.get((test, "proxy6")), cell.get((test, "predixy"))
+            if not a or not b:
+                continue
+            cols = ("cpu_s_per_M", "servers_cpu_s_per_M", "client_cpu_s_per_M")
+            own = cpu_of(a, cols[0])
+            rest = [cpu_of(a, c) for c in cols[1:]]
+            allb = [cpu_of(b, c) for c in cols]
+            if own is None or None in rest or None in allb:
+                continue
+            need = sum(allb) / 1.2 - sum(rest)
+            print(f"| {LABEL[test]} | {own + sum(rest):.2f} | {sum(allb):.2f} | {own:.2f} | {sum(rest):.2f} | "
+                  f"{need:.2f} |")
+        print("\nAll of it shares the same cores: while they are busy, requests per second follow 1 / (all CPU per "
+              "request). The last column is what proxy6 itself could spend, with its servers and client as they are, "
+              "to serve 1.2× predixy's requests: (all of predixy's) / 1.2 − (proxy6's servers + client).")
 
     if os.path.exists(mem) and os.path.getsize(mem) > 0:
         rows = list(csv.DictReader(open(mem)))

@@ -147,6 +147,7 @@ NOFILE=$((CONNS + 1024))
 raise_nofile() { ulimit -n "$NOFILE" 2>/dev/null || ulimit -n "$(ulimit -Hn)"; }
 
 declare -A PID_OF=() PORT_OF=() # server process measured for CPU and memory; port clients use
+declare -A SERVERS_OF=()          # the redis-server processes behind a target (their CPU is counted too)
 standalone() { # port
 	mkdir -p "$RUN/redis-$1"
 	(
@@ -208,6 +209,12 @@ start_proxy() { # target listen metrics cluster-base nodes
 	must_serve "$2" "the proxy ($1)"
 }
 
+cluster_pids() { # dir -> the pids of its nodes (deploy/cluster.sh's pidfiles)
+	local f pids=""
+	for f in "$1"/*/redis.pid; do pids+="${pids:+ }$(<"$f")"; done
+	echo "$pids"
+}
+
 CLUSTER6=0
 start_cluster6() { # once, for proxy6 and predixy
 	((CLUSTER6)) && return 0
@@ -221,13 +228,14 @@ for t in "${T[@]}"; do
 	direct)
 		standalone "$DIRECT"
 		must_pong "$DIRECT" "$LAST_PID" "redis-server (direct)" "$RUN/redis-$DIRECT/redis.log"
-		PID_OF[direct]=$LAST_PID PORT_OF[direct]=$DIRECT
+		PID_OF[direct]=$LAST_PID PORT_OF[direct]=$DIRECT SERVERS_OF[direct]=$LAST_PID
 		must_serve "$DIRECT" "redis-server (direct)"
 		;;
 	twem)
 		for p in "$S1" "$S2" "$S3"; do
 			standalone "$p"
 			must_pong "$p" "$LAST_PID" "redis-server (twem backend)" "$RUN/redis-$p/redis.log"
+			SERVERS_OF[twem]+="${SERVERS_OF[twem]:+ }$LAST_PID"
 		done
 		sed -e "s/@LISTEN@/127.0.0.1:$TWEM/" -e "s/@SERVER1@/127.0.0.1:$S1/" -e "s/@SERVER2@/127.0.0.1:$S2/" \
 			-e "s/@SERVER3@/127.0.0.1:$S3/" bench/nutcracker.yml >"$RUN/nutcracker.yml"
@@ -246,14 +254,17 @@ for t in "${T[@]}"; do
 	proxy3)
 		CLUSTER_DIRS+=("$RUN/cluster3")
 		deploy/cluster.sh start --base-port "$C3" --masters 3 --replicas 0 --dir "$RUN/cluster3"
+		SERVERS_OF[proxy3]=$(cluster_pids "$RUN/cluster3")
 		start_proxy proxy3 "$PROXY3" "$PROXY3_METRICS" "$C3" 3
 		;;
 	proxy6)
 		start_cluster6
+		SERVERS_OF[proxy6]=$(cluster_pids "$RUN/cluster6")
 		start_proxy proxy6 "$PROXY6" "$PROXY6_METRICS" "$C6" 6
 		;;
 	predixy)
 		start_cluster6
+		SERVERS_OF[predixy]=$(cluster_pids "$RUN/cluster6")
 		{
 			echo "Name slotproxy-bench"
 			echo "Bind 127.0.0.1:$PREDIXY"
@@ -355,6 +366,17 @@ cpu_ticks() { # pid -> utime+stime in clock ticks (fields 14 and 15 of /proc/PID
 	stat=${stat##*) } # fields from 3 on: the command name may hold spaces
 	awk '{print $12 + $13}' <<<"$stat"
 }
+servers_ticks() { # target -> CPU ticks of the redis-servers behind it, summed
+	local p sum=0
+	for p in ${SERVERS_OF[$1]}; do sum=$((sum + $(cpu_ticks "$p"))); done
+	echo "$sum"
+}
+# redis-benchmark's own CPU: the children's user+system seconds of this shell from the builtin times, written
+# right before and after it (run in this shell: a subshell's children start from 0), per million requests.
+client_cpu() { # times-before times-after n
+	awk -v n="$3" 'FNR == 2 { for (i = 1; i <= 2; i++) { gsub(",", ".", $i); split($i, a, "m"); s[FILENAME] += a[1] * 60 + a[2] } }
+		END { printf "%.3f", (s[ARGV[2]] - s[ARGV[1]]) / n * 1e6 }' "$1" "$2"
+}
 # Every server measured must still run (a target that died would leave redis-benchmark retrying forever).
 check_targets() {
 	local t
@@ -369,26 +391,30 @@ if [[ -n ${TESTS_SPEC:-} ]]; then
 		[[ $spec =~ ^\ *[a-z]+\ +[0-9]+\ +[0-9]+\ *$ ]] || die "--tests: '$spec' is not 'test pipeline requests'"
 	done
 fi
-echo "round,target,test,requests,rps,p50_ms,p99_ms,cpu_s_per_M" >"$RAW"
+echo "round,target,test,requests,rps,p50_ms,p99_ms,cpu_s_per_M,servers_cpu_s_per_M,client_cpu_s_per_M" >"$RAW"
 bench() { # round target test pipeline n
-	local round=$1 t=$2 test=$3 pipe=$4 n=$5 pid port t0 t1 line rps p50 p99 cpu=""
+	local round=$1 t=$2 test=$3 pipe=$4 n=$5 pid port t0 t1 s0 s1 line rps p50 p99 cpu="" scpu ccpu
 	pid=${PID_OF[$t]} port=${PORT_OF[$t]}
 	check_targets
-	t0=$(cpu_ticks "$pid")
+	t0=$(cpu_ticks "$pid") s0=$(servers_ticks "$t")
+	times >"$RUN/times.0"
 	if ! redis-benchmark -h 127.0.0.1 -p "$port" -q -c "$CLIENTS" -r "$KEYSPACE" -d "$DATA" -n "$n" -P "$pipe" -t "$test" --csv \
 		>"$RUN/bench.out" 2>"$RUN/bench.err"; then
 		echo "warning: redis-benchmark failed on $t ($test -P $pipe): $(tail -2 "$RUN/bench.err")" >&2
 	fi
+	times >"$RUN/times.1"
 	check_targets
-	t1=$(cpu_ticks "$pid")
+	t1=$(cpu_ticks "$pid") s1=$(servers_ticks "$t")
 	line=$(grep -m1 -E '^"[A-Z]' "$RUN/bench.out" | grep -v '^"test"' || true)
 	# "SET","48123.45","0.523","0.080","0.495","0.799","1.103","3.511": test, rps, avg, min, p50, p95, p99, max
 	IFS=, read -r _ rps _ _ p50 _ p99 _ <<<"${line//\"/}"
 	[[ -n ${rps:-} ]] || echo "warning: no result from redis-benchmark on $t ($test -P $pipe): $(head -c 300 "$RUN/bench.out" "$RUN/bench.err")" >&2
 	[[ $t == direct ]] || cpu=$(awk -v a="$t0" -v b="$t1" -v hz="$TICK" -v n="$n" 'BEGIN {printf "%.3f", (b - a) / hz / n * 1e6}')
-	echo "$round,$t,$test-P$pipe,$n,${rps:-},${p50:-},${p99:-},$cpu" >>"$RAW"
-	printf '  %-8s %-7s %12s req/s  p50 %6s ms  p99 %7s ms%s\n' "$test-P$pipe" "$t" "${rps:-FAILED}" \
-		"${p50:-?}" "${p99:-?}" "${cpu:+  CPU $cpu s/M}"
+	scpu=$(awk -v a="$s0" -v b="$s1" -v hz="$TICK" -v n="$n" 'BEGIN {printf "%.3f", (b - a) / hz / n * 1e6}')
+	ccpu=$(client_cpu "$RUN/times.0" "$RUN/times.1" "$n")
+	echo "$round,$t,$test-P$pipe,$n,${rps:-},${p50:-},${p99:-},$cpu,$scpu,$ccpu" >>"$RAW"
+	printf '  %-8s %-7s %12s req/s  p50 %6s ms  p99 %7s ms  CPU s/M:%s servers %s, client %s\n' "$test-P$pipe" "$t" \
+		"${rps:-FAILED}" "${p50:-?}" "${p99:-?}" "${cpu:+ $cpu,}" "$scpu" "$ccpu"
 }
 for ((r = 1; r <= ROUNDS; r++)); do
 	order=()
