@@ -17,6 +17,10 @@
 # with openssl, client certificates not required), the old one in plain TCP.
 # NEW_EVENT_LOOPS=N: the new proxy runs with event_loops N (0: its default), the old one with EVENT_LOOPS.
 # Each line also shows the proxy's CPU time per request (from /proc/PID/stat), the figure TLS costs most in.
+# RESTART (1): both proxies are started afresh every round, in the order the round runs them. One process's
+# luck (where the scheduler keeps its threads beside the servers and the client) lasts its whole life: the
+# same binary twice, started once, measured 1.09x and 1.03x at -P 1 for the one started second. RESTART=0
+# starts them once (as NEW_PEERS does: the idle peer would lose its fleet).
 # Prints one line per run and the median requests/s of each binary per test with the ratio new/old, and the
 # median of the rounds' own ratios.
 set -euo pipefail
@@ -70,13 +74,22 @@ declare -A AUTH=([old]="" [new]="")
 declare -A METRICS=([old]=off [new]=off [idle]=off)
 [[ ${NEW_METRICS:-0} == 1 ]] && METRICS[new]=127.0.0.1:$((BASE + 30))
 declare -A PID=()
-for w in old new ${PORT[idle]:+idle}; do
+start() { # which
+	local w=$1
 	"${BIN[$w]}" -config "$RUN/$w.yaml" -listen "127.0.0.1:${PORT[$w]}" -seeds "$seeds" -metrics "${METRICS[$w]}" \
-		>"$RUN/$w.log" 2>&1 &
+		>>"$RUN/$w.log" 2>&1 &
 	PIDS+=($!)
 	PID[$w]=$!
 	wait_pong 127.0.0.1 "${PORT[$w]}" 30 "$!" || die "the $w proxy does not answer: $(tail -5 "$RUN/$w.log")"
-done
+}
+stop() { # which
+	local p keep=()
+	kill "${PID[$1]}" 2>/dev/null || true
+	wait "${PID[$1]}" 2>/dev/null || true
+	for p in "${PIDS[@]}"; do [[ $p == "${PID[$1]}" ]] || keep+=("$p"); done
+	PIDS=("${keep[@]}")
+}
+for w in old new ${PORT[idle]:+idle}; do start "$w"; done
 if [[ -n ${PORT[idle]:-} ]]; then
 	members=$(redis-cli -p "${PORT[new]}" info proxy | tr -d '\r' | sed -n 's/^proxy_peers_members://p')
 	[[ $members == 2 ]] || die "the new proxy's fleet has ${members:-no} members, want 2"
@@ -96,6 +109,11 @@ IFS=, read -r -a T <<<"$TESTS"
 for ((r = 1; r <= ROUNDS; r++)); do
 	order=(old new)
 	((r % 2)) || order=(new old)
+	if [[ ${RESTART:-1} == 1 && -z ${PORT[idle]:-} ]] && ((r > 1)); then
+		for w in old new; do stop "$w"; done
+		for w in "${order[@]}"; do start "$w"; done
+		sleep 1
+	fi
 	for spec in "${T[@]}"; do
 		read -r test pipe n <<<"$spec"
 		for w in "${order[@]}"; do
