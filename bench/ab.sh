@@ -16,7 +16,8 @@
 # NEW_TLS=1: the benchmark reaches the new proxy on its TLS port (BASE+13; a throwaway CA and certificate made
 # with openssl, client certificates not required), the old one in plain TCP.
 # NEW_EVENT_LOOPS=N: the new proxy runs with event_loops N (0: its default), the old one with EVENT_LOOPS.
-# Each line also shows the proxy's CPU time per request (from /proc/PID/stat), the figure TLS costs most in.
+# Each line also shows the proxy's CPU time per request (from /proc/PID/stat), the figure TLS costs most in, and
+# the cluster's redis-servers' (bigger batches from the proxy cost them less per request).
 # RESTART (1): both proxies are started afresh every round, in the order the round runs them. One process's
 # luck (where the scheduler keeps its threads beside the servers and the client) lasts its whole life: the
 # same binary twice, started once, measured 1.09x and 1.03x at -P 1 for the one started second. RESTART=0
@@ -96,7 +97,13 @@ if [[ -n ${PORT[idle]:-} ]]; then
 fi
 declare -A BPORT=([old]=${PORT[old]} [new]=${PORT[new]})
 [[ ${NEW_TLS:-0} == 1 ]] && BPORT[new]=$((BASE + 13))
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+cpu_ticks() { # pid... -> their utime+stime, summed
+	local p f=()
+	for p in "$@"; do f+=("/proc/$p/stat"); done
+	awk '{s += $14 + $15} END {print s}' "${f[@]}"
+}
+SERVERS=() # the cluster's redis-servers: how batches reach them shows in their CPU per request
+for f in "$RUN"/cluster/*/redis.pid; do SERVERS+=("$(<"$f")"); done
 if [[ ${METRICS[new]} != off ]]; then
 	curl -fsS "http://${METRICS[new]}/metrics" | grep '^slotproxy_requests_total' >/dev/null ||
 		die "the new proxy's /metrics has no slotproxy_requests_total"
@@ -117,14 +124,15 @@ for ((r = 1; r <= ROUNDS; r++)); do
 	for spec in "${T[@]}"; do
 		read -r test pipe n <<<"$spec"
 		for w in "${order[@]}"; do
-			t0=$(cpu_ticks "${PID[$w]}")
+			t0=$(cpu_ticks "${PID[$w]}") s0=$(cpu_ticks "${SERVERS[@]}")
 			# shellcheck disable=SC2086 # AUTH and TLSARGS hold separate words
 			rps=$(redis-benchmark -p "${BPORT[$w]}" ${AUTH[$w]} ${TLSARGS[$w]} -q -c "$CLIENTS" -r 100000 -d "$DATA" -n "$n" \
 				-P "$pipe" -t "$test" --csv | grep -m1 -E '^"[A-Z]' | cut -d, -f2 | tr -d '"')
-			t1=$(cpu_ticks "${PID[$w]}")
+			t1=$(cpu_ticks "${PID[$w]}") s1=$(cpu_ticks "${SERVERS[@]}")
 			# CPU µs per request: clock ticks (100 a second) over the requests.
 			cpu=$(awk -v d=$((t1 - t0)) -v n="$n" 'BEGIN { printf "%.2f", d * 10000 / n }')
-			echo "$test-P$pipe $w $rps $cpu" | tee -a "$RUN/results"
+			srv=$(awk -v d=$((s1 - s0)) -v n="$n" 'BEGIN { printf "%.2f", d * 10000 / n }')
+			echo "$test-P$pipe $w $rps $cpu $srv" | tee -a "$RUN/results"
 		done
 	done
 done
@@ -133,13 +141,15 @@ python3 - "$RUN/results" <<'PY'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
 tests = list(dict.fromkeys(r[0] for r in rows))
-print(f"{'test':<10} {'old req/s':>12} {'new req/s':>12} {'new/old':>8} {'per round':>10} {'old µs/req':>9} {'new µs/req':>9}")
+print(f"{'test':<10} {'old req/s':>12} {'new req/s':>12} {'new/old':>8} {'per round':>10} {'old µs/req':>9} {'new µs/req':>9}"
+      f" {'servers old':>11} {'new':>6}")
 for t in tests:
     olds = [float(r[2]) for r in rows if r[0] == t and r[1] == "old"]
     news = [float(r[2]) for r in rows if r[0] == t and r[1] == "new"]
     old, new = statistics.median(olds), statistics.median(news)
     # Each round runs both back to back, so the median of the rounds' ratios cancels slow drifts.
     per_round = statistics.median(n / o for o, n in zip(olds, news))
-    cpu = lambda w: statistics.median(float(r[3]) for r in rows if r[0] == t and r[1] == w)
-    print(f"{t:<10} {old:>12,.0f} {new:>12,.0f} {new / old:>8.2f} {per_round:>10.2f} {cpu('old'):>9.2f} {cpu('new'):>9.2f}")
+    cpu = lambda w, i=3: statistics.median(float(r[i]) for r in rows if r[0] == t and r[1] == w)
+    print(f"{t:<10} {old:>12,.0f} {new:>12,.0f} {new / old:>8.2f} {per_round:>10.2f} {cpu('old'):>9.2f} {cpu('new'):>9.2f}"
+          f" {cpu('old', 4):>11.2f} {cpu('new', 4):>6.2f}")
 PY

@@ -27,7 +27,8 @@
 #
 # Environment (flags win): ROUNDS (5), N1 (200000), N16 (1000000), NMSET (= N1), TARGETS (all four), BASE
 # (17000: ports BASE..BASE+29 and cluster bus ports +10000), CONNS (10000), MEMORY (1; 0 skips the memory probe),
-# EVENT_LOOPS (the proxy's event_loops; unset = its default), PROXY_BIN (a built binary instead of go build),
+# EVENT_LOOPS (the proxy's event_loops; unset = its default), RESTART (1: every round after the first starts the
+# proxies and nutcracker afresh, in the round's order; 0: once), PROXY_BIN (a built binary instead of go build),
 # RESULTS_DIR, KEEP_RUN (1 keeps the temporary run dir with the servers' logs; it is kept on failure anyway).
 # --quick: ROUNDS=1 N1=20000 N16=100000 unless set explicitly; a smoke test, not a measurement.
 set -euo pipefail
@@ -63,7 +64,7 @@ done
 if ((quick)); then
 	ROUNDS=${ROUNDS:-1} N1=${N1:-20000} N16=${N16:-100000}
 fi
-ROUNDS=${ROUNDS:-5} N1=${N1:-200000} N16=${N16:-1000000}
+ROUNDS=${ROUNDS:-5} N1=${N1:-200000} N16=${N16:-1000000} RESTART=${RESTART:-1}
 NMSET=${NMSET:-$N1}
 TARGETS=${TARGETS:-direct twem proxy3 proxy6${PREDIXY_BIN:+ predixy}}
 BASE=${BASE:-17000} CONNS=${CONNS:-10000} MEMORY=${MEMORY:-1}
@@ -200,13 +201,52 @@ start_proxy() { # target listen metrics cluster-base nodes
 	(
 		raise_nofile
 		exec setsid "$PROXY" -config "$RUN/proxy.yaml" -listen "127.0.0.1:$2" -seeds "$seeds" -metrics "127.0.0.1:$3"
-	) >"$RUN/$1.log" 2>&1 &
+	) >>"$RUN/$1.log" 2>&1 &
 	PIDS+=($!)
 	PID_OF[$1]=$!
 	PORT_OF[$1]=$2
 	must_pong "$2" "$!" "the proxy ($1)" "$RUN/$1.log"
 	pid_is "${PID_OF[$1]}" "$(basename "$PROXY" | cut -c1-15)" || die "pid ${PID_OF[$1]} is not the proxy"
 	must_serve "$2" "the proxy ($1)"
+}
+
+# start_front TARGET: the process the benchmark talks to, over servers already running. Every round after the
+# first starts it afresh (RESTART=1, the default): where the scheduler keeps a process's threads beside the
+# servers and the client is luck that lasts the process's life (one binary started twice measured 1.09x itself).
+start_front() {
+	case $1 in
+	twem)
+		(
+			raise_nofile
+			exec setsid nutcracker -c "$RUN/nutcracker.yml" -o "$RUN/nutcracker.log" -s "$TWEM_STATS" -a 127.0.0.1
+		) &
+		PIDS+=($!)
+		PID_OF[twem]=$! PORT_OF[twem]=$TWEM
+		must_pong "$TWEM" "$!" "nutcracker" "$RUN/nutcracker.log"
+		pid_is "${PID_OF[twem]}" nutcracker || die "pid ${PID_OF[twem]} is not nutcracker"
+		must_serve "$TWEM" "nutcracker"
+		;;
+	proxy3) start_proxy proxy3 "$PROXY3" "$PROXY3_METRICS" "$C3" 3 ;;
+	proxy6) start_proxy proxy6 "$PROXY6" "$PROXY6_METRICS" "$C6" 6 ;;
+	predixy)
+		(
+			raise_nofile
+			exec setsid "$PREDIXY_BIN" "$RUN/predixy.conf"
+		) >>"$RUN/predixy.log" 2>&1 &
+		PIDS+=($!)
+		PID_OF[predixy]=$! PORT_OF[predixy]=$PREDIXY
+		must_pong "$PREDIXY" "$!" "predixy" "$RUN/predixy.log"
+		must_serve "$PREDIXY" "predixy"
+		;;
+	esac
+}
+restart_front() { # target
+	local old=${PID_OF[$1]} p keep=()
+	stop_pid "$old" 10 || true
+	wait "$old" 2>/dev/null || true
+	for p in "${PIDS[@]}"; do [[ $p == "$old" ]] || keep+=("$p"); done
+	PIDS=("${keep[@]}")
+	start_front "$1" >/dev/null
 }
 
 cluster_pids() { # dir -> the pids of its nodes (deploy/cluster.sh's pidfiles)
@@ -241,26 +281,18 @@ for t in "${T[@]}"; do
 			-e "s/@SERVER3@/127.0.0.1:$S3/" bench/nutcracker.yml >"$RUN/nutcracker.yml"
 		nutcracker -t -c "$RUN/nutcracker.yml" >"$RUN/nutcracker-test.log" 2>&1 ||
 			{ cat "$RUN/nutcracker-test.log" >&2; die "nutcracker rejects $RUN/nutcracker.yml"; }
-		(
-			raise_nofile
-			exec setsid nutcracker -c "$RUN/nutcracker.yml" -o "$RUN/nutcracker.log" -s "$TWEM_STATS" -a 127.0.0.1
-		) &
-		PIDS+=($!)
-		PID_OF[twem]=$! PORT_OF[twem]=$TWEM
-		must_pong "$TWEM" "$!" "nutcracker" "$RUN/nutcracker.log"
-		pid_is "${PID_OF[twem]}" nutcracker || die "pid ${PID_OF[twem]} is not nutcracker"
-		must_serve "$TWEM" "nutcracker"
+		start_front twem
 		;;
 	proxy3)
 		CLUSTER_DIRS+=("$RUN/cluster3")
 		deploy/cluster.sh start --base-port "$C3" --masters 3 --replicas 0 --dir "$RUN/cluster3"
 		SERVERS_OF[proxy3]=$(cluster_pids "$RUN/cluster3")
-		start_proxy proxy3 "$PROXY3" "$PROXY3_METRICS" "$C3" 3
+		start_front proxy3
 		;;
 	proxy6)
 		start_cluster6
 		SERVERS_OF[proxy6]=$(cluster_pids "$RUN/cluster6")
-		start_proxy proxy6 "$PROXY6" "$PROXY6_METRICS" "$C6" 6
+		start_front proxy6
 		;;
 	predixy)
 		start_cluster6
@@ -290,14 +322,7 @@ for t in "${T[@]}"; do
 			echo "    }"
 			echo "}"
 		} >"$RUN/predixy.conf"
-		(
-			raise_nofile
-			exec setsid "$PREDIXY_BIN" "$RUN/predixy.conf"
-		) >"$RUN/predixy.log" 2>&1 &
-		PIDS+=($!)
-		PID_OF[predixy]=$! PORT_OF[predixy]=$PREDIXY
-		must_pong "$PREDIXY" "$!" "predixy" "$RUN/predixy.log"
-		must_serve "$PREDIXY" "predixy"
+		start_front predixy
 		;;
 	esac
 	echo "$t: 127.0.0.1:${PORT_OF[$t]} (pid ${PID_OF[$t]})"
@@ -420,6 +445,10 @@ for ((r = 1; r <= ROUNDS; r++)); do
 	order=()
 	for ((i = 0; i < ${#T[@]}; i++)); do order+=("${T[(i + r - 1) % ${#T[@]}]}"); done
 	echo "round $r/$ROUNDS: ${order[*]}"
+	if ((RESTART)) && ((r > 1)); then
+		for t in "${order[@]}"; do [[ $t == direct ]] || restart_front "$t"; done
+		sleep 1
+	fi
 	for spec in "${TESTS[@]}"; do
 		read -r test pipe n <<<"$spec"
 		for t in "${order[@]}"; do bench "$r" "$t" "$test" "$pipe" "$n"; done
