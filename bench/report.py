@@ -81,8 +81,9 @@ def main():
           "(/proc/PID/stat); servers: of the redis-servers behind the target; client: of redis-benchmark.")
 
     if vs_predixy and "proxy6" in targets:
-        print("\n| test | all CPU s / M: proxy6 | predixy | proxy6's own | its servers + client | proxy6 CPU for 1.2× predixy |")
-        print("|---|---:|---:|---:|---:|---:|")
+        print("\n| test | all CPU s / M: proxy6 | predixy | proxy6's own | its servers + client | predixy's servers + "
+              "client | proxy6 CPU for 1.2× predixy | the same with predixy's servers + client |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
         for test in TESTS:
             a, b = cell.get((test, "proxy6")), cell.get((test, "predixy"))
             if not a or not b:
@@ -93,12 +94,12 @@ def main():
             allb = [cpu_of(b, c) for c in cols]
             if own is None or None in rest or None in allb:
                 continue
-            need = sum(allb) / 1.2 - sum(rest)
+            restb = sum(allb[1:])
             print(f"| {LABEL[test]} | {own + sum(rest):.2f} | {sum(allb):.2f} | {own:.2f} | {sum(rest):.2f} | "
-                  f"{need:.2f} |")
+                  f"{restb:.2f} | {sum(allb) / 1.2 - sum(rest):.2f} | {sum(allb) / 1.2 - restb:.2f} |")
         print("\nAll of it shares the same cores: while they are busy, requests per second follow 1 / (all CPU per "
-              "request). The last column is what proxy6 itself could spend, with its servers and client as they are, "
-              "to serve 1.2× predixy's requests: (all of predixy's) / 1.2 − (proxy6's servers + client).")
+              "request). The last two columns are what proxy6 itself could spend to serve 1.2× predixy's requests: "
+              "(all of predixy's) / 1.2 − (the servers' and the client's), with proxy6's or with predixy's.")
 
     if os.path.exists(mem) and os.path.getsize(mem) > 0:
         rows = list(csv.DictReader(open(mem)))
