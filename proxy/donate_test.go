@@ -1,7 +1,6 @@
 package proxy_test
 
 import (
-	"bytes"
 	"fmt"
 	"strings"
 	"testing"
@@ -21,18 +20,8 @@ func TestDonatedBufferNotShared(t *testing.T) {
 	cl := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3})
 	addr, _ := startProxyOpt(t, cl.Addrs(), false, func(c *proxy.Config) { c.EventLoops = 1 })
 	masters := cl.Addrs()
-	keyOn := func(node string, prefix string) string {
-		t.Helper()
-		c := dialRaw(t, node)
-		for i := 0; ; i++ {
-			k := fmt.Sprintf("%s:%d", prefix, i)
-			if !bytes.HasPrefix(c.do("GET", k), []byte("-MOVED")) {
-				return k
-			}
-		}
-	}
-	ka, kz := keyOn(masters[0], "donate:a"), keyOn(masters[0], "donate:z")
-	kb, ky := keyOn(masters[1], "donate:b"), keyOn(masters[1], "donate:y")
+	ka, kz := keyOn(t, masters[0], "donate:a"), keyOn(t, masters[0], "donate:z")
+	kb, ky := keyOn(t, masters[1], "donate:b"), keyOn(t, masters[1], "donate:y")
 	nodeB := dialRaw(t, masters[1])
 	for round := range 5 {
 		valA := strings.Repeat("a", 100<<10)

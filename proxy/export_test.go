@@ -48,3 +48,11 @@ func SessionWork(s *Server) WorkKept {
 	}
 	return k
 }
+
+// HeldReplies counts, over every loop that has run, the times a client's replies waited for a later flush.
+func HeldReplies(s *Server) (n int) {
+	for _, h := range onEachLoop(s, func(l *loop) int { return l.heldReplies }) {
+		n += h
+	}
+	return n
+}

@@ -190,6 +190,18 @@ func newClient(addr string) *redis.Client {
 	return redis.NewClient(&redis.Options{Addr: addr, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second})
 }
 
+// keyOn returns a key with the given prefix that the cluster node at node serves (it does not answer MOVED).
+func keyOn(t testing.TB, node string, prefix string) string {
+	t.Helper()
+	c := dialRaw(t, node)
+	for i := 0; ; i++ {
+		k := fmt.Sprintf("%s:%d", prefix, i)
+		if !bytes.HasPrefix(c.do("GET", k), []byte("-MOVED")) {
+			return k
+		}
+	}
+}
+
 // rawConn speaks RESP bytes, to compare replies byte for byte.
 type rawConn struct {
 	t  testing.TB

@@ -72,6 +72,7 @@ type loop struct {
 	// this epoll round, so that every client's requests of the round reach that node in one write.
 	roundPending bool
 	roundFlush   gnet.Runnable
+	heldReplies  int // clients whose replies waited for a later flush (flushClients), for tests
 
 	// The loop's tick (Run every tickEvery) is armed only while it has work a tick serves: requests alive
 	// (deadlines, retries), replies awaited (stalled connections), paused clients, a drain. An idle loop
@@ -250,7 +251,11 @@ func (l *loop) touch(s *session) {
 // flush ends a callback: replies go to their clients, and requests to the backends whose connections are
 // ready for the next batch (see backend.Conn's reply-clocked batching).
 func (l *loop) flush() {
-	l.flushClients()
+	l.flushClients(false)
+	l.flushBackends()
+}
+
+func (l *loop) flushBackends() {
 	if l.roundPending {
 		l.flushFull()
 	} else {
@@ -282,7 +287,10 @@ func (l *loop) flushAfterReplies() {
 	if !l.roundPending && l.flushFull() && l.el.Execute(context.Background(), l.roundFlush) == nil {
 		l.roundPending = true
 	}
-	l.flush()
+	// While the round's flush is due anyway, a client still waiting for other nodes' replies keeps what this
+	// node answered until then: over many masters a 16-deep pipeline is answered by as many callbacks.
+	l.flushClients(l.roundPending)
+	l.flushBackends()
 }
 
 // flushFull writes the connections with roundBatch requests or more waiting, and reports whether others wait.
@@ -294,15 +302,27 @@ func (l *loop) flushFull() bool {
 	return rest
 }
 
-func (l *loop) flushClients() {
+// flushClients writes the touched clients' replies. With hold, a client whose queue still waits for replies
+// stays touched, its replies kept for a later flush, unless they pass holdOut bytes.
+func (l *loop) flushClients(hold bool) {
+	kept := 0
 	for i := 0; i < len(l.touched); i++ {
 		s := l.touched[i]
 		l.touched[i] = nil
+		if hold && s.queueLen() > 0 && s.outLen() < holdOut && !s.closed {
+			l.touched[kept] = s
+			kept++
+			l.heldReplies++
+			continue
+		}
 		s.touched = false
 		s.flush()
 	}
-	l.touched = l.touched[:0]
+	l.touched = l.touched[:kept]
 }
+
+// holdOut bounds the replies a client keeps back for the end of the round.
+const holdOut = 16 << 10
 
 func (l *loop) newRequest(s *session) *request {
 	var r *request
