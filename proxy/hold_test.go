@@ -83,49 +83,59 @@ func TestHeldRepliesArrive(t *testing.T) {
 	}
 }
 
-// TestHeldReplyGoesOut: a reply held for the round's flush goes out with it, not when the client's other
-// request comes back from a node that is stuck. The client sends SETs to nodes A and B, both pausing writes
-// (B for 4 s), and another client's SET queues behind the first at A: A's answer lets it go in a small batch,
-// so the round's flush is due and the first client's reply waits for it.
+// TestHeldReplyGoesOut: a reply held for the round's flush goes out with the loop's next flush (the round's, or
+// a tick's), not when the client's other request comes back from a node that is stuck. Client x sends SETs to nodes A and B, both pausing writes; client y's
+// SET then queues behind x's at A. When A answers, y's SET leaves in a small batch, so the round's flush is
+// due and x's reply waits for it, while B stays paused (20 s, past x's 10 s read deadline).
 func TestHeldReplyGoesOut(t *testing.T) {
 	t.Parallel()
 	cl := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3})
 	addr, srv := startProxyOpt(t, cl.Addrs(), false, func(c *proxy.Config) { c.EventLoops = 1 })
 	masters := cl.Addrs()
 	ka, ka2, kb := keyOn(t, masters[0], "held:a"), keyOn(t, masters[0], "held:a2"), keyOn(t, masters[1], "held:b")
-	nodeA, nodeB := dialRaw(t, masters[0]), dialRaw(t, masters[1])
+	nodeA, nodeB, admin := dialRaw(t, masters[0]), dialRaw(t, masters[1]), dialRaw(t, addr)
+	pause := func(node *rawConn, args ...string) {
+		t.Helper()
+		if got := node.do(append([]string{"CLIENT"}, args...)...); string(got) != "+OK\r\n" {
+			t.Fatalf("CLIENT %v: %q", args, got)
+		}
+	}
+	dispatched := func(c *rawConn) { // the proxy has taken c's SET
+		t.Helper()
+		redistest.WaitFor(t, 5*time.Second, "the proxy lists the client's SET", func() error {
+			for line := range strings.SplitSeq(string(admin.do("CLIENT", "LIST")), "\n") {
+				if strings.Contains(line, " addr="+c.c.LocalAddr().String()+" ") && strings.Contains(line, " cmd=set ") {
+					return nil
+				}
+			}
+			return fmt.Errorf("no client %s with cmd=set", c.c.LocalAddr())
+		})
+	}
+	for _, k := range []string{ka, kb} { // the proxy's connections to A and B are opened on first use
+		admin.do("GET", k)
+	}
 	for round := range 3 {
 		x, y := dialRaw(t, addr), dialRaw(t, addr)
 		before := proxy.HeldReplies(srv)
-		start := time.Now()
-		for _, pause := range []struct {
-			node *rawConn
-			ms   string
-		}{{nodeB, "4000"}, {nodeA, "300"}} {
-			if got := pause.node.do("CLIENT", "PAUSE", pause.ms, "WRITE"); string(got) != "+OK\r\n" {
-				t.Fatalf("CLIENT PAUSE: %q", got)
-			}
-		}
+		pause(nodeB, "PAUSE", "20000", "WRITE")
+		pause(nodeA, "PAUSE", "20000", "WRITE")
 		x.send(append(resp.AppendCommandStrings(nil, "SET", ka, "x"), resp.AppendCommandStrings(nil, "SET", kb, "x")...))
-		time.Sleep(50 * time.Millisecond)
-		y.send(resp.AppendCommandStrings(nil, "SET", ka2, "y")) // behind x's first SET at A
-		if got := x.reply(); string(got) != "+OK\r\n" {
+		dispatched(x)
+		y.send(resp.AppendCommandStrings(nil, "SET", ka2, "y"))
+		dispatched(y)
+		pause(nodeA, "UNPAUSE")
+		if got := x.reply(); string(got) != "+OK\r\n" { // B is still paused
 			t.Fatalf("round %d: SET %s: %q", round, ka, got)
 		}
-		if d := time.Since(start); d > 3*time.Second {
-			t.Fatalf("round %d: the reply from A came after %v, with B's: it was held past the round", round, d)
+		if proxy.HeldReplies(srv) == before {
+			t.Fatalf("round %d: the reply from A was not held: the path under test did not run", round)
 		}
-		if got := nodeB.do("CLIENT", "UNPAUSE"); string(got) != "+OK\r\n" {
-			t.Fatalf("CLIENT UNPAUSE: %q", got)
-		}
+		pause(nodeB, "UNPAUSE")
 		if got := y.reply(); string(got) != "+OK\r\n" {
 			t.Fatalf("round %d: SET %s: %q", round, ka2, got)
 		}
 		if got := x.reply(); string(got) != "+OK\r\n" {
 			t.Fatalf("round %d: SET %s: %q", round, kb, got)
-		}
-		if proxy.HeldReplies(srv) == before {
-			t.Fatalf("round %d: the reply from A was not held: the path under test did not run", round)
 		}
 	}
 }

@@ -33,7 +33,7 @@ type loop struct {
 	// Atomic only so that readers off the loop (BackendStats at scrape time) see it; the loop alone sets it.
 	pool3 atomic.Pointer[backend.Pool]
 
-	touched       []*session     // sessions with replies to write at the end of this callback
+	touched       []*session     // sessions with replies to write at the end of this callback, or held (flushClients)
 	paused        []*session     // sessions that stopped reading at a limit; retried on every tick
 	epfd          int            // the loop's epoll descriptor, for pausing reads; -1 if unknown
 	bufs          inbox.Buffers  // large buffers of the loop's sessions and backend connections
@@ -94,6 +94,7 @@ func newLoop(s *Server, el gnet.EventLoop) *loop {
 	l.rng = rand.NewPCG(uint64(time.Now().UnixNano()), uint64(s.nextClientID.Load()))
 	l.pool = l.newPool(s.bcfg.Load())
 	l.roundFlush = gnet.RunnableFunc(func(context.Context) error {
+		defer l.recoverPanic(nil) // it writes clients, as a callback does
 		l.roundPending = false
 		l.flush()
 		return nil
@@ -309,10 +310,15 @@ func (l *loop) flushClients(hold bool) {
 	for i := 0; i < len(l.touched); i++ {
 		s := l.touched[i]
 		l.touched[i] = nil
+		if s == nil { // left by a flush that panicked (and was recovered) before this list was cut
+			continue
+		}
 		if hold && s.queueLen() > 0 && s.outLen() < holdOut && !s.closed {
 			l.touched[kept] = s
 			kept++
-			l.heldReplies++
+			if s.outLen() > 0 {
+				l.heldReplies++
+			}
 			continue
 		}
 		s.touched = false
