@@ -45,13 +45,14 @@ type Peers struct {
 	done      chan struct{}
 	closeOnce sync.Once
 
-	meta     []byte               // what the others learn of this proxy: its client address
-	links    *links               // to the other facade members' client ports; nil without a client address
-	interval time.Duration        // the topology's periodic refresh; 0: every proxy polls
-	heard    atomic.Int64         // unix nanoseconds of the poller's last fresh hint that was not behind
-	deadMu   sync.Mutex           // guards dead and byes
-	dead     map[string]time.Time // peers found dead (not left) and not back since, when
-	byes     map[string]time.Time // peers that said they leave, when
+	meta     []byte                  // what the others learn of this proxy: its client address
+	links    *links                  // to the other facade members' client ports; nil without a client address
+	interval time.Duration           // the topology's periodic refresh; 0: every proxy polls
+	heard    atomic.Int64            // unix nanoseconds of the poller's last fresh hint that was not behind
+	deadMu   sync.Mutex              // guards dead, byes and gone
+	dead     map[string]time.Time    // peers found dead (not left) and not back since, when
+	byes     map[string]time.Time    // peers that said they leave, when
+	gone     map[string]*goneWithout // peers memberlist says went, without a bye yet (settle)
 
 	stats PeerStats
 }
@@ -192,7 +193,8 @@ func StartPeers(cfg PeersConfig, topo Refresher) (*Peers, error) {
 		return nil, errors.New("peers: other secrets without a secret")
 	}
 	p := &Peers{topo: topo, log: cfg.Logger, seen: map[string]uint64{}, events: make(chan memberEvent, 256),
-		done: make(chan struct{}), dead: map[string]time.Time{}, byes: map[string]time.Time{}}
+		done: make(chan struct{}), dead: map[string]time.Time{}, byes: map[string]time.Time{},
+		gone: map[string]*goneWithout{}}
 	if cfg.ClientAddr != "" {
 		h, port, err := net.SplitHostPort(cfg.ClientAddr)
 		if ip := net.ParseIP(h); err == nil && (h == "" || ip != nil && ip.IsUnspecified() || port == "0") {
@@ -429,9 +431,11 @@ func (p *Peers) NodeMeta(limit int) []byte {
 }
 func (p *Peers) NotifyMsg(b []byte) {
 	if len(b) > 1 && b[0] == byeMagic {
+		name := string(b[1:])
 		p.deadMu.Lock()
-		p.byes[string(b[1:])] = time.Now()
+		p.byes[name] = time.Now()
 		p.deadMu.Unlock()
+		p.settle(name) // a bye that came after memberlist's word of the leave
 		return
 	}
 	p.take(b)
@@ -456,22 +460,80 @@ func (p *Peers) event(kind string, n *memberlist.Node) {
 	if n.Name == p.name {
 		return
 	}
+	name, addr := n.Name, n.Address()
 	p.deadMu.Lock()
-	if at, ok := p.byes[n.Name]; kind == "left" && (!ok || time.Since(at) > byeFor) {
-		kind = "failed"
+	if kind == "left" && !p.saidBye(name) {
+		// memberlist says "left" for a death too. A bye comes over TCP and memberlist's leave by gossip, so
+		// a bye sent first can still arrive second: wait for it before calling this a death.
+		if p.gone[name] == nil {
+			p.gone[name] = &goneWithout{addr: addr, timer: time.AfterFunc(byeWait, func() { p.settle(name) })}
+		}
+		p.deadMu.Unlock()
+		return
 	}
+	died := false
+	if g := p.gone[name]; g != nil && kind == "joined" { // back before any bye: it had died
+		g.timer.Stop()
+		delete(p.gone, name)
+		died = true
+	}
+	p.note(kind, name)
+	p.deadMu.Unlock()
+	if died {
+		p.count("failed", name, addr)
+	}
+	p.count(kind, name, addr)
+}
+
+// goneWithout is a member that went without a bye, until its bye comes or byeWait passes.
+type goneWithout struct {
+	addr  string
+	timer *time.Timer
+}
+
+// settle decides a member that went without a bye: it left if its bye has come since, else it died. It runs
+// when the bye comes and byeWait after the member went, whichever is first; the later call finds it decided.
+func (p *Peers) settle(name string) {
+	p.deadMu.Lock()
+	g := p.gone[name]
+	if g == nil {
+		p.deadMu.Unlock()
+		return
+	}
+	delete(p.gone, name)
+	g.timer.Stop()
+	kind := "failed"
+	if p.saidBye(name) {
+		kind = "left"
+	}
+	p.note(kind, name)
+	p.deadMu.Unlock()
+	p.count(kind, name, g.addr)
+}
+
+// saidBye tells whether name said it leaves within byeFor. The caller holds deadMu.
+func (p *Peers) saidBye(name string) bool {
+	at, ok := p.byes[name]
+	return ok && time.Since(at) <= byeFor
+}
+
+// note records what happened to name in dead and byes. The caller holds deadMu.
+func (p *Peers) note(kind, name string) {
 	if kind != "updated" {
-		delete(p.byes, n.Name)
+		delete(p.byes, name)
 	}
 	switch kind {
 	case "failed":
-		p.dead[n.Name] = time.Now()
+		p.dead[name] = time.Now()
 	case "joined":
-		delete(p.dead, n.Name)
+		delete(p.dead, name)
 	}
-	p.deadMu.Unlock()
+}
+
+// count logs what happened to a member and counts it.
+func (p *Peers) count(kind, name, addr string) {
 	select {
-	case p.events <- memberEvent{kind: kind, name: n.Name, addr: n.Address()}:
+	case p.events <- memberEvent{kind: kind, name: name, addr: addr}:
 	default: // a burst the log cannot keep up with: the counters still count
 	}
 	switch kind {
@@ -521,6 +583,7 @@ const metaClient = 'c'
 const (
 	byeMagic = 'B'         // a message saying its sender leaves; the rest is its name
 	byeFor   = time.Minute // how long a bye explains a member's going as a leave
+	byeWait  = time.Second // how long a member that went without a bye waits for it before it counts as dead
 	deadFor  = time.Hour   // how long a peer found dead is counted as such
 )
 

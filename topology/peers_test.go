@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/memberlist"
 )
 
 // fakeTopo is a Refresher whose map the test sets, counting refresh requests.
@@ -145,7 +147,11 @@ func TestPeersLeaveAndFail(t *testing.T) {
 	t.Logf("a peer that left is gone after %v", d)
 	ps[3].stop()
 	d = waitFor(t, 30*time.Second, "a crashed peer dead", func() bool { return ps[0].Members() == 2 && ps[2].Members() == 2 })
-	t.Logf("a crashed peer is dead after %v", d)
+	t.Logf("a crashed peer is gone after %v", d)
+	// A member gone without a bye counts as dead byeWait later (its bye may still be on its way).
+	waitFor(t, 5*time.Second, "the crashed peer counted dead", func() bool {
+		return ps[0].Stats().Deaths.Load() > 0 && ps[2].Stats().Deaths.Load() > 0
+	})
 	if n := ps[0].Stats().Leaves.Load(); n != 1 {
 		t.Errorf("%d leaves counted, want 1", n)
 	}
@@ -157,6 +163,52 @@ func TestPeersLeaveAndFail(t *testing.T) {
 			t.Errorf("%s counted %d deaths, want 1", p.Name(), n)
 		}
 	}
+}
+
+// TestByeAfterLeave: memberlist's word that a member went and the member's bye race (the bye comes over TCP,
+// the leave by gossip). A bye that comes second, within byeWait, still makes it a leave; none makes it a death
+// byeWait later; a member that comes back before its bye had died.
+func TestByeAfterLeave(t *testing.T) {
+	ps, _ := startTestPeers(t, 1, "lan")
+	p := ps[0]
+	node := func(name string) *memberlist.Node {
+		return &memberlist.Node{Name: name, Addr: net.IPv4(127, 0, 0, 9), Port: 1}
+	}
+	bye := func(name string) { p.NotifyMsg(append([]byte{byeMagic}, name...)) }
+	counts := func(what string, leaves, deaths uint64, dead int) {
+		t.Helper()
+		if l, d := p.Stats().Leaves.Load(), p.Stats().Deaths.Load(); l != leaves || d != deaths {
+			t.Errorf("%s: %d leaves and %d deaths counted, want %d and %d", what, l, d, leaves, deaths)
+		}
+		if _, n := p.MemberCounts(); n != dead {
+			t.Errorf("%s: %d counted dead, want %d", what, n, dead)
+		}
+	}
+
+	p.NotifyJoin(node("first"))
+	bye("first")
+	p.NotifyLeave(node("first"))
+	counts("a bye, then the leave", 1, 0, 0)
+
+	p.NotifyJoin(node("second"))
+	p.NotifyLeave(node("second"))
+	counts("the leave, no bye yet", 1, 0, 0)
+	bye("second")
+	counts("the leave, then its bye", 2, 0, 0)
+
+	p.NotifyJoin(node("third"))
+	p.NotifyLeave(node("third"))
+	waitFor(t, 3*byeWait, "a member gone without a bye counted dead", func() bool { return p.Stats().Deaths.Load() == 1 })
+	counts("the leave, no bye", 2, 1, 1)
+	bye("third") // too late: it was dead
+	counts("a bye after the verdict", 2, 1, 1)
+
+	p.NotifyJoin(node("fourth"))
+	p.NotifyLeave(node("fourth"))
+	p.NotifyJoin(node("fourth"))
+	counts("gone and back without a bye", 2, 2, 1)
+	time.Sleep(byeWait + byeWait/2)
+	counts("after byeWait", 2, 2, 1)
 }
 
 // gatedTopo is a fakeTopo that takes a poll gate, as a Manager does.
