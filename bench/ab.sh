@@ -4,8 +4,8 @@
 #
 #   bench/ab.sh OLD_BIN NEW_BIN [ROUNDS (5)]
 #
-# Environment: BASE (17300: proxies BASE+10 and BASE+11), MASTERS (3: the cluster's masters, no replicas, on
-# BASE+40 on, bus ports +10000; 3 masters on BASE..BASE+2 as before), TESTS (default
+# Environment: BASE (17300: proxies BASE+10 and BASE+11), MASTERS (3: the cluster's masters, on BASE+40 on, bus
+# ports +10000; 3 masters without replicas on BASE..BASE+2 as before), REPLICAS (0 per master), TESTS (default
 # "set 1 200000,get 1 200000,set 16 1000000,get 16 1000000"), DATA (64), CLIENTS (50), EVENT_LOOPS (1).
 # NEW_PEERS=1: the new proxy gossips (peers.bind BASE+20) with one idle proxy of the new binary (client port
 # BASE+12, gossip BASE+21), to measure peers on and idle against OLD (which can be the same binary).
@@ -32,9 +32,9 @@ cd "$ROOT"
 . deploy/lib.sh
 [[ $# -ge 2 ]] || { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//' >&2; exit 2; }
 OLD=$1 NEW=$2 ROUNDS=${3:-5}
-BASE=${BASE:-17300} DATA=${DATA:-64} CLIENTS=${CLIENTS:-50} EVENT_LOOPS=${EVENT_LOOPS:-1} MASTERS=${MASTERS:-3}
+BASE=${BASE:-17300} DATA=${DATA:-64} CLIENTS=${CLIENTS:-50} EVENT_LOOPS=${EVENT_LOOPS:-1} MASTERS=${MASTERS:-3} REPLICAS=${REPLICAS:-0}
 CBASE=$BASE
-((MASTERS <= 3)) || CBASE=$((BASE + 40))
+((MASTERS * (1 + REPLICAS) <= 3)) || CBASE=$((BASE + 40))
 TESTS=${TESTS:-set 1 200000,get 1 200000,set 16 1000000,get 16 1000000}
 for b in "$OLD" "$NEW"; do [[ -x $b ]] || die "$b is not an executable"; done
 RUN=$(mktemp -d "${TMPDIR:-/tmp}/slotproxy-ab.XXXXXX")
@@ -47,7 +47,7 @@ cleanup() {
 	rm -rf "$RUN"
 }
 trap cleanup EXIT
-deploy/cluster.sh start --base-port "$CBASE" --masters "$MASTERS" --replicas 0 --dir "$RUN/cluster" >/dev/null
+deploy/cluster.sh start --base-port "$CBASE" --masters "$MASTERS" --replicas "$REPLICAS" --dir "$RUN/cluster" >/dev/null
 printf 'max_clients: 0\nlog_level: warn\nevent_loops: %s\n' "$EVENT_LOOPS" >"$RUN/proxy.yaml"
 seeds=127.0.0.1:$CBASE,127.0.0.1:$((CBASE + 1)),127.0.0.1:$((CBASE + 2))
 declare -A PORT=([old]=$((BASE + 10)) [new]=$((BASE + 11)))
