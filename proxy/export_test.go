@@ -49,6 +49,9 @@ func SessionWork(s *Server) WorkKept {
 	return k
 }
 
+// HoldOut is the most a client's replies may hold back for the round's flush.
+const HoldOut = holdOut
+
 // HeldReplies counts, over every loop that has run, the times a client's replies waited for a later flush.
 func HeldReplies(s *Server) (n int) {
 	for _, h := range onEachLoop(s, func(l *loop) int { return l.heldReplies }) {

@@ -18,16 +18,19 @@ import (
 
 // TestHeldRepliesArrive: over many masters each client's pipeline is answered by as many nodes, and while the
 // loop's round flush is due a client still waiting for some of them keeps the others' replies until then.
-// Every client still gets every reply in its place, those past the held size (20 KiB values) too, and the
-// replies were held.
+// Every client still gets every reply in its place, those around and past the held size (replies of 16 KiB
+// -1, +0 and +1, values of 20 KiB) too, and the replies were held.
 func TestHeldRepliesArrive(t *testing.T) {
 	t.Parallel()
 	cl := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 8})
 	addr, srv := startProxyOpt(t, cl.Addrs(), false)
 	const keys, clients, pipelines, depth = 512, 12, 150, 16
 	value := func(i int) string {
-		if i%64 == 0 {
+		switch i % 64 {
+		case 0:
 			return strings.Repeat(strconv.Itoa(i%10), 20<<10)
+		case 32: // a reply of HoldOut-1, HoldOut or HoldOut+1 bytes on its own
+			return bulkOfSize(proxy.HoldOut - 1 + i/64%3)
 		}
 		return fmt.Sprintf("held:%d:%s", i, strings.Repeat("x", i%100))
 	}
