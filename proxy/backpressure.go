@@ -38,7 +38,7 @@ const (
 
 // window is how many requests the client may have in flight.
 func (s *session) window() int {
-	return min(max(pauseOutput/max(s.avgReply, 1), minWindow), maxQueued)
+	return min(max(pauseOutput/max(int(s.avgReply), 1), minWindow), maxQueued)
 }
 
 // pendingOutput is what the client has not read yet: gnet's outbound buffer and the finished replies waiting

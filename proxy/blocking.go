@@ -165,7 +165,7 @@ func (b *blockedOp) send(addr string, asking bool) {
 		if b.lease != nil {
 			b.lease.Release()
 		}
-		b.lease = b.sess.pool.Lease(addr)
+		b.lease = b.sess.pool().Lease(addr)
 	}
 	b.addr, b.asking = addr, asking
 	if b.lease == nil {
@@ -194,7 +194,7 @@ func (b *blockedOp) send(addr string, asking bool) {
 	}
 	b.seen, b.nodeID, b.sentAt = 0, 0, now
 	b.lease.Send(be)
-	b.sess.pool.Flush()
+	b.sess.pool().Flush()
 }
 
 // remaining is the timeout argument for what is left of the command's timeout: at least the smallest Redis
@@ -396,7 +396,7 @@ func (b *blockedOp) putBack(reply []byte) {
 	pb.r.Deadline = time.Now().UnixNano() + l.timeout
 	pb.r.Sink = pb
 	pb.lease.Send(&pb.r)
-	b.sess.pool.Flush()
+	b.sess.pool().Flush()
 }
 
 type putBack struct {

@@ -171,7 +171,7 @@ func cmdConfigGet(s *session, _ *command.Command, args [][]byte, raw []byte, now
 	}
 	s.work().queue.Push(g.r)
 	for i := range g.calls {
-		s.pool.Send(&g.calls[i].be)
+		s.pool().Send(&g.calls[i].be)
 	}
 }
 
@@ -323,7 +323,7 @@ func cmdConfigResetstat(s *session, _ *command.Command, args [][]byte, raw []byt
 // toEveryNode sends cmd to every node of the slot map, each on a connection leased for it (the pipelined
 // connections go by slot, to masters), and answers +OK when every node did, then running applied if not nil.
 func (s *session) toEveryNode(cmd []byte, what string, now int64, applied func()) {
-	p := s.pool
+	p := s.pool()
 	snap := p.Snapshot()
 	if snap == nil {
 		s.local(errClusterDown)

@@ -180,7 +180,7 @@ func (s *session) dispatch(args [][]byte, raw []byte, now int64) {
 	s.curCmd, s.curStart = -1, now
 	s.work().curArgs = args
 	if cmd != nil {
-		s.curCmd = cmd.Index
+		s.curCmd = int32(cmd.Index)
 	}
 	s.silentNow = s.replyOff || s.skipNext
 	s.skipNext = false

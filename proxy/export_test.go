@@ -1,5 +1,10 @@
 package proxy
 
+import "unsafe"
+
+// SessionSize is the bytes of one client's session: the proxy's own share of every connection.
+const SessionSize = unsafe.Sizeof(session{})
+
 // LoopTicks reports, for each event loop that has run, how many requests it holds alive and whether its
 // tick is set.
 func LoopTicks(s *Server) (live []int, armed []bool) {

@@ -151,7 +151,7 @@ func (s *session) sendParent(p *request) {
 	p.pending = len(p.children)
 	s.work().queue.Push(p)
 	for _, ch := range p.children {
-		s.pool.Send(&ch.be)
+		s.pool().Send(&ch.be)
 	}
 }
 

@@ -214,13 +214,13 @@ func (l *loop) Run(context.Context) error {
 
 // adopt and forget keep l.sessions, for the idle sweep.
 func (l *loop) adopt(s *session) {
-	s.idx = len(l.sessions)
+	s.idx = int32(len(l.sessions))
 	l.sessions = append(l.sessions, s)
 }
 
 func (l *loop) forget(s *session) {
 	last := len(l.sessions) - 1
-	if s.idx > last || l.sessions[s.idx] != s {
+	if int(s.idx) > last || l.sessions[s.idx] != s {
 		return
 	}
 	l.sessions[s.idx] = l.sessions[last]
@@ -342,7 +342,7 @@ func (l *loop) newRequest(s *session) *request {
 	l.live++
 	r.sess = s
 	r.silent = s.silentNow
-	r.cmd, r.start = s.curCmd, s.curStart
+	r.cmd, r.start = int(s.curCmd), s.curStart
 	r.be.Sink = r
 	r.be.Affinity = uint32(s.id)
 	return r

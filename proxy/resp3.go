@@ -109,9 +109,8 @@ func (s *session) setProtocol(resp3 bool) {
 		return
 	}
 	s.resp3 = resp3
-	s.pool = s.l.pool
 	if resp3 {
-		s.pool = s.l.resp3Pool()
+		s.l.resp3Pool() // made now, by its first client
 	}
 	if w := s.watch; w != nil {
 		// The WATCH stays on its connection, which must answer EXEC in the new protocol too; it is not the

@@ -420,7 +420,6 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		sc = tc
 	}
 	sess := newSession(l, sc, s.nextClientID.Add(1))
-	sess.tls = tc
 	l.adopt(sess)
 	c.SetContext(sess)
 	if d := time.Duration(s.live.tcpKeepalive.Load()); d > 0 {
@@ -454,19 +453,20 @@ func (s *Server) OnTraffic(c gnet.Conn) (action gnet.Action) {
 	case *session:
 		defer x.l.recoverPanic(x)
 		var tlsErr error
-		if x.tls != nil {
-			tlsErr = x.tls.Fill(&x.l.tlsScratch) // decrypt what arrived; the session reads the plaintext
+		tc := x.tlsConn()
+		if tc != nil {
+			tlsErr = tc.Fill(&x.l.tlsScratch) // decrypt what arrived; the session reads the plaintext
 		}
 		// Bytes that arrived since the last callback: gnet keeps what a paused session left unread.
-		if n := x.c.InboundBuffered(); n > x.inCounted {
-			x.l.bytesIn.Add(uint64(n - x.inCounted))
+		if n := x.c.InboundBuffered(); n > int(x.inCounted) {
+			x.l.bytesIn.Add(uint64(n - int(x.inCounted)))
 		}
 		x.l.reads.Add(1)
 		x.onTraffic()
-		x.inCounted = x.c.InboundBuffered()
+		x.inCounted = int32(x.c.InboundBuffered())
 		x.l.flush()
-		if x.tls != nil {
-			x.tls.Release()
+		if tc != nil {
+			tc.Release()
 			if tlsErr != nil && !x.closed { // close_notify, or a record that does not decrypt
 				x.closing = true
 				if x.queueLen() == 0 {

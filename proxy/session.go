@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"math"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -22,17 +23,16 @@ const (
 
 // session is one client connection. Owned by its loop.
 type session struct {
-	l    *loop
-	pool *backend.Pool // the loop's pool of the session's protocol: l.pool, or l.resp3Pool() after HELLO 3
-	c    gnet.Conn     // the client's connection; for a TLS client, tls (plaintext in, encrypted out)
-	tls  *tlsloop.Conn // the TLS layer of a client of the TLS listener; nil for plain TCP
-	id   int64
-	w    *sessionWork // while the client has a request or a reply under way; nil at rest (work.go)
+	l  *loop
+	c  gnet.Conn // the client's connection; for a TLS client its *tlsloop.Conn (plaintext in, encrypted out)
+	id int64
+	w  *sessionWork // while the client has a request or a reply under way; nil at rest (work.go)
 
-	idx        int   // position in l.sessions
+	// Every byte here is paid once per connection, most of them idle (160 bytes: TestRestingClientHeap).
+	idx        int32 // position in l.sessions
+	avgReply   int32 // running mean of the client's reply sizes
 	lastActive int64 // unix ns of the last bytes from the client, for idle_timeout
 	queued     int   // bytes of finished replies waiting in queue behind an unfinished request
-	avgReply   int   // running mean of the client's reply sizes
 	softSince  int64 // unix ns since output has been over the soft limit; 0 when under
 
 	resp3  bool // HELLO 3: replies in RESP3
@@ -58,10 +58,9 @@ type session struct {
 	blocked *blockedOp   // a blocking command, from its turn until its reply (blocking.go)
 	ps      *pubsub      // subscriptions (pubsub.go); nil before the first
 
-	curCmd   int   // the command being dispatched: its index, -1 if unknown (cmdstats.go)
-	curStart int64 // and when it was parsed
-
-	inCounted int // bytes left in gnet's buffer after the last callback, already counted in l.bytesIn
+	curCmd    int32 // the command being dispatched: its index, -1 if unknown (cmdstats.go)
+	inCounted int32 // bytes left in gnet's buffer after the last callback, already counted in l.bytesIn (≤ 1gb)
+	curStart  int64 // when the command being dispatched was parsed
 
 	user *acl.User // the user the session runs as (auth.go); before AUTH, the default user
 
@@ -104,8 +103,22 @@ func (s *session) raddr() string {
 	return ""
 }
 
+// pool is the loop's pool of the session's protocol: l.pool, or l.resp3Pool() after HELLO 3.
+func (s *session) pool() *backend.Pool {
+	if s.resp3 {
+		return s.l.resp3Pool()
+	}
+	return s.l.pool
+}
+
+// tlsConn is the TLS layer of a client of the TLS listener; nil for plain TCP.
+func (s *session) tlsConn() *tlsloop.Conn {
+	tc, _ := s.c.(*tlsloop.Conn)
+	return tc
+}
+
 func newSession(l *loop, c gnet.Conn, id int64) *session {
-	s := &session{l: l, pool: l.pool, c: c, id: id, created: time.Now().UnixNano()}
+	s := &session{l: l, c: c, id: id, created: time.Now().UnixNano()}
 	s.lastActive = s.created
 	s.avgReply = firstReplyGuess
 	s.initAuth()
@@ -257,9 +270,9 @@ func (s *session) local(reply []byte) {
 		o = outcomeRejected
 		s.l.errors.count(reply)
 	}
-	s.l.record(s.curCmd, s.curStart, o)
+	s.l.record(int(s.curCmd), s.curStart, o)
 	w := s.work()
-	if d := s.l.now - s.curStart; s.l.slow(s.curCmd, d) {
+	if d := s.l.now - s.curStart; s.l.slow(int(s.curCmd), d) {
 		s.logSlow(w.curArgs, len(w.curArgs), d)
 	}
 	if s.silentNow {
@@ -279,7 +292,7 @@ func (s *session) local(reply []byte) {
 // send queues r in order and hands it to the backend.
 func (s *session) send(r *request) {
 	s.work().queue.Push(r)
-	s.pool.Send(&r.be)
+	s.pool().Send(&r.be)
 }
 
 // request is one client command in flight, or one part of a split multi-key command.
@@ -358,7 +371,7 @@ func (r *request) finish(reply []byte) {
 	if d := l.now - r.start; l.slow(r.cmd, d) {
 		r.logSlowRequest(d)
 	}
-	s.avgReply += (len(reply) - s.avgReply) / 8
+	s.avgReply += int32((min(len(reply), math.MaxInt32) - int(s.avgReply)) / 8)
 	w := s.w
 	if w == nil || w.queue.Len() == 0 || w.queue.At(0) != r {
 		r.reply = append(r.reply[:0], reply...)

@@ -275,7 +275,7 @@ type execution struct {
 
 // send writes the transaction on a connection leased from addr, after ASKING if asking.
 func (x *execution) send(addr string, asking bool) {
-	p := x.sess.pool
+	p := x.sess.pool()
 	if x.lease == nil {
 		x.lease = p.Lease(addr)
 	}
