@@ -140,6 +140,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
 	done
 done
 echo
+echo "host: $(host_line)"
 python3 - "$RUN/results" <<'PY'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]

@@ -460,7 +460,7 @@ done
 	echo
 	echo "- targets: $TARGETS; rounds $ROUNDS; tests (test pipeline n): $(IFS=,; echo "${TESTS[*]}"); idle connections $CONNS"
 	echo "- redis-benchmark -q -c $CLIENTS -r $KEYSPACE -d $DATA -n N -P 1|16 --csv"
-	echo "- host: $(nproc) CPU(s), $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), Linux $(uname -r);" \
+	echo "- host: $(host_line);" \
 		"load average before: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "- $(redis-server --version | cut -d' ' -f1-3)$([[ -z ${WANT[twem]:-} ]] || echo ", $(nutcracker --version 2>&1 | head -1)")$([[ -z $PROXY ]] || echo ", $PROXY_VERSION (commit $(git rev-parse --short HEAD 2>/dev/null || echo ?), event_loops ${EVENT_LOOPS:-default})")"
 	echo "- twem: nutcracker over 3 standalone redis-servers (it cannot front a Redis Cluster); proxy3: slotproxy over a" \

@@ -91,7 +91,7 @@ fmt() { awk -v v="$1" 'BEGIN {printf "%\047d", v}'; }
 
 echo "# bench/scale.sh $(date -u +%Y%m%dT%H%M%SZ)"
 echo
-echo "- host: $(nproc) CPU(s), $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo); $(redis-server --version | cut -d' ' -f1-3)"
+echo "- host: $(host_line); $(redis-server --version | cut -d' ' -f1-3)"
 echo "- proxy: $("$BIN" -version 2>/dev/null | head -1 || echo slotproxy) (commit $(git rev-parse --short HEAD 2>/dev/null || echo ?)), event_loops ${EVENT_LOOPS:-default}"
 echo
 MROWS="" CROWS="" IDLE_LINE=""
