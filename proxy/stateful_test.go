@@ -522,6 +522,19 @@ func startPubSub(t *testing.T, addr string, chans, shardChans []string) func() p
 		}()
 	}
 	return func() pubsubResult {
+		// Enough messages for check to mean something, however slow the machine: publishing goes on after the
+		// scenario's events until there are (up to 30 s more).
+		for enough := time.Now().Add(30 * time.Second); time.Now().Before(enough); time.Sleep(20 * time.Millisecond) {
+			pubMu.Lock()
+			total := 0
+			for _, n := range res.published {
+				total += n
+			}
+			pubMu.Unlock()
+			if total >= pubSubEnough {
+				break
+			}
+		}
 		stop.Store(true)
 		publishers.Wait()
 		// The last messages on their way.
@@ -583,6 +596,9 @@ func startPubSub(t *testing.T, addr string, chans, shardChans []string) func() p
 	}
 }
 
+// pubSubEnough is the fewest messages a scenario's publishers send.
+const pubSubEnough = 10000
+
 // check fails the test for a message missing, duplicated or out of order, except those lossy allows (by
 // channel and when the message was published).
 func (p *pubsubResult) check(t *testing.T, scenario string, errorsOK bool, lossy func(ch string, at time.Time) bool) {
@@ -594,7 +610,7 @@ func (p *pubsubResult) check(t *testing.T, scenario string, errorsOK bool, lossy
 	t.Logf("%s: pub/sub: %d messages published to %d subscribers (%v); missing %v, duplicated %v, out of order "+
 		"%v; publisher errors %d %v; subscriber errors %v", scenario, total, statefulSubscribers, p.published,
 		p.missing, p.dup, p.reordered, len(p.pubErrors), head(p.pubErrors, 3), head(p.subErrors, 3))
-	if total < 10000 {
+	if total < pubSubEnough {
 		t.Errorf("%s: only %d messages published: the run proves little", scenario, total)
 	}
 	for _, c := range []struct {
