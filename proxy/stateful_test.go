@@ -526,10 +526,7 @@ func startPubSub(t *testing.T, addr string, chans, shardChans []string) func() p
 		// scenario's events until there are (up to 30 s more).
 		for enough := time.Now().Add(30 * time.Second); time.Now().Before(enough); time.Sleep(20 * time.Millisecond) {
 			pubMu.Lock()
-			total := 0
-			for _, n := range res.published {
-				total += n
-			}
+			total := res.total()
 			pubMu.Unlock()
 			if total >= pubSubEnough {
 				break
@@ -599,14 +596,20 @@ func startPubSub(t *testing.T, addr string, chans, shardChans []string) func() p
 // pubSubEnough is the fewest messages a scenario's publishers send.
 const pubSubEnough = 10000
 
+// total is the messages published on every channel.
+func (p *pubsubResult) total() int {
+	n := 0
+	for _, c := range p.published {
+		n += c
+	}
+	return n
+}
+
 // check fails the test for a message missing, duplicated or out of order, except those lossy allows (by
 // channel and when the message was published).
 func (p *pubsubResult) check(t *testing.T, scenario string, errorsOK bool, lossy func(ch string, at time.Time) bool) {
 	t.Helper()
-	total := 0
-	for _, n := range p.published {
-		total += n
-	}
+	total := p.total()
 	t.Logf("%s: pub/sub: %d messages published to %d subscribers (%v); missing %v, duplicated %v, out of order "+
 		"%v; publisher errors %d %v; subscriber errors %v", scenario, total, statefulSubscribers, p.published,
 		p.missing, p.dup, p.reordered, len(p.pubErrors), head(p.pubErrors, 3), head(p.subErrors, 3))
